@@ -23,7 +23,8 @@ typedef struct sync_cbuf {
     size_t len;    /* bytes written */
     size_t cap;    /* bytes allocated */
     size_t max;    /* hard limit on len (0 = unlimited); beyond it writes fail with TOOBIG */
-    int err;       /* first error (sticky): SYNC_OK, SYNC_ERR_NOMEM or SYNC_ERR_TOOBIG */
+    int err;       /* first error (sticky): SYNC_OK, SYNC_ERR_NOMEM, SYNC_ERR_TOOBIG, or
+                      SYNC_ERR_INVAL when an encoder was given something it cannot write */
 } sync_cbuf;
 
 /* Initialises an empty buffer; max = 0 means no limit. Never fails. */

@@ -1,0 +1,647 @@
+/* apply.c - validate, dedup, version-check and apply one batch (see apply.h). */
+#include "apply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/err.h"
+#include "sync/hlc.h"
+#include "sync/json.h"
+#include "sync/log.h"
+#include "sync/record.h"
+#include "sync/topic.h"
+
+typedef struct tdelta {
+    sync_cbuf body;     /* encoded changes of this table since the last flush */
+    size_t n;           /* how many */
+    uint64_t published; /* cseq of the last change of the last delta published (committed) */
+    uint64_t last;      /* cseq of the last change in body */
+} tdelta;
+
+struct cloud_applier {
+    cloud_store *st;
+    const sync_schema *schema;
+    const cloud_config *cfg;
+    sync_limits lim;
+    cloud_outq acks, rows, events;
+    tdelta *deltas; /* one per schema table */
+    cloud_stats stats;
+
+    /* The batch being handled. */
+    const char *device;
+    sync_batch_hdr hdr;
+    int have_hdr;
+    char reason[512];
+    uint64_t last_seq;        /* the device's last applied seq before this batch */
+    uint64_t max_seq;         /* highest seq in the batch */
+    uint64_t n_applied, n_conflicts, n_dups;
+    int db_failed;
+    sync_cbuf ack_body;
+    sync_cbuf scratch;        /* a row or column map being encoded */
+    sync_cbuf scratch2;
+    cloud_row row;            /* current server state of the record's row */
+    cloud_row next;           /* the state we write */
+    sync_ack_result result;   /* large: kept off the stack */
+    sync_change change;
+};
+
+int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config *c,
+                      cloud_applier **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    cloud_applier *a = calloc(1, sizeof *a);
+    if (!a)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    a->st = st;
+    a->schema = s;
+    a->cfg = c;
+    a->lim.max_records = (size_t)c->max_records;
+    a->lim.max_value = (size_t)c->max_value;
+    cloud_outq_init(&a->acks);
+    cloud_outq_init(&a->rows);
+    cloud_outq_init(&a->events);
+    sync_cbuf_init(&a->ack_body, 0);
+    sync_cbuf_init(&a->scratch, 0);
+    sync_cbuf_init(&a->scratch2, 0);
+    int n = sync_schema_ntables(s);
+    a->deltas = calloc((size_t)n, sizeof *a->deltas);
+    if (!a->deltas) {
+        free(a);
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        sync_cbuf_init(&a->deltas[i].body, 0);
+        if (cloud_store_table_cseq(st, sync_schema_table(s, i), &a->deltas[i].published) !=
+            SYNC_OK) {
+            int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "reading change sequence: %s",
+                                 cloud_store_errmsg(st));
+            cloud_applier_free(a);
+            return rc;
+        }
+    }
+    *out = a;
+    return SYNC_OK;
+}
+
+void cloud_applier_free(cloud_applier *a)
+{
+    if (!a)
+        return;
+    cloud_outq_clear(&a->acks);
+    cloud_outq_clear(&a->rows);
+    cloud_outq_clear(&a->events);
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++)
+        sync_cbuf_free(&a->deltas[i].body);
+    free(a->deltas);
+    sync_cbuf_free(&a->ack_body);
+    sync_cbuf_free(&a->scratch);
+    sync_cbuf_free(&a->scratch2);
+    free(a);
+}
+
+void cloud_applier_stats(const cloud_applier *a, cloud_stats *s)
+{
+    *s = a->stats;
+}
+
+/* ---- events ---- */
+
+static void event(cloud_applier *a, const char *kind, const sync_json *j)
+{
+    char topic[SYNC_TOPIC_MAX];
+    if (!sync_json_ok(j) ||
+        sync_topic_event(topic, sizeof topic, a->cfg->tenant, kind) != SYNC_OK)
+        return;
+    cloud_outq_add(&a->events, topic, j->buf, j->len, NULL, 0, 0, 0);
+}
+
+static void json_head(sync_json *j, const char *kind, const char *device)
+{
+    sync_json_begin(j);
+    sync_json_key(j, "event");
+    sync_json_cstr(j, kind);
+    sync_json_key(j, "ts");
+    sync_json_u64(j, sync_wall_ms());
+    sync_json_key(j, "device");
+    sync_json_cstr(j, device);
+}
+
+/* ---- validation pass ---- */
+
+static int v_hdr(void *ctx, const sync_batch_hdr *h)
+{
+    cloud_applier *a = ctx;
+    if (h->device_len != strlen(a->device) || memcmp(h->device, a->device, h->device_len) != 0)
+        return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_DEVICE,
+                           "device mismatch: the batch names device '%.*s' but was published "
+                           "on the topic of '%s'",
+                           (int)h->device_len, h->device, a->device);
+    if (h->schema_version != sync_schema_version(a->schema))
+        return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA,
+                           "schema version mismatch: the edge uses version %u, the cloud "
+                           "version %u",
+                           h->schema_version, sync_schema_version(a->schema));
+    return 0;
+}
+
+static int v_rec(void *ctx, const sync_record *r)
+{
+    cloud_applier *a = ctx;
+    char why[256];
+    const sync_table *t = sync_schema_find(a->schema, r->table, r->table_len);
+    if (!t)
+        return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA,
+                           "change #%llu: unknown table '%.*s'", (unsigned long long)r->seq,
+                           (int)r->table_len, r->table);
+    sync_value key = r->key;
+    if (sync_column_check(t, t->key, &key, why, sizeof why) != SYNC_OK)
+        return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA, "change #%llu key: %s",
+                           (unsigned long long)r->seq, why);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < r->ncols; i++) {
+        int c = sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+        if (c < 0)
+            return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA,
+                               "change #%llu: table '%s' has no column '%.*s'",
+                               (unsigned long long)r->seq, t->name, (int)r->cols[i].name_len,
+                               r->cols[i].name);
+        sync_value v = r->cols[i].v;
+        if (sync_column_check(t, c, &v, why, sizeof why) != SYNC_OK)
+            return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA, "change #%llu: %s",
+                               (unsigned long long)r->seq, why);
+        if (c == t->key && !sync_value_equal(&v, &key))
+            return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA,
+                               "change #%llu: key column '%s' differs from the record's key",
+                               (unsigned long long)r->seq, t->cols[c].name);
+        seen |= 1ull << c;
+    }
+    if (r->op == SYNC_OP_INSERT) {
+        for (int c = 0; c < t->ncols; c++)
+            if (t->cols[c].notnull && c != t->key && !(seen & (1ull << c)))
+                return sync_seterr(a->reason, sizeof a->reason, SYNC_ERR_SCHEMA,
+                                   "change #%llu: insert into '%s' lacks NOT NULL column '%s'",
+                                   (unsigned long long)r->seq, t->name, t->cols[c].name);
+    }
+    return 0;
+}
+
+/* ---- apply pass ---- */
+
+static int encode_cols_of_row(sync_cbuf *b, const sync_table *t, const cloud_row *row)
+{
+    if (!row->exists || row->deleted)
+        return sync_cbor_put_null(b);
+    sync_cbor_put_map(b, (size_t)t->ncols);
+    for (int i = 0; i < t->ncols; i++) {
+        sync_cbor_put_cstr(b, t->cols[i].name);
+        sync_cbor_put_value(b, &row->vals[i]);
+    }
+    return b->err;
+}
+
+static void fill_cols_from_row(sync_colval *cols, size_t *ncols, const sync_table *t,
+                               const cloud_row *row)
+{
+    *ncols = 0;
+    if (!row->exists || row->deleted)
+        return;
+    for (int i = 0; i < t->ncols; i++) {
+        cols[i].name = t->cols[i].name;
+        cols[i].name_len = strlen(t->cols[i].name);
+        cols[i].v = row->vals[i];
+    }
+    *ncols = (size_t)t->ncols;
+}
+
+static int log_conflict(cloud_applier *a, const sync_table *t, const sync_record *r,
+                        const sync_value *key, const char *outcome)
+{
+    sync_cbuf_reset(&a->scratch);
+    sync_cbuf_reset(&a->scratch2);
+    if (r->op == SYNC_OP_DELETE) {
+        sync_cbor_put_null(&a->scratch);
+    } else {
+        sync_cbor_put_map(&a->scratch, r->ncols);
+        for (size_t i = 0; i < r->ncols; i++) {
+            sync_cbor_put_text(&a->scratch, r->cols[i].name, r->cols[i].name_len);
+            sync_cbor_put_value(&a->scratch, &r->cols[i].v);
+        }
+    }
+    encode_cols_of_row(&a->scratch2, t, &a->row);
+    if (a->scratch.err || a->scratch2.err)
+        return SYNC_ERR_NOMEM;
+    cloud_conflict c = {
+        .t = t,
+        .key = key,
+        .device = a->device,
+        .seq = r->seq,
+        .op = r->op,
+        .base_version = r->base_version,
+        .server_version = a->row.version,
+        .client_hlc = r->hlc,
+        .server_hlc = a->row.hlc,
+        .server_origin = a->row.origin,
+        .client_cbor = a->scratch.data,
+        .client_len = a->scratch.len,
+        .server_cbor = a->scratch2.data,
+        .server_len = a->scratch2.len,
+        .policy = "lww",
+        .outcome = outcome,
+    };
+    if (cloud_store_conflict(a->st, &c) != SYNC_OK)
+        return SYNC_ERR_DB;
+    a->stats.conflicts++;
+    a->n_conflicts++;
+    if (a->cfg->events >= 1) {
+        char buf[1024];
+        sync_json j;
+        sync_json_init(&j, buf, sizeof buf);
+        json_head(&j, "conflict", a->device);
+        sync_json_key(&j, "table");
+        sync_json_cstr(&j, t->name);
+        sync_json_key(&j, "key");
+        sync_json_value(&j, key);
+        sync_json_key(&j, "policy");
+        sync_json_cstr(&j, "lww");
+        sync_json_key(&j, "outcome");
+        sync_json_cstr(&j, outcome);
+        sync_json_key(&j, "base_version");
+        sync_json_u64(&j, r->base_version);
+        sync_json_key(&j, "server_version");
+        sync_json_u64(&j, a->row.version);
+        sync_json_key(&j, "server_origin");
+        sync_json_cstr(&j, a->row.origin);
+        sync_json_end(&j);
+        event(a, "conflict", &j);
+    }
+    return SYNC_OK;
+}
+
+static const char *op_name(sync_op op)
+{
+    return op == SYNC_OP_INSERT ? "insert" : op == SYNC_OP_UPDATE ? "update" : "delete";
+}
+
+/* Queues the downstream effects of an applied change: the delta entry, the retained row state
+ * and the change event. */
+static int publish_change(cloud_applier *a, const sync_table *t, const sync_record *r,
+                          const sync_value *key)
+{
+    sync_change *c = &a->change;
+    c->key = *key;
+    c->op = r->op;
+    c->version = a->next.version;
+    c->cseq = a->next.cseq;
+    c->hlc = a->next.hlc;
+    c->origin = a->device;
+    c->origin_len = strlen(a->device);
+    c->ncols = 0;
+    if (r->op != SYNC_OP_DELETE) {
+        for (size_t i = 0; i < r->ncols; i++) {
+            int ci = sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+            c->cols[c->ncols].name = t->cols[ci].name;
+            c->cols[c->ncols].name_len = strlen(t->cols[ci].name);
+            c->cols[c->ncols].v = a->next.vals[ci];
+            c->ncols++;
+        }
+    }
+    tdelta *d = &a->deltas[t->index];
+    if (sync_change_encode(&d->body, c) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    d->n++;
+    d->last = c->cseq;
+
+    if (a->cfg->publish_rows) {
+        char topic[SYNC_TOPIC_MAX];
+        if (sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) == SYNC_OK) {
+            sync_change full = *c;
+            full.op = a->next.deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+            fill_cols_from_row(full.cols, &full.ncols, t, &a->next);
+            sync_cbuf_reset(&a->scratch);
+            if (sync_row_encode(&a->scratch, t->name, strlen(t->name), &full) != SYNC_OK ||
+                cloud_outq_add(&a->rows, topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 1) !=
+                    SYNC_OK)
+                return SYNC_ERR_NOMEM;
+        } else {
+            sync_warn("row topic for a key of '%s' would be too long; not published", t->name);
+        }
+    }
+    if (a->cfg->events >= 2) {
+        char buf[4096];
+        sync_json j;
+        sync_json_init(&j, buf, sizeof buf);
+        json_head(&j, "change", a->device);
+        sync_json_key(&j, "table");
+        sync_json_cstr(&j, t->name);
+        sync_json_key(&j, "key");
+        sync_json_value(&j, key);
+        sync_json_key(&j, "op");
+        sync_json_cstr(&j, op_name(r->op));
+        sync_json_key(&j, "version");
+        sync_json_u64(&j, c->version);
+        sync_json_key(&j, "cseq");
+        sync_json_u64(&j, c->cseq);
+        if (c->ncols) {
+            sync_json_key(&j, "cols");
+            sync_json_begin(&j);
+            for (size_t i = 0; i < c->ncols; i++) {
+                sync_json_key(&j, c->cols[i].name);
+                sync_json_value(&j, &c->cols[i].v);
+            }
+            sync_json_end(&j);
+        }
+        sync_json_end(&j);
+        if (!sync_json_ok(&j)) {
+            /* A huge row: say what changed without the values. */
+            sync_json_init(&j, buf, sizeof buf);
+            json_head(&j, "change", a->device);
+            sync_json_key(&j, "table");
+            sync_json_cstr(&j, t->name);
+            sync_json_key(&j, "op");
+            sync_json_cstr(&j, op_name(r->op));
+            sync_json_key(&j, "version");
+            sync_json_u64(&j, c->version);
+            sync_json_key(&j, "cseq");
+            sync_json_u64(&j, c->cseq);
+            sync_json_key(&j, "truncated");
+            sync_json_bool(&j, 1);
+            sync_json_end(&j);
+        }
+        event(a, "change", &j);
+    }
+    return SYNC_OK;
+}
+
+static int add_result(cloud_applier *a, uint64_t seq, sync_result code, uint64_t version,
+                      const sync_table *t, int with_row)
+{
+    sync_ack_result *res = &a->result;
+    res->seq = seq;
+    res->result = code;
+    res->version = version;
+    res->has_row = with_row;
+    res->deleted = with_row && (!a->row.exists || a->row.deleted);
+    res->ncols = 0;
+    if (with_row)
+        fill_cols_from_row(res->cols, &res->ncols, t, &a->row);
+    return sync_ack_result_encode(&a->ack_body, res, a->hdr.base_seq) == SYNC_OK ? SYNC_OK
+                                                                                : SYNC_ERR_NOMEM;
+}
+
+static int ap_rec(void *ctx, const sync_record *r)
+{
+    cloud_applier *a = ctx;
+    if (r->seq > a->max_seq)
+        a->max_seq = r->seq;
+    const sync_table *t = sync_schema_find(a->schema, r->table, r->table_len);
+    if (r->seq <= a->last_seq) {
+        a->n_dups++;
+        a->stats.duplicates++;
+        return add_result(a, r->seq, SYNC_R_DUPLICATE, 0, t, 0);
+    }
+    sync_value key = r->key;
+    sync_column_check(t, t->key, &key, NULL, 0);
+    if (cloud_store_row_get(a->st, t, &key, &a->row) != SYNC_OK) {
+        a->db_failed = 1;
+        return SYNC_ERR_DB;
+    }
+    cloud_row *row = &a->row;
+    int same_writer = row->exists && strcmp(row->origin, a->device) == 0;
+    int clean = !row->exists || row->version == r->base_version || same_writer;
+    int won = 1;
+    int rc;
+    if (row->exists && row->deleted && r->op != SYNC_OP_INSERT) {
+        /* An update or delete of a deleted row never brings it back. */
+        if (r->op == SYNC_OP_DELETE)
+            return add_result(a, r->seq, SYNC_R_APPLIED, row->version, t, 0);
+        if (!clean && (rc = log_conflict(a, t, r, &key, "server-wins")) != SYNC_OK) {
+            a->db_failed = rc == SYNC_ERR_DB;
+            return rc;
+        }
+        return add_result(a, r->seq, SYNC_R_LOST, row->version, t, 1);
+    }
+    if (!clean) {
+        /* Last writer wins, by hybrid logical clock; ties go to the larger device id so every
+         * consumer decides the same way. */
+        won = r->hlc > row->hlc || (r->hlc == row->hlc && strcmp(a->device, row->origin) > 0);
+        if ((rc = log_conflict(a, t, r, &key, won ? "client-wins" : "server-wins")) != SYNC_OK) {
+            a->db_failed = rc == SYNC_ERR_DB;
+            return rc;
+        }
+        if (!won)
+            return add_result(a, r->seq, SYNC_R_LOST, row->version, t, 1);
+    }
+    cloud_row *nx = &a->next;
+    nx->exists = 1;
+    nx->deleted = r->op == SYNC_OP_DELETE;
+    nx->version = row->version + 1;
+    nx->hlc = r->hlc;
+    nx->cseq = cloud_store_next_cseq(a->st);
+    snprintf(nx->origin, sizeof nx->origin, "%s", a->device);
+    for (int i = 0; i < t->ncols; i++) {
+        /* An update keeps the columns it does not name; an insert or delete replaces all. */
+        if (r->op == SYNC_OP_UPDATE && row->exists && !row->deleted)
+            nx->vals[i] = row->vals[i];
+        else
+            nx->vals[i].type = SYNC_NULL;
+    }
+    nx->vals[t->key] = key;
+    for (size_t i = 0; i < r->ncols; i++) {
+        int c = sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+        nx->vals[c] = r->cols[i].v;
+        sync_column_check(t, c, &nx->vals[c], NULL, 0);
+    }
+    if (cloud_store_row_put(a->st, t, &key, nx) != SYNC_OK) {
+        a->db_failed = 1;
+        return SYNC_ERR_DB;
+    }
+    a->n_applied++;
+    a->stats.applied++;
+    if ((rc = publish_change(a, t, r, &key)) != SYNC_OK)
+        return rc;
+    return add_result(a, r->seq, clean ? SYNC_R_APPLIED : SYNC_R_WON, nx->version, t, 0);
+}
+
+static int ap_hdr(void *ctx, const sync_batch_hdr *h)
+{
+    cloud_applier *a = ctx;
+    a->hdr = *h;
+    return 0;
+}
+
+static int refuse(cloud_applier *a, const char *ack_topic)
+{
+    a->stats.rejected++;
+    sync_warn("refused a batch from device %s: %s", a->device, a->reason);
+    if (a->have_hdr) {
+        sync_ack_hdr ah = {
+            .base_seq = a->hdr.base_seq,
+            .last_seq = a->hdr.base_seq,
+            .status = SYNC_ACK_REJECTED,
+            .reason = a->reason,
+            .reason_len = strlen(a->reason),
+            .nresults = 0,
+        };
+        sync_cbuf_reset(&a->scratch);
+        if (sync_ack_encode_hdr(&a->scratch, &ah) != SYNC_OK ||
+            cloud_outq_add(&a->acks, ack_topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 0) !=
+                SYNC_OK)
+            return SYNC_ERR_NOMEM;
+    }
+    if (a->cfg->events >= 1) {
+        char buf[1024];
+        sync_json j;
+        sync_json_init(&j, buf, sizeof buf);
+        json_head(&j, "rejected", a->device);
+        if (a->have_hdr) {
+            sync_json_key(&j, "first_seq");
+            sync_json_u64(&j, a->hdr.base_seq);
+            sync_json_key(&j, "records");
+            sync_json_u64(&j, a->hdr.nrecords);
+        }
+        sync_json_key(&j, "reason");
+        sync_json_cstr(&j, a->reason);
+        sync_json_end(&j);
+        event(a, "rejected", &j);
+    }
+    return SYNC_OK;
+}
+
+static int keep_hdr(void *ctx, const sync_batch_hdr *h)
+{
+    cloud_applier *a = ctx;
+    a->hdr = *h;
+    a->have_hdr = 1;
+    return v_hdr(ctx, h);
+}
+
+int cloud_applier_batch(cloud_applier *a, const char *device, const void *payload, size_t len)
+{
+    char topic[SYNC_TOPIC_MAX];
+    sync_topic_dev(topic, sizeof topic, a->cfg->tenant, device, "ack");
+    a->device = device;
+    a->have_hdr = 0;
+    a->reason[0] = '\0';
+    a->stats.batches++;
+    if (len > (size_t)a->cfg->max_batch_bytes) {
+        snprintf(a->reason, sizeof a->reason,
+                 "batch of %zu bytes exceeds the %ld-byte limit (max_batch_bytes)", len,
+                 a->cfg->max_batch_bytes);
+        /* Read just the header so the edge can be told. */
+        sync_batch_decode(payload, len, &a->lim, NULL, keep_hdr, NULL, a, NULL, 0);
+        return refuse(a, topic);
+    }
+    /* Pass 1: validate everything before touching the store. */
+    char derr[256];
+    int rc = sync_batch_decode(payload, len, &a->lim, NULL, keep_hdr, v_rec, a, derr, sizeof derr);
+    if (rc != SYNC_OK) {
+        if (a->reason[0] == '\0')
+            snprintf(a->reason, sizeof a->reason, "%s", derr[0] ? derr : sync_strerror(rc));
+        return refuse(a, topic);
+    }
+    /* Pass 2: apply, as one savepoint. */
+    if (cloud_store_device_seq(a->st, device, &a->last_seq) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (cloud_store_savepoint(a->st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    a->max_seq = 0;
+    a->n_applied = a->n_conflicts = a->n_dups = 0;
+    a->db_failed = 0;
+    sync_cbuf_reset(&a->ack_body);
+    rc = sync_batch_decode(payload, len, &a->lim, NULL, ap_hdr, ap_rec, a, derr, sizeof derr);
+    if (rc == SYNC_OK && a->max_seq > a->last_seq &&
+        cloud_store_device_done(a->st, device, a->max_seq, a->n_applied, a->hdr.nrecords) !=
+            SYNC_OK)
+        rc = SYNC_ERR_DB;
+    if (rc != SYNC_OK) {
+        cloud_store_rollback_savepoint(a->st);
+        sync_error("applying a batch from %s failed: %s", device,
+                   a->db_failed || rc == SYNC_ERR_DB ? cloud_store_errmsg(a->st)
+                                                     : sync_strerror(rc));
+        return rc == SYNC_ERR_NOMEM ? SYNC_ERR_NOMEM : SYNC_ERR_DB;
+    }
+    if (cloud_store_release(a->st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    a->stats.records += a->hdr.nrecords;
+    sync_ack_hdr ah = {
+        .base_seq = a->hdr.base_seq,
+        .last_seq = a->max_seq,
+        .status = SYNC_ACK_OK,
+        .nresults = a->hdr.nrecords,
+    };
+    sync_cbuf_reset(&a->scratch);
+    if (sync_ack_encode_hdr(&a->scratch, &ah) != SYNC_OK || a->ack_body.err ||
+        cloud_outq_add(&a->acks, topic, a->scratch.data, a->scratch.len, a->ack_body.data,
+                       a->ack_body.len, 1, 0) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    sync_debug("batch from %s: %zu changes (%llu applied, %llu conflicts, %llu duplicates)",
+               device, a->hdr.nrecords, (unsigned long long)a->n_applied,
+               (unsigned long long)a->n_conflicts, (unsigned long long)a->n_dups);
+    if (a->cfg->events >= 1) {
+        char buf[512];
+        sync_json j;
+        sync_json_init(&j, buf, sizeof buf);
+        json_head(&j, "batch", device);
+        sync_json_key(&j, "first_seq");
+        sync_json_u64(&j, a->hdr.base_seq);
+        sync_json_key(&j, "last_seq");
+        sync_json_u64(&j, a->max_seq);
+        sync_json_key(&j, "records");
+        sync_json_u64(&j, a->hdr.nrecords);
+        sync_json_key(&j, "applied");
+        sync_json_u64(&j, a->n_applied);
+        sync_json_key(&j, "conflicts");
+        sync_json_u64(&j, a->n_conflicts);
+        sync_json_key(&j, "duplicates");
+        sync_json_u64(&j, a->n_dups);
+        sync_json_end(&j);
+        event(a, "batch", &j);
+    }
+    return SYNC_OK;
+}
+
+int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
+{
+    cloud_outq_move(q, &a->acks);
+    int rc = SYNC_OK;
+    sync_cbuf hdr;
+    sync_cbuf_init(&hdr, 0);
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
+        tdelta *d = &a->deltas[i];
+        if (d->n == 0)
+            continue;
+        const sync_table *t = sync_schema_table(a->schema, i);
+        sync_delta_hdr h = {
+            .table = t->name,
+            .table_len = strlen(t->name),
+            .prev_cseq = d->published,
+            .nchanges = d->n,
+        };
+        char topic[SYNC_TOPIC_MAX];
+        sync_topic_delta(topic, sizeof topic, a->cfg->tenant, t->name);
+        sync_cbuf_reset(&hdr);
+        if (sync_delta_encode_hdr(&hdr, &h) != SYNC_OK || d->body.err ||
+            cloud_outq_add(q, topic, hdr.data, hdr.len, d->body.data, d->body.len, 1, 0) !=
+                SYNC_OK)
+            rc = SYNC_ERR_NOMEM;
+        d->published = d->last;
+        d->n = 0;
+        sync_cbuf_reset(&d->body);
+    }
+    sync_cbuf_free(&hdr);
+    cloud_outq_move(q, &a->rows);
+    cloud_outq_move(q, &a->events);
+    return rc;
+}
+
+void cloud_applier_discard(cloud_applier *a)
+{
+    cloud_outq_clear(&a->acks);
+    cloud_outq_clear(&a->rows);
+    cloud_outq_clear(&a->events);
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
+        a->deltas[i].n = 0;
+        sync_cbuf_reset(&a->deltas[i].body);
+    }
+}

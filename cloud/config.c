@@ -1,0 +1,193 @@
+/* config.c - synccloud's configuration keys (see config.h and docs/operations.md). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/conf.h"
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/topic.h"
+
+const char cloud_config_help[] =
+    "Usage: synccloud [-c FILE] [--KEY VALUE ...] [--checksum] [-v] [-h]\n"
+    "\n"
+    "Consumes the change batches of every device of a tenant from the broker, applies them\n"
+    "with version and conflict checks to its store, acknowledges them, and publishes the\n"
+    "applied changes downstream (deltas, retained row states, JSON events).\n"
+    "\n"
+    "Every config-file key KEY is also the flag --KEY (with '-' for '_'):\n"
+    "  database FILE        SQLite store (required)\n"
+    "  schema FILE          schema file shared with the edges (required)\n"
+    "  tenant ID            tenant id (required)\n"
+    "  broker URI           broker, e.g. ssl://127.0.0.1:8883 (default)\n"
+    "  client_id ID         MQTT client id (default synccloud-TENANT)\n"
+    "  username NAME        broker user name (default synccloud)\n"
+    "  password_file FILE   file holding the broker password (mode 0600)\n"
+    "  cafile FILE          CA certificate(s) to verify the broker\n"
+    "  certfile FILE        client certificate (mutual TLS)\n"
+    "  keyfile FILE         client private key (mutual TLS)\n"
+    "  tls_insecure BOOL    skip the broker host name check (default false; testing only)\n"
+    "  publish_rows BOOL    publish retained row states (default true)\n"
+    "  events LEVEL         JSON events: none, batches (batches, conflicts, rejections)\n"
+    "                       or changes (also one per applied change; default)\n"
+    "  sync_full BOOL       fsync every commit before acking (default true)\n"
+    "  max_records N        change records accepted per batch (default 10000)\n"
+    "  max_value BYTES      bytes accepted per text or blob value (default 1048576)\n"
+    "  max_batch_bytes N    bytes accepted per batch message (default 16777216)\n"
+    "  max_tx_batches N     batches committed in one transaction (default 64)\n"
+    "  session_expiry SEC   broker keeps our session this long offline (default 86400)\n"
+    "  max_inflight N       QoS 1 publishes outstanding at once (default 1000)\n"
+    "  keepalive SEC        MQTT keepalive (default 30)\n"
+    "  retry_min SEC        first reconnect delay (default 1)\n"
+    "  retry_max SEC        largest reconnect delay (default 30)\n"
+    "  log_level LEVEL      debug, info, notice, warning or error (default info)\n"
+    "  log_dest DEST        stderr or syslog (default stderr)\n"
+    "\n"
+    "Other flags:\n"
+    "  -c, --config FILE    read KEY VALUE lines from FILE (flags override it)\n"
+    "  --checksum           print TABLE ROWS SHA256 of the live rows of each table and exit\n"
+    "  -v, --verbose        same as --log-level debug\n"
+    "  -h, --help           this help\n"
+    "  --version            print the version\n";
+
+void cloud_config_init(cloud_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->publish_rows = 1;
+    c->events = 2;
+    c->sync_full = 1;
+    c->max_records = 10000;
+    c->max_value = 1024 * 1024;
+    c->max_batch_bytes = 16L * 1024 * 1024;
+    c->max_tx_batches = 64;
+    c->session_expiry = 86400;
+    c->keepalive = 30;
+    c->retry_min = 1;
+    c->retry_max = 30;
+    c->max_inflight = 1000;
+    c->log_level = SYNC_LOG_INFO;
+}
+
+void cloud_config_free(cloud_config *c)
+{
+    char **strs[] = {&c->database, &c->schema,        &c->tenant, &c->broker,
+                     &c->client_id, &c->username,     &c->password_file, &c->cafile,
+                     &c->certfile, &c->keyfile};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+int cloud_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    cloud_config *c = ctx;
+    static const struct {
+        const char *key;
+        size_t off;
+    } strs[] = {
+        {"database", offsetof(cloud_config, database)},
+        {"schema", offsetof(cloud_config, schema)},
+        {"tenant", offsetof(cloud_config, tenant)},
+        {"broker", offsetof(cloud_config, broker)},
+        {"client_id", offsetof(cloud_config, client_id)},
+        {"username", offsetof(cloud_config, username)},
+        {"password_file", offsetof(cloud_config, password_file)},
+        {"cafile", offsetof(cloud_config, cafile)},
+        {"certfile", offsetof(cloud_config, certfile)},
+        {"keyfile", offsetof(cloud_config, keyfile)},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strcmp(key, strs[i].key) == 0)
+            return sync_conf_str((char **)((char *)c + strs[i].off), value, err, errlen);
+    static const struct {
+        const char *key;
+        size_t off;
+        long min, max;
+    } nums[] = {
+        {"max_records", offsetof(cloud_config, max_records), 1, 1000000},
+        {"max_value", offsetof(cloud_config, max_value), 16, 256L * 1024 * 1024},
+        {"max_batch_bytes", offsetof(cloud_config, max_batch_bytes), 1024, 256L * 1024 * 1024},
+        {"max_tx_batches", offsetof(cloud_config, max_tx_batches), 1, 100000},
+        {"session_expiry", offsetof(cloud_config, session_expiry), 0, 0xFFFFFFFFL},
+        {"keepalive", offsetof(cloud_config, keepalive), 5, 65535},
+        {"retry_min", offsetof(cloud_config, retry_min), 1, 3600},
+        {"retry_max", offsetof(cloud_config, retry_max), 1, 86400},
+        {"max_inflight", offsetof(cloud_config, max_inflight), 1, 65535},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (strcmp(key, nums[i].key) == 0)
+            return sync_conf_long(key, value, nums[i].min, nums[i].max,
+                                  (long *)((char *)c + nums[i].off), err, errlen);
+    static const struct {
+        const char *key;
+        size_t off;
+    } bools[] = {
+        {"tls_insecure", offsetof(cloud_config, tls_insecure)},
+        {"publish_rows", offsetof(cloud_config, publish_rows)},
+        {"sync_full", offsetof(cloud_config, sync_full)},
+    };
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+        if (strcmp(key, bools[i].key) == 0)
+            return sync_conf_bool(key, value, (int *)((char *)c + bools[i].off), err, errlen);
+    if (strcmp(key, "events") == 0) {
+        static const char *const levels[] = {"none", "batches", "changes"};
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(value, levels[i]) == 0) {
+                c->events = i;
+                return SYNC_OK;
+            }
+        }
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid events value (%s): none, batches or changes", value);
+    }
+    if (strcmp(key, "log_level") == 0) {
+        sync_log_level l;
+        if (sync_log_parse_level(value, &l) != 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid log_level value (%s): debug, info, notice, warning or "
+                               "error",
+                               value);
+        c->log_level = (int)l;
+        return SYNC_OK;
+    }
+    if (strcmp(key, "log_dest") == 0) {
+        if (strcmp(value, "stderr") && strcmp(value, "syslog"))
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid log_dest value (%s): stderr or syslog", value);
+        c->log_syslog = strcmp(value, "syslog") == 0;
+        return SYNC_OK;
+    }
+    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Unknown option '%s' (see synccloud --help)",
+                       key);
+}
+
+int cloud_config_finish(cloud_config *c, char *err, size_t errlen)
+{
+    const char *missing = !c->database ? "database"
+                          : !c->schema ? "schema"
+                          : !c->tenant ? "tenant"
+                                       : NULL;
+    if (missing)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Error: '%s' is required (config file or --%s)", missing, missing);
+    if (!sync_id_valid(c->tenant, strlen(c->tenant)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid tenant value (%s): 1-64 of A-Z a-z 0-9 _ . -", c->tenant);
+    if (c->retry_max < c->retry_min)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "retry_max (%ld) is below retry_min (%ld)",
+                           c->retry_max, c->retry_min);
+    int rc = SYNC_OK;
+    if (!c->broker)
+        rc = sync_conf_str(&c->broker, "ssl://127.0.0.1:8883", err, errlen);
+    if (rc == SYNC_OK && !c->username)
+        rc = sync_conf_str(&c->username, "synccloud", err, errlen);
+    if (rc == SYNC_OK && !c->client_id) {
+        char id[128];
+        snprintf(id, sizeof id, "synccloud-%s", c->tenant);
+        rc = sync_conf_str(&c->client_id, id, err, errlen);
+    }
+    return rc;
+}

@@ -1,0 +1,232 @@
+/* main.c - synccloud: configuration, the consume-apply-commit-publish loop, and shutdown.
+ *
+ * Messages from every device's up topic are taken from the sync_mqtt queue in groups; a group
+ * is applied in one store transaction (each batch its own savepoint), committed, and only then
+ * are the acks, deltas, row states and events published. A crash before the commit loses
+ * nothing: the edges send unacknowledged batches again.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apply.h"
+#include "config.h"
+#include "outq.h"
+#include "store.h"
+#include "sync/conf.h"
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/mqtt.h"
+#include "sync/record.h"
+#include "sync/topic.h"
+
+#define CLOUD_VERSION "0.1.0"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int print_checksums(const cloud_config *c, const sync_schema *s)
+{
+    cloud_store *st;
+    char err[512];
+    if (cloud_store_open_ro(c->database, s, &st, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "synccloud: %s\n", err);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < sync_schema_ntables(s); i++) {
+        const sync_table *t = sync_schema_table(s, i);
+        char hex[65];
+        long long rows;
+        if (cloud_store_checksum(st, t, hex, &rows, err, sizeof err) != SYNC_OK) {
+            fprintf(stderr, "synccloud: %s\n", err);
+            rc = 1;
+            break;
+        }
+        printf("%s %lld %s\n", t->name, rows, hex);
+    }
+    cloud_store_close(st);
+    return rc;
+}
+
+/* Publishes what is queued, in order, while connected. What cannot be published now stays
+ * queued for the next connection. */
+static void publish_queue(sync_mqtt *m, cloud_outq *q)
+{
+    cloud_msg *msg;
+    while (q->head && sync_mqtt_connected(m)) {
+        msg = q->head;
+        int rc = sync_mqtt_publish(m, msg->topic, msg->payload, msg->len, msg->qos, msg->retain);
+        if (rc == SYNC_ERR_STATE)
+            return;
+        if (rc != SYNC_OK)
+            sync_warn("publish to %s failed; dropped", msg->topic);
+        free(cloud_outq_pop(q));
+    }
+}
+
+/* Applies up to max_tx_batches messages from *list in one transaction. */
+static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_applier *ap,
+                                  sync_mqtt_msg *list, cloud_outq *q)
+{
+    if (cloud_store_begin(st) != SYNC_OK) {
+        sync_error("store: cannot begin a transaction: %s", cloud_store_errmsg(st));
+        /* Drop the group: the edges resend whatever is not acked. */
+        for (long i = 0; list && i < c->max_tx_batches; i++) {
+            sync_mqtt_msg *n = list->next;
+            sync_mqtt_msg_free(list);
+            list = n;
+        }
+        return list;
+    }
+    int ok = 1;
+    for (long i = 0; list && i < c->max_tx_batches; i++) {
+        sync_mqtt_msg *m = list;
+        list = m->next;
+        char tenant[SYNC_MAX_ID + 1], device[SYNC_MAX_ID + 1];
+        const char *leaf;
+        if (ok && sync_topic_parse_dev(m->topic, tenant, device, &leaf) == SYNC_OK &&
+            strcmp(tenant, c->tenant) == 0 && strcmp(leaf, "up") == 0) {
+            int rc = cloud_applier_batch(ap, device, m->payload, m->len);
+            if (rc != SYNC_OK)
+                ok = 0;
+        } else if (ok) {
+            sync_debug("ignoring a message on %s", m->topic);
+        }
+        sync_mqtt_msg_free(m);
+    }
+    if (ok && cloud_store_commit(st) == SYNC_OK) {
+        cloud_applier_flush(ap, q);
+    } else {
+        sync_error("store: transaction failed (%s); rolled back, the devices will resend",
+                   cloud_store_errmsg(st));
+        cloud_store_rollback(st);
+        cloud_applier_discard(ap);
+    }
+    return list;
+}
+
+static int run(cloud_config *c, const sync_schema *schema)
+{
+    char err[512];
+    char password[256] = "";
+    if (c->password_file &&
+        sync_conf_read_secret(c->password_file, password, sizeof password, err, sizeof err) !=
+            SYNC_OK) {
+        sync_error("%s", err);
+        return 1;
+    }
+    cloud_store *st = NULL;
+    cloud_applier *ap = NULL;
+    sync_mqtt *m = NULL;
+    cloud_outq q;
+    cloud_outq_init(&q);
+    int status = 1;
+    if (cloud_store_open(c->database, schema, c->sync_full, &st, err, sizeof err) != SYNC_OK ||
+        cloud_applier_new(st, schema, c, &ap, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
+    sync_mqtt_opts mo;
+    sync_mqtt_opts_default(&mo);
+    mo.uri = c->broker;
+    mo.client_id = c->client_id;
+    mo.username = c->username;
+    mo.password = password[0] ? password : NULL;
+    mo.cafile = c->cafile;
+    mo.certfile = c->certfile;
+    mo.keyfile = c->keyfile;
+    mo.tls_insecure = c->tls_insecure;
+    /* A persistent session: batches published while we are down wait for us at the broker. */
+    mo.clean_start = 0;
+    mo.session_expiry = (uint32_t)c->session_expiry;
+    mo.keepalive = (int)c->keepalive;
+    mo.retry_min = (int)c->retry_min;
+    mo.retry_max = (int)c->retry_max;
+    mo.max_inflight = (int)c->max_inflight;
+    if (sync_mqtt_new(&mo, &m, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
+    char filter[SYNC_TOPIC_MAX];
+    snprintf(filter, sizeof filter, "sync/%s/dev/+/up", c->tenant);
+    sync_mqtt_subscribe(m, filter, 1);
+    sync_notice("synccloud " CLOUD_VERSION " started: tenant %s, store %s (SQLite), schema "
+                "version %u",
+                c->tenant, c->database, sync_schema_version(schema));
+    sync_mqtt_start(m, err, sizeof err);
+    while (!stop_requested) {
+        sync_mqtt_msg *list = sync_mqtt_poll(m, 100);
+        while (list)
+            list = apply_group(c, st, ap, list, &q);
+        publish_queue(m, &q);
+    }
+    status = 0;
+    cloud_stats s;
+    cloud_applier_stats(ap, &s);
+    sync_notice("stopping: %llu batches, %llu changes received, %llu applied, %llu conflicts, "
+                "%llu duplicates, %llu batches refused; %zu messages unpublished",
+                (unsigned long long)s.batches, (unsigned long long)s.records,
+                (unsigned long long)s.applied, (unsigned long long)s.conflicts,
+                (unsigned long long)s.duplicates, (unsigned long long)s.rejected, q.n);
+out:
+    sync_mqtt_free(m);
+    cloud_outq_clear(&q);
+    cloud_applier_free(ap);
+    cloud_store_close(st);
+    memset(password, 0, sizeof password);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    cloud_config c;
+    cloud_config_init(&c);
+    sync_args a = {.flags = "checksum"};
+    char err[1024];
+    sync_log_setup("synccloud", SYNC_LOG_INFO, 0);
+    if (sync_conf_parse_args(argc, argv, &a, cloud_config_set, &c, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "%s\n", err);
+        cloud_config_free(&c);
+        return 2;
+    }
+    if (a.help || a.version) {
+        fputs(a.help ? cloud_config_help : "synccloud " CLOUD_VERSION "\n", stdout);
+        cloud_config_free(&c);
+        return 0;
+    }
+    sync_log_setup("synccloud", (sync_log_level)c.log_level, c.log_syslog);
+    if (cloud_config_finish(&c, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "%s\n", err);
+        cloud_config_free(&c);
+        return 2;
+    }
+    sync_schema *schema;
+    if (sync_schema_load(c.schema, &schema, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "synccloud: %s\n", err);
+        cloud_config_free(&c);
+        return 2;
+    }
+    int rc;
+    if (a.set & 1u) {
+        rc = print_checksums(&c, schema);
+    } else {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        rc = run(&c, schema);
+    }
+    sync_schema_free(schema);
+    cloud_config_free(&c);
+    return rc;
+}

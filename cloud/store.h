@@ -1,0 +1,90 @@
+/* store.h - the cloud's store: synced tables with per-row version metadata, the device table
+ * that deduplicates by sequence number, the conflict log, and the server change sequence.
+ *
+ * Each synced table gets five bookkeeping columns: _version (only goes up), _deleted
+ * (tombstone), _origin (device that wrote the current state), _hlc (its timestamp) and _cseq
+ * (server change sequence of the current state, indexed for catch-up).
+ *
+ * Everything the applier writes for a group of batches is one transaction, and each batch a
+ * savepoint inside it, so a batch is applied whole or not at all, and the device's last_seq
+ * commits with the data it describes.
+ */
+#ifndef CLOUD_STORE_H
+#define CLOUD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/record.h"
+#include "sync/schema.h"
+
+typedef struct cloud_store cloud_store;
+
+typedef struct cloud_row {
+    int exists;                 /* a row (live or tombstone) is stored for the key */
+    int deleted;                /* it is a tombstone */
+    uint64_t version, hlc, cseq;
+    char origin[SYNC_MAX_ID + 1];
+    sync_value vals[SYNC_MAX_COLS]; /* every column; from row_get they point into the store's
+                                       scratch memory, valid until the next row_get */
+} cloud_row;
+
+typedef struct cloud_conflict {
+    const sync_table *t;
+    const sync_value *key;
+    const char *device;          /* the writer whose change met a newer server state */
+    uint64_t seq;
+    sync_op op;
+    uint64_t base_version, server_version;
+    uint64_t client_hlc, server_hlc;
+    const char *server_origin;
+    const uint8_t *client_cbor;  /* the change's columns as a CBOR map (or null) */
+    size_t client_len;
+    const uint8_t *server_cbor;  /* the server row as a CBOR map (null for a tombstone) */
+    size_t server_len;
+    const char *policy;          /* "lww" */
+    const char *outcome;         /* "client-wins" | "server-wins" */
+} cloud_conflict;
+
+/* Opens (creating) the store, creates or widens the synced tables from the schema. synchronous
+ * is "FULL" (fsync every commit) or "NORMAL". On error *out is NULL. */
+int cloud_store_open(const char *path, const sync_schema *s, int sync_full, cloud_store **out,
+                     char *err, size_t errlen);
+/* Opens read-only (for --checksum). */
+int cloud_store_open_ro(const char *path, const sync_schema *s, cloud_store **out, char *err,
+                        size_t errlen);
+void cloud_store_close(cloud_store *st);
+
+/* Each returns SYNC_OK or SYNC_ERR_DB (message via cloud_store_errmsg). */
+int cloud_store_begin(cloud_store *st);
+int cloud_store_commit(cloud_store *st);
+void cloud_store_rollback(cloud_store *st);
+int cloud_store_savepoint(cloud_store *st);
+int cloud_store_release(cloud_store *st);
+void cloud_store_rollback_savepoint(cloud_store *st);
+const char *cloud_store_errmsg(cloud_store *st);
+
+/* The highest seq applied for a device (0 if the device is new). */
+int cloud_store_device_seq(cloud_store *st, const char *device, uint64_t *last_seq);
+/* Records that a batch from device was processed: last_seq rises to at least last_seq,
+ * `applied` changes were applied and `records` received. */
+int cloud_store_device_done(cloud_store *st, const char *device, uint64_t last_seq,
+                            uint64_t applied, uint64_t records);
+
+int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key,
+                        cloud_row *row);
+/* Writes row (every column of row->vals plus metadata) for key. */
+int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *key,
+                        const cloud_row *row);
+int cloud_store_conflict(cloud_store *st, const cloud_conflict *c);
+
+/* Hands out the next server change sequence number. The counter is saved by the transaction
+ * and rewound by a rollback. */
+uint64_t cloud_store_next_cseq(cloud_store *st);
+/* The cseq of the newest change stored for a table (0 if none), for delta `prev` links. */
+int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq);
+
+int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
+                         char *err, size_t errlen);
+
+#endif

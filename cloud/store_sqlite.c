@@ -1,0 +1,437 @@
+/* store_sqlite.c - the embedded SQLite implementation of the cloud store (see store.h).
+ *
+ * Statements are prepared once per table at open. Values read by row_get are copied into a
+ * scratch buffer so they stay valid while the same row is written back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "sync/checksum.h"
+#include "sync/err.h"
+#include "sync/hlc.h"
+#include "sync/log.h"
+#include "sync/sqlutil.h"
+
+typedef struct table_st {
+    sqlite3_stmt *get, *put, *maxcseq;
+} table_st;
+
+struct cloud_store {
+    sqlite3 *db;
+    const sync_schema *schema;
+    table_st *tst; /* one per schema table */
+    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get,
+        *dev_put, *conflict, *save_cseq;
+    uint64_t cseq;        /* last handed out */
+    uint64_t cseq_tx;     /* value at BEGIN, restored by a rollback */
+    uint64_t cseq_sp;     /* value at SAVEPOINT */
+    uint8_t *scratch;     /* copies of text/blob values from row_get */
+    size_t scratch_cap;
+};
+
+static const char *sql_type(sync_vtype t)
+{
+    return t == SYNC_INT ? "INTEGER" : t == SYNC_REAL ? "REAL" : t == SYNC_TEXT ? "TEXT" : "BLOB";
+}
+
+#define SQLCAT(buf, at, ...)                                                                        \
+    do {                                                                                            \
+        int w_ = snprintf((buf) + (at), sizeof(buf) - (at), __VA_ARGS__);                           \
+        (at) = (w_ < 0 || (size_t)w_ >= sizeof(buf) - (at)) ? sizeof(buf) - 1 : (at) + (size_t)w_; \
+    } while (0)
+
+/* Creates a table, or adds the schema's columns it lacks (a schema that grew). */
+static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t errlen)
+{
+    char sql[16384];
+    size_t at = 0;
+    SQLCAT(sql, at, "CREATE TABLE IF NOT EXISTS \"%s\"(", t->name);
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\" %s%s, ", t->cols[i].name, sql_type(t->cols[i].type),
+               i == t->key ? " PRIMARY KEY NOT NULL" : "");
+    SQLCAT(sql, at,
+           "_version INTEGER NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0, _origin TEXT NOT NULL,"
+           " _hlc INTEGER NOT NULL, _cseq INTEGER NOT NULL);"
+           "CREATE INDEX IF NOT EXISTS \"_sync_%s_cseq\" ON \"%s\"(_cseq);",
+           t->name, t->name);
+    int rc = sync_sql_exec(st->db, sql, "creating a table", err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    for (int i = 0; i < t->ncols; i++) {
+        char probe[256];
+        snprintf(probe, sizeof probe, "SELECT \"%s\" FROM \"%s\" LIMIT 0", t->cols[i].name,
+                 t->name);
+        sqlite3_stmt *p = NULL;
+        int exists = sqlite3_prepare_v2(st->db, probe, -1, &p, NULL) == SQLITE_OK;
+        sqlite3_finalize(p);
+        if (exists)
+            continue;
+        if (i == t->key)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                               "table '%s' exists with another key column than '%s'", t->name,
+                               t->cols[i].name);
+        snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" ADD COLUMN \"%s\" %s", t->name,
+                 t->cols[i].name, sql_type(t->cols[i].type));
+        sync_notice("store: adding column '%s' to table '%s'", t->cols[i].name, t->name);
+        if ((rc = sync_sql_exec(st->db, sql, "adding a column", err, errlen)) != SYNC_OK)
+            return rc;
+    }
+    return SYNC_OK;
+}
+
+static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, char *err,
+                         size_t errlen)
+{
+    char sql[16384];
+    size_t at = 0;
+    SQLCAT(sql, at, "SELECT ");
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" WHERE \"%s\" = ?",
+           t->name, t->cols[t->key].name);
+    int rc = sync_sql_prepare(st->db, sql, &ts->get, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    at = 0;
+    SQLCAT(sql, at, "INSERT INTO \"%s\"(", t->name);
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq) VALUES (");
+    for (int i = 0; i < t->ncols + 5; i++)
+        SQLCAT(sql, at, "%s?%d", i ? ", " : "", i + 1);
+    SQLCAT(sql, at, ") ON CONFLICT(\"%s\") DO UPDATE SET ", t->cols[t->key].name);
+    for (int i = 0; i < t->ncols; i++)
+        if (i != t->key)
+            SQLCAT(sql, at, "\"%s\" = excluded.\"%s\", ", t->cols[i].name, t->cols[i].name);
+    SQLCAT(sql, at,
+           "_version = excluded._version, _deleted = excluded._deleted, _origin = "
+           "excluded._origin, _hlc = excluded._hlc, _cseq = excluded._cseq");
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->put, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT max(_cseq) FROM \"%s\"", t->name);
+    return sync_sql_prepare(st->db, sql, &ts->maxcseq, err, errlen);
+}
+
+static int prepare_common(cloud_store *st, char *err, size_t errlen)
+{
+    struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } list[] = {
+        {&st->begin, "BEGIN IMMEDIATE"},
+        {&st->commit, "COMMIT"},
+        {&st->rollback, "ROLLBACK"},
+        {&st->savepoint, "SAVEPOINT batch"},
+        {&st->release, "RELEASE batch"},
+        {&st->rollback_to, "ROLLBACK TO batch"},
+        {&st->dev_get, "SELECT last_seq FROM _sync_devices WHERE device = ?"},
+        {&st->dev_put,
+         "INSERT INTO _sync_devices(device, last_seq, applied, records, batches, first_seen, "
+         "last_seen) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) ON CONFLICT(device) DO UPDATE SET "
+         "last_seq = max(last_seq, excluded.last_seq), applied = applied + excluded.applied, "
+         "records = records + excluded.records, batches = batches + 1, last_seen = "
+         "excluded.last_seen"},
+        {&st->conflict,
+         "INSERT INTO _sync_conflicts(at, tbl, pk, device, seq, op, base_version, "
+         "server_version, client_hlc, server_hlc, server_origin, client_values, server_values, "
+         "policy, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+         "?15)"},
+        {&st->save_cseq, "UPDATE _sync_state SET cseq = ? WHERE id = 1"},
+    };
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
+        int rc = sync_sql_prepare(st->db, list[i].sql, list[i].st, err, errlen);
+        if (rc != SYNC_OK)
+            return rc;
+    }
+    return SYNC_OK;
+}
+
+int cloud_store_open(const char *path, const sync_schema *s, int sync_full, cloud_store **out,
+                     char *err, size_t errlen)
+{
+    *out = NULL;
+    cloud_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    st->schema = s;
+    st->tst = calloc((size_t)sync_schema_ntables(s), sizeof *st->tst);
+    int rc = st->tst ? SYNC_OK : sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    if (rc == SYNC_OK)
+        rc = sync_sql_open(path, 1, sync_full ? "FULL" : "NORMAL", &st->db, err, errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_exec(
+            st->db,
+            "BEGIN IMMEDIATE;"
+            "CREATE TABLE IF NOT EXISTS _sync_state(id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " cseq INTEGER NOT NULL, schema_version INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS _sync_devices(device TEXT PRIMARY KEY,"
+            " last_seq INTEGER NOT NULL, applied INTEGER NOT NULL, records INTEGER NOT NULL,"
+            " batches INTEGER NOT NULL, first_seen INTEGER, last_seen INTEGER);"
+            "CREATE TABLE IF NOT EXISTS _sync_conflicts(id INTEGER PRIMARY KEY, at INTEGER NOT "
+            "NULL, tbl TEXT NOT NULL, pk NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " op INTEGER NOT NULL, base_version INTEGER, server_version INTEGER,"
+            " client_hlc INTEGER, server_hlc INTEGER, server_origin TEXT, client_values BLOB,"
+            " server_values BLOB, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
+            " resolved_at INTEGER);",
+            "creating bookkeeping tables", err, errlen);
+    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
+        rc = ensure_table(st, sync_schema_table(s, i), err, errlen);
+    if (rc == SYNC_OK) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO _sync_state(id, cseq, schema_version) VALUES (1, 0, %u) "
+                 "ON CONFLICT(id) DO UPDATE SET schema_version = excluded.schema_version; COMMIT",
+                 sync_schema_version(s));
+        rc = sync_sql_exec(st->db, sql, "initialising _sync_state", err, errlen);
+    }
+    if (rc != SYNC_OK && st->db)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
+        rc = prepare_table(st, sync_schema_table(s, i), &st->tst[i], err, errlen);
+    if (rc == SYNC_OK)
+        rc = prepare_common(st, err, errlen);
+    if (rc == SYNC_OK) {
+        sqlite3_stmt *q;
+        rc = sync_sql_prepare(st->db, "SELECT cseq FROM _sync_state WHERE id = 1", &q, err,
+                              errlen);
+        if (rc == SYNC_OK && sqlite3_step(q) == SQLITE_ROW)
+            st->cseq = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    if (rc != SYNC_OK) {
+        cloud_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return SYNC_OK;
+}
+
+int cloud_store_open_ro(const char *path, const sync_schema *s, cloud_store **out, char *err,
+                        size_t errlen)
+{
+    *out = NULL;
+    cloud_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    st->schema = s;
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "cannot open %s: %s", path,
+                             st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        cloud_store_close(st);
+        return rc;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    *out = st;
+    return SYNC_OK;
+}
+
+void cloud_store_close(cloud_store *st)
+{
+    if (!st)
+        return;
+    if (st->tst) {
+        for (int i = 0; i < sync_schema_ntables(st->schema); i++) {
+            sqlite3_finalize(st->tst[i].get);
+            sqlite3_finalize(st->tst[i].put);
+            sqlite3_finalize(st->tst[i].maxcseq);
+        }
+    }
+    sqlite3_stmt *all[] = {st->begin,   st->commit,  st->rollback, st->savepoint, st->release,
+                           st->rollback_to, st->dev_get, st->dev_put, st->conflict, st->save_cseq};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(st->db);
+    free(st->tst);
+    free(st->scratch);
+    free(st);
+}
+
+static int run(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+}
+
+const char *cloud_store_errmsg(cloud_store *st)
+{
+    return sqlite3_errmsg(st->db);
+}
+
+int cloud_store_begin(cloud_store *st)
+{
+    st->cseq_tx = st->cseq;
+    return run(st->begin);
+}
+
+int cloud_store_commit(cloud_store *st)
+{
+    if (st->cseq != st->cseq_tx) {
+        sqlite3_bind_int64(st->save_cseq, 1, (sqlite3_int64)st->cseq);
+        if (run(st->save_cseq) != SYNC_OK)
+            return SYNC_ERR_DB;
+    }
+    return run(st->commit);
+}
+
+void cloud_store_rollback(cloud_store *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        run(st->rollback);
+    st->cseq = st->cseq_tx;
+}
+
+int cloud_store_savepoint(cloud_store *st)
+{
+    st->cseq_sp = st->cseq;
+    return run(st->savepoint);
+}
+
+int cloud_store_release(cloud_store *st)
+{
+    return run(st->release);
+}
+
+void cloud_store_rollback_savepoint(cloud_store *st)
+{
+    run(st->rollback_to);
+    run(st->release);
+    st->cseq = st->cseq_sp;
+}
+
+int cloud_store_device_seq(cloud_store *st, const char *device, uint64_t *last_seq)
+{
+    sqlite3_bind_text(st->dev_get, 1, device, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st->dev_get);
+    *last_seq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st->dev_get, 0) : 0;
+    sqlite3_reset(st->dev_get);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int cloud_store_device_done(cloud_store *st, const char *device, uint64_t last_seq,
+                            uint64_t applied, uint64_t records)
+{
+    sqlite3_bind_text(st->dev_put, 1, device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st->dev_put, 2, (sqlite3_int64)last_seq);
+    sqlite3_bind_int64(st->dev_put, 3, (sqlite3_int64)applied);
+    sqlite3_bind_int64(st->dev_put, 4, (sqlite3_int64)records);
+    sqlite3_bind_int64(st->dev_put, 5, (sqlite3_int64)sync_wall_ms());
+    return run(st->dev_put);
+}
+
+static int reserve_scratch(cloud_store *st, size_t n)
+{
+    if (n <= st->scratch_cap)
+        return SYNC_OK;
+    size_t cap = st->scratch_cap ? st->scratch_cap : 4096;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *p = realloc(st->scratch, cap);
+    if (!p)
+        return SYNC_ERR_NOMEM;
+    st->scratch = p;
+    st->scratch_cap = cap;
+    return SYNC_OK;
+}
+
+int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key,
+                        cloud_row *row)
+{
+    sqlite3_stmt *q = st->tst[t->index].get;
+    sync_sql_bind(q, 1, key);
+    int rc = sqlite3_step(q);
+    row->exists = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(q);
+        row->deleted = 0;
+        row->version = row->hlc = row->cseq = 0;
+        row->origin[0] = '\0';
+        for (int i = 0; i < t->ncols; i++)
+            row->vals[i].type = SYNC_NULL;
+        return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+    }
+    size_t need = 0;
+    for (int i = 0; i < t->ncols; i++) {
+        sync_sql_column(q, i, &row->vals[i]);
+        if (row->vals[i].type == SYNC_TEXT || row->vals[i].type == SYNC_BLOB)
+            need += row->vals[i].u.b.n;
+    }
+    if (reserve_scratch(st, need) != SYNC_OK) {
+        sqlite3_reset(q);
+        return SYNC_ERR_NOMEM;
+    }
+    size_t at = 0;
+    for (int i = 0; i < t->ncols; i++) {
+        sync_value *v = &row->vals[i];
+        if ((v->type == SYNC_TEXT || v->type == SYNC_BLOB) && v->u.b.n) {
+            memcpy(st->scratch + at, v->u.b.p, v->u.b.n);
+            v->u.b.p = st->scratch + at;
+            at += v->u.b.n;
+        }
+    }
+    row->version = (uint64_t)sqlite3_column_int64(q, t->ncols);
+    row->deleted = sqlite3_column_int(q, t->ncols + 1);
+    const char *origin = (const char *)sqlite3_column_text(q, t->ncols + 2);
+    snprintf(row->origin, sizeof row->origin, "%s", origin ? origin : "");
+    row->hlc = (uint64_t)sqlite3_column_int64(q, t->ncols + 3);
+    row->cseq = (uint64_t)sqlite3_column_int64(q, t->ncols + 4);
+    sqlite3_reset(q);
+    return SYNC_OK;
+}
+
+int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *key,
+                        const cloud_row *row)
+{
+    sqlite3_stmt *q = st->tst[t->index].put;
+    for (int i = 0; i < t->ncols; i++)
+        sync_sql_bind(q, i + 1, i == t->key ? key : &row->vals[i]);
+    sqlite3_bind_int64(q, t->ncols + 1, (sqlite3_int64)row->version);
+    sqlite3_bind_int(q, t->ncols + 2, row->deleted);
+    sqlite3_bind_text(q, t->ncols + 3, row->origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, t->ncols + 4, (sqlite3_int64)row->hlc);
+    sqlite3_bind_int64(q, t->ncols + 5, (sqlite3_int64)row->cseq);
+    return run(q);
+}
+
+int cloud_store_conflict(cloud_store *st, const cloud_conflict *c)
+{
+    sqlite3_stmt *q = st->conflict;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)sync_wall_ms());
+    sqlite3_bind_text(q, 2, c->t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(q, 3, c->key);
+    sqlite3_bind_text(q, 4, c->device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)c->seq);
+    sqlite3_bind_int(q, 6, (int)c->op);
+    sqlite3_bind_int64(q, 7, (sqlite3_int64)c->base_version);
+    sqlite3_bind_int64(q, 8, (sqlite3_int64)c->server_version);
+    sqlite3_bind_int64(q, 9, (sqlite3_int64)c->client_hlc);
+    sqlite3_bind_int64(q, 10, (sqlite3_int64)c->server_hlc);
+    sqlite3_bind_text(q, 11, c->server_origin, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 12, c->client_cbor, (int)c->client_len, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 13, c->server_cbor, (int)c->server_len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 14, c->policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 15, c->outcome, -1, SQLITE_STATIC);
+    return run(q);
+}
+
+uint64_t cloud_store_next_cseq(cloud_store *st)
+{
+    return ++st->cseq;
+}
+
+int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
+{
+    sqlite3_stmt *q = st->tst[t->index].maxcseq;
+    int rc = sqlite3_step(q);
+    *cseq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
+                         char *err, size_t errlen)
+{
+    return sync_checksum_table(st->db, t, "_deleted = 0", hex, rows, err, errlen);
+}

@@ -1,0 +1,152 @@
+/* capture.c - write capture: triggers on each synced table that append every application
+ * change to _sync_outbox in the application's own transaction.
+ *
+ * An outbox row holds the table, the operation, the key, the server version the change was made
+ * on (from _sync_rows), the wall time in ms, a bitmask of the columns it sets, and those
+ * columns' values in v0..vN (vI is the table's I-th schema column; untouched columns are NULL).
+ * The triggers run only when _sync_ctl.applying is 0, which syncedge sets to 1 inside its own
+ * transactions that apply downstream changes: other connections never see it, so application
+ * writes are always captured and syncedge's are never echoed back.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "edgedb.h"
+#include "sync/err.h"
+#include "sync/sqlutil.h"
+
+typedef struct sqlbuf {
+    char s[65536];
+    size_t n;
+    int over;
+} sqlbuf;
+
+static void add(sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(sqlbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(b->s + b->n, sizeof b->s - b->n, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= sizeof b->s - b->n)
+        b->over = 1;
+    else
+        b->n += (size_t)w;
+}
+
+#define NOW_MS "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+#define ACTIVE "(SELECT applying FROM _sync_ctl WHERE id = 1) = 0"
+
+/* The known server version of the row with key expression `k` (NEW.x or OLD.x). */
+static void base_expr(sqlbuf *b, const sync_table *t, const char *k)
+{
+    add(b, "COALESCE((SELECT version FROM _sync_rows WHERE tbl = '%s' AND pk = %s.\"%s\"), 0)",
+        t->name, k, t->cols[t->key].name);
+}
+
+static void value_cols(sqlbuf *b, const sync_table *t)
+{
+    for (int i = 0; i < t->ncols; i++)
+        add(b, ", v%d", i);
+}
+
+static unsigned long long full_mask(const sync_table *t)
+{
+    return t->ncols >= 64 ? ~0ull : ((1ull << t->ncols) - 1);
+}
+
+static int install_table(edge_db *e, const sync_table *t, int first, char *err, size_t errlen)
+{
+    static sqlbuf b; /* big; the daemon is single-threaded here */
+    const char *key = t->cols[t->key].name;
+    b.n = 0;
+    b.over = 0;
+    add(&b, "DROP TRIGGER IF EXISTS \"_sync_%s_ins\"; DROP TRIGGER IF EXISTS \"_sync_%s_upd\"; "
+            "DROP TRIGGER IF EXISTS \"_sync_%s_del\";\n",
+        t->name, t->name, t->name);
+
+    /* INSERT: the full row. */
+    add(&b, "CREATE TRIGGER \"_sync_%s_ins\" AFTER INSERT ON \"%s\" WHEN " ACTIVE " BEGIN\n",
+        t->name, t->name);
+    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    value_cols(&b, t);
+    add(&b, ") VALUES ('%s', 0, NEW.\"%s\", ", t->name, key);
+    base_expr(&b, t, "NEW");
+    add(&b, ", " NOW_MS ", %llu", full_mask(t));
+    for (int i = 0; i < t->ncols; i++)
+        add(&b, ", NEW.\"%s\"", t->cols[i].name);
+    add(&b, ");\nEND;\n");
+
+    /* UPDATE: changed columns only; a key change is a delete of the old key and an insert of
+     * the new one. */
+    add(&b, "CREATE TRIGGER \"_sync_%s_upd\" AFTER UPDATE ON \"%s\" WHEN " ACTIVE " BEGIN\n",
+        t->name, t->name);
+    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask) SELECT '%s', 2, OLD.\"%s\", ",
+        t->name, key);
+    base_expr(&b, t, "OLD");
+    add(&b, ", " NOW_MS ", 0 WHERE NEW.\"%s\" IS NOT OLD.\"%s\";\n", key, key);
+    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    value_cols(&b, t);
+    add(&b, ") SELECT '%s', 0, NEW.\"%s\", ", t->name, key);
+    base_expr(&b, t, "NEW");
+    add(&b, ", " NOW_MS ", %llu", full_mask(t));
+    for (int i = 0; i < t->ncols; i++)
+        add(&b, ", NEW.\"%s\"", t->cols[i].name);
+    add(&b, " WHERE NEW.\"%s\" IS NOT OLD.\"%s\";\n", key, key);
+    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    value_cols(&b, t);
+    add(&b, ") SELECT '%s', 1, NEW.\"%s\", ", t->name, key);
+    base_expr(&b, t, "NEW");
+    add(&b, ", " NOW_MS ", m");
+    for (int i = 0; i < t->ncols; i++)
+        add(&b, ", CASE WHEN NEW.\"%s\" IS NOT OLD.\"%s\" THEN NEW.\"%s\" END", t->cols[i].name,
+            t->cols[i].name, t->cols[i].name);
+    add(&b, " FROM (SELECT 0");
+    for (int i = 0; i < t->ncols; i++)
+        add(&b, " | ((NEW.\"%s\" IS NOT OLD.\"%s\") << %d)", t->cols[i].name, t->cols[i].name, i);
+    add(&b, " AS m) WHERE NEW.\"%s\" IS OLD.\"%s\" AND m <> 0;\nEND;\n", key, key);
+
+    /* DELETE: the key only. */
+    add(&b, "CREATE TRIGGER \"_sync_%s_del\" AFTER DELETE ON \"%s\" WHEN " ACTIVE " BEGIN\n",
+        t->name, t->name);
+    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask) VALUES ('%s', 2, OLD.\"%s\", ",
+        t->name, key);
+    base_expr(&b, t, "OLD");
+    add(&b, ", " NOW_MS ", 0);\nEND;\n");
+
+    /* First attach: rows the application wrote before syncedge knew the table are changes too. */
+    if (first) {
+        add(&b, "INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+        value_cols(&b, t);
+        add(&b, ") SELECT '%s', 0, \"%s\", 0, " NOW_MS ", %llu", t->name, key, full_mask(t));
+        for (int i = 0; i < t->ncols; i++)
+            add(&b, ", \"%s\"", t->cols[i].name);
+        add(&b, " FROM \"%s\" ORDER BY \"%s\";\n", t->name, key);
+        add(&b, "INSERT INTO _sync_tables(tbl, attached) VALUES ('%s', " NOW_MS ");\n", t->name);
+    }
+    if (b.over)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "table '%s': trigger SQL too long",
+                           t->name);
+    char what[128];
+    snprintf(what, sizeof what, "installing capture triggers on '%s'", t->name);
+    return sync_sql_exec(e->db, b.s, what, err, errlen);
+}
+
+int edge_capture_install(edge_db *e, char *err, size_t errlen)
+{
+    sqlite3_stmt *known;
+    int rc = sync_sql_prepare(e->db, "SELECT 1 FROM _sync_tables WHERE tbl = ?", &known, err,
+                              errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    for (int i = 0; i < e->ntables && rc == SYNC_OK; i++) {
+        const sync_table *t = e->tables[i];
+        sqlite3_bind_text(known, 1, t->name, -1, SQLITE_STATIC);
+        int first = sqlite3_step(known) != SQLITE_ROW;
+        sqlite3_reset(known);
+        rc = install_table(e, t, first, err, errlen);
+    }
+    sqlite3_finalize(known);
+    return rc;
+}

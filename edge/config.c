@@ -1,0 +1,189 @@
+/* config.c - syncedge's configuration keys (see config.h and docs/operations.md). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/conf.h"
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/topic.h"
+
+const char edge_config_help[] =
+    "Usage: syncedge [-c FILE] [--KEY VALUE ...] [--checksum] [-v] [-h]\n"
+    "\n"
+    "Attaches to an application's SQLite database, captures every change to the synced\n"
+    "tables with triggers, publishes them to the cloud over MQTT (TLS), and applies the\n"
+    "cloud's downstream changes to the local tables.\n"
+    "\n"
+    "Every config-file key KEY is also the flag --KEY (with '-' for '_'):\n"
+    "  database FILE        application SQLite database (required)\n"
+    "  schema FILE          schema file shared with the cloud (required)\n"
+    "  tables LIST          comma-separated tables to sync (default: all in the schema)\n"
+    "  tenant ID            tenant id (required)\n"
+    "  device ID            this device's id (required)\n"
+    "  broker URI           broker, e.g. ssl://broker.example.com:8883 (default ssl://127.0.0.1:8883)\n"
+    "  client_id ID         MQTT client id (default: the device id)\n"
+    "  username NAME        broker user name (default: the device id)\n"
+    "  password_file FILE   file holding the broker password (mode 0600)\n"
+    "  cafile FILE          CA certificate(s) to verify the broker\n"
+    "  certfile FILE        client certificate (mutual TLS)\n"
+    "  keyfile FILE         client private key (mutual TLS)\n"
+    "  tls_insecure BOOL    skip the broker host name check (default false; testing only)\n"
+    "  replica BOOL         apply the cloud's downstream changes (default true)\n"
+    "  batch_max N          change records per batch (default 500)\n"
+    "  batch_bytes N        payload bytes per batch (default 262144)\n"
+    "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
+    "  poll_ms MS           how often to look for new changes (default 50)\n"
+    "  session_expiry SEC   broker keeps our session this long offline (default 604800)\n"
+    "  keepalive SEC        MQTT keepalive (default 30)\n"
+    "  retry_min SEC        first reconnect delay (default 1)\n"
+    "  retry_max SEC        largest reconnect delay (default 60)\n"
+    "  log_level LEVEL      debug, info, notice, warning or error (default info)\n"
+    "  log_dest DEST        stderr or syslog (default stderr)\n"
+    "\n"
+    "Other flags:\n"
+    "  -c, --config FILE    read KEY VALUE lines from FILE (flags override it)\n"
+    "  --checksum           print TABLE ROWS SHA256 for each synced table and exit\n"
+    "  -v, --verbose        same as --log-level debug\n"
+    "  -h, --help           this help\n"
+    "  --version            print the version\n";
+
+void edge_config_init(edge_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->replica = 1;
+    c->batch_max = 500;
+    c->batch_bytes = 256 * 1024;
+    c->ack_timeout = 30;
+    c->poll_ms = 50;
+    c->session_expiry = 7 * 24 * 3600;
+    c->keepalive = 30;
+    c->retry_min = 1;
+    c->retry_max = 60;
+    c->log_level = SYNC_LOG_INFO;
+}
+
+void edge_config_free(edge_config *c)
+{
+    char **strs[] = {&c->database,  &c->schema,   &c->tables,        &c->tenant,
+                     &c->device,    &c->broker,   &c->client_id,     &c->username,
+                     &c->password_file, &c->cafile, &c->certfile,    &c->keyfile};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+int edge_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    edge_config *c = ctx;
+    static const struct {
+        const char *key;
+        size_t off;
+    } strs[] = {
+        {"database", offsetof(edge_config, database)},
+        {"schema", offsetof(edge_config, schema)},
+        {"tables", offsetof(edge_config, tables)},
+        {"tenant", offsetof(edge_config, tenant)},
+        {"device", offsetof(edge_config, device)},
+        {"broker", offsetof(edge_config, broker)},
+        {"client_id", offsetof(edge_config, client_id)},
+        {"username", offsetof(edge_config, username)},
+        {"password_file", offsetof(edge_config, password_file)},
+        {"cafile", offsetof(edge_config, cafile)},
+        {"certfile", offsetof(edge_config, certfile)},
+        {"keyfile", offsetof(edge_config, keyfile)},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strcmp(key, strs[i].key) == 0)
+            return sync_conf_str((char **)((char *)c + strs[i].off), value, err, errlen);
+    static const struct {
+        const char *key;
+        size_t off;
+        long min, max;
+    } nums[] = {
+        {"batch_max", offsetof(edge_config, batch_max), 1, 10000},
+        {"batch_bytes", offsetof(edge_config, batch_bytes), 1024, 64L * 1024 * 1024},
+        {"ack_timeout", offsetof(edge_config, ack_timeout), 1, 86400},
+        {"poll_ms", offsetof(edge_config, poll_ms), 1, 60000},
+        {"session_expiry", offsetof(edge_config, session_expiry), 0, 0xFFFFFFFFL},
+        {"keepalive", offsetof(edge_config, keepalive), 5, 65535},
+        {"retry_min", offsetof(edge_config, retry_min), 1, 3600},
+        {"retry_max", offsetof(edge_config, retry_max), 1, 86400},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (strcmp(key, nums[i].key) == 0)
+            return sync_conf_long(key, value, nums[i].min, nums[i].max,
+                                  (long *)((char *)c + nums[i].off), err, errlen);
+    if (strcmp(key, "replica") == 0)
+        return sync_conf_bool(key, value, &c->replica, err, errlen);
+    if (strcmp(key, "tls_insecure") == 0)
+        return sync_conf_bool(key, value, &c->tls_insecure, err, errlen);
+    if (strcmp(key, "log_level") == 0) {
+        sync_log_level l;
+        if (sync_log_parse_level(value, &l) != 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid log_level value (%s): debug, info, notice, warning or "
+                               "error",
+                               value);
+        c->log_level = (int)l;
+        return SYNC_OK;
+    }
+    if (strcmp(key, "log_dest") == 0) {
+        if (strcmp(value, "stderr") && strcmp(value, "syslog"))
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid log_dest value (%s): stderr or syslog", value);
+        c->log_syslog = strcmp(value, "syslog") == 0;
+        return SYNC_OK;
+    }
+    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Unknown option '%s' (see syncedge --help)",
+                       key);
+}
+
+int edge_config_finish(edge_config *c, char *err, size_t errlen)
+{
+    const char *missing = !c->database ? "database"
+                          : !c->schema ? "schema"
+                          : !c->tenant ? "tenant"
+                          : !c->device ? "device"
+                                       : NULL;
+    if (missing)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Error: '%s' is required (config file or --%s)", missing, missing);
+    if (!sync_id_valid(c->tenant, strlen(c->tenant)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid tenant value (%s): 1-64 of A-Z a-z 0-9 _ . -", c->tenant);
+    if (!sync_id_valid(c->device, strlen(c->device)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid device value (%s): 1-64 of A-Z a-z 0-9 _ . -", c->device);
+    if (c->retry_max < c->retry_min)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "retry_max (%ld) is below retry_min (%ld)",
+                           c->retry_max, c->retry_min);
+    int rc = SYNC_OK;
+    if (!c->broker)
+        rc = sync_conf_str(&c->broker, "ssl://127.0.0.1:8883", err, errlen);
+    if (rc == SYNC_OK && !c->client_id)
+        rc = sync_conf_str(&c->client_id, c->device, err, errlen);
+    if (rc == SYNC_OK && !c->username)
+        rc = sync_conf_str(&c->username, c->device, err, errlen);
+    return rc;
+}
+
+int edge_config_syncs(const edge_config *c, const char *name)
+{
+    if (!c->tables || !*c->tables)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = c->tables; *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        if ((size_t)(e - p) == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = e;
+    }
+    return 0;
+}

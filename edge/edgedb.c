@@ -1,0 +1,377 @@
+/* edgedb.c - the application database as syncedge sees it (see edgedb.h). */
+#include "edgedb.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sync/err.h"
+#include "sync/hlc.h"
+#include "sync/log.h"
+#include "sync/sqlutil.h"
+
+static const char *sql_type(sync_vtype t)
+{
+    switch (t) {
+    case SYNC_INT:
+        return "INTEGER";
+    case SYNC_REAL:
+        return "REAL";
+    case SYNC_TEXT:
+        return "TEXT";
+    default:
+        return "BLOB";
+    }
+}
+
+static int select_tables(edge_db *e, const edge_config *c, char *err, size_t errlen)
+{
+    e->ntables = 0;
+    e->nv = 0;
+    for (int i = 0; i < sync_schema_ntables(e->schema); i++) {
+        const sync_table *t = sync_schema_table(e->schema, i);
+        if (!edge_config_syncs(c, t->name))
+            continue;
+        e->tables[e->ntables++] = t;
+        if (t->ncols > e->nv)
+            e->nv = t->ncols;
+    }
+    /* Every name in `tables` must be in the schema: a typo would silently sync nothing. */
+    if (c->tables) {
+        char list[1024];
+        snprintf(list, sizeof list, "%s", c->tables);
+        for (char *tok = strtok(list, ", "); tok; tok = strtok(NULL, ", "))
+            if (!sync_schema_find(e->schema, tok, strlen(tok)))
+                return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                                   "tables: '%s' is not declared in the schema file", tok);
+    }
+    if (e->ntables == 0)
+        return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "no table to sync");
+    return SYNC_OK;
+}
+
+/* Creates a synced table that does not exist, or checks that an existing one has every schema
+ * column and the schema's key as its primary key. */
+static int ensure_table(edge_db *e, const sync_table *t, char *err, size_t errlen)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(\"%s\")", t->name);
+    sqlite3_stmt *st;
+    int rc = sync_sql_prepare(e->db, sql, &st, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    uint64_t seen = 0;
+    int ncols = 0, pkcols = 0, key_is_pk = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        ncols++;
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        int pk = sqlite3_column_int(st, 5);
+        int ci = name ? sync_table_col(t, name, strlen(name)) : -1;
+        if (pk)
+            pkcols++;
+        if (ci >= 0)
+            seen |= 1ull << ci;
+        if (ci == t->key && pk)
+            key_is_pk = 1;
+    }
+    sqlite3_finalize(st);
+    if (ncols == 0) {
+        char create[16384];
+        size_t at = (size_t)snprintf(create, sizeof create, "CREATE TABLE \"%s\"(", t->name);
+        for (int i = 0; i < t->ncols; i++)
+            at += (size_t)snprintf(create + at, sizeof create - at, "%s\"%s\" %s%s%s",
+                                   i ? ", " : "", t->cols[i].name, sql_type(t->cols[i].type),
+                                   i == t->key ? " PRIMARY KEY" : "",
+                                   t->cols[i].notnull ? " NOT NULL" : "");
+        snprintf(create + at, sizeof create - at, ")");
+        sync_info("creating table '%s' from the schema", t->name);
+        return sync_sql_exec(e->db, create, "creating a synced table", err, errlen);
+    }
+    for (int i = 0; i < t->ncols; i++)
+        if (!(seen & (1ull << i)))
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                               "table '%s' in the database has no column '%s' that the schema "
+                               "declares",
+                               t->name, t->cols[i].name);
+    if (!key_is_pk || pkcols != 1)
+        return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                           "table '%s': the schema's key '%s' must be the table's only PRIMARY "
+                           "KEY column",
+                           t->name, t->cols[t->key].name);
+    return SYNC_OK;
+}
+
+/* The bookkeeping tables. The outbox's first seq is the creation time in microseconds, so that
+ * a device whose database is recreated never reuses sequence numbers the cloud has seen (the
+ * cloud would take them for duplicates). */
+static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_t errlen)
+{
+    char sql[4096];
+    size_t at = (size_t)snprintf(
+        sql, sizeof sql,
+        "CREATE TABLE IF NOT EXISTS _sync_ctl(id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " applying INTEGER NOT NULL DEFAULT 0, hlc INTEGER NOT NULL DEFAULT 0,"
+        " tenant TEXT NOT NULL, device TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _sync_tables(tbl TEXT PRIMARY KEY, attached INTEGER);"
+        "CREATE TABLE IF NOT EXISTS _sync_rows(tbl TEXT NOT NULL, pk NOT NULL,"
+        " version INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS _sync_outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " tbl TEXT NOT NULL, op INTEGER NOT NULL, pk NOT NULL, base INTEGER NOT NULL,"
+        " ts INTEGER NOT NULL, mask INTEGER NOT NULL");
+    for (int i = 0; i < e->nv; i++)
+        at += (size_t)snprintf(sql + at, sizeof sql - at, ", v%d", i);
+    at += (size_t)snprintf(
+        sql + at, sizeof sql - at,
+        ");"
+        "CREATE INDEX IF NOT EXISTS _sync_outbox_row ON _sync_outbox(tbl, pk);"
+        "CREATE TABLE IF NOT EXISTS _sync_dead(seq INTEGER PRIMARY KEY, tbl TEXT, op INTEGER,"
+        " pk, base INTEGER, ts INTEGER, mask INTEGER, reason TEXT NOT NULL, at INTEGER NOT NULL");
+    for (int i = 0; i < e->nv; i++)
+        at += (size_t)snprintf(sql + at, sizeof sql - at, ", v%d", i);
+    snprintf(sql + at, sizeof sql - at, ");");
+    int rc = sync_sql_exec(e->db, sql, "creating bookkeeping tables", err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    /* A schema that grew wider than the outbox gets more value columns. */
+    for (const char *tbl = "_sync_outbox"; tbl; tbl = strcmp(tbl, "_sync_outbox") ? NULL : "_sync_dead") {
+        for (int i = 0; i < e->nv; i++) {
+            char probe[128];
+            snprintf(probe, sizeof probe, "SELECT v%d FROM %s LIMIT 0", i, tbl);
+            sqlite3_stmt *pst = NULL;
+            int exists = sqlite3_prepare_v2(e->db, probe, -1, &pst, NULL) == SQLITE_OK;
+            sqlite3_finalize(pst);
+            if (exists)
+                continue;
+            char alter[128];
+            snprintf(alter, sizeof alter, "ALTER TABLE %s ADD COLUMN v%d", tbl, i);
+            if ((rc = sync_sql_exec(e->db, alter, "widening the outbox", err, errlen)) != SYNC_OK)
+                return rc;
+        }
+    }
+    sqlite3_stmt *st;
+    rc = sync_sql_prepare(e->db, "SELECT tenant, device FROM _sync_ctl WHERE id = 1", &st, err,
+                          errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        char tenant[80], device[80];
+        snprintf(tenant, sizeof tenant, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(device, sizeof device, "%s", (const char *)sqlite3_column_text(st, 1));
+        sqlite3_finalize(st);
+        if (strcmp(tenant, c->tenant) || strcmp(device, c->device))
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "database %s belongs to device '%s' of tenant '%s'; refusing to "
+                               "run it as '%s' of '%s'",
+                               c->database, device, tenant, c->device, c->tenant);
+        return SYNC_OK;
+    }
+    sqlite3_finalize(st);
+    rc = sync_sql_prepare(e->db,
+                          "INSERT INTO _sync_ctl(id, applying, hlc, tenant, device) "
+                          "VALUES (1, 0, 0, ?, ?)",
+                          &st, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, c->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->device, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "initialising _sync_ctl: %s",
+                           sqlite3_errmsg(e->db));
+    snprintf(sql, sizeof sql,
+             "INSERT INTO sqlite_sequence(name, seq) SELECT '_sync_outbox', %llu "
+             "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = '_sync_outbox')",
+             (unsigned long long)sync_wall_ms() * 1000ull);
+    return sync_sql_exec(e->db, sql, "initialising the outbox sequence", err, errlen);
+}
+
+static int prepare_all(edge_db *e, char *err, size_t errlen)
+{
+    struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } list[] = {
+        {&e->begin, "BEGIN IMMEDIATE"},
+        {&e->commit, "COMMIT"},
+        {&e->rollback, "ROLLBACK"},
+        {&e->set_applying, "UPDATE _sync_ctl SET applying = ? WHERE id = 1"},
+        {&e->version_get, "SELECT version FROM _sync_rows WHERE tbl = ? AND pk = ?"},
+        {&e->version_put,
+         "INSERT INTO _sync_rows(tbl, pk, version) VALUES (?1, ?2, ?3) "
+         "ON CONFLICT(tbl, pk) DO UPDATE SET version = max(version, excluded.version)"},
+        {&e->pending, "SELECT op, mask FROM _sync_outbox WHERE tbl = ? AND pk = ?"},
+        {&e->data_version_st, "PRAGMA data_version"},
+        {&e->outbox_count, "SELECT count(*) FROM _sync_outbox"},
+    };
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
+        int rc = sync_sql_prepare(e->db, list[i].sql, list[i].st, err, errlen);
+        if (rc != SYNC_OK)
+            return rc;
+    }
+    return SYNC_OK;
+}
+
+int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->schema = s;
+    int rc = select_tables(e, c, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    /* NORMAL in WAL mode: a crash never corrupts, and a change lost to a power cut is one the
+     * application's own commit also lost. The application's connection keeps its own setting. */
+    rc = sync_sql_open(c->database, 1, "NORMAL", &e->db, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    rc = sync_sql_exec(e->db, "BEGIN IMMEDIATE", "locking the database", err, errlen);
+    for (int i = 0; i < e->ntables && rc == SYNC_OK; i++)
+        rc = ensure_table(e, e->tables[i], err, errlen);
+    if (rc == SYNC_OK)
+        rc = ensure_bookkeeping(e, c, err, errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_exec(e->db, "UPDATE _sync_ctl SET applying = 0 WHERE id = 1",
+                           "resetting _sync_ctl", err, errlen);
+    if (rc == SYNC_OK)
+        rc = edge_capture_install(e, err, errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_exec(e->db, "COMMIT", "committing the attach", err, errlen);
+    else
+        sqlite3_exec(e->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == SYNC_OK)
+        rc = prepare_all(e, err, errlen);
+    if (rc != SYNC_OK) {
+        edge_db_close(e);
+        return rc;
+    }
+    edge_db_changed(e);
+    return SYNC_OK;
+}
+
+int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char *err,
+                    size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->schema = s;
+    int rc = select_tables(e, c, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    if (sqlite3_open_v2(c->database, &e->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        rc = sync_seterr(err, errlen, SYNC_ERR_DB, "cannot open %s: %s", c->database,
+                         e->db ? sqlite3_errmsg(e->db) : "out of memory");
+        edge_db_close(e);
+        return rc;
+    }
+    sqlite3_busy_timeout(e->db, 10000);
+    return SYNC_OK;
+}
+
+void edge_db_close(edge_db *e)
+{
+    sqlite3_stmt *all[] = {e->begin,   e->commit,  e->rollback,      e->set_applying,
+                           e->version_get, e->version_put, e->pending, e->data_version_st,
+                           e->outbox_count};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(e->db);
+    memset(e, 0, sizeof *e);
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int edge_db_begin(edge_db *e, int applying)
+{
+    if (step_reset(e->begin) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (applying) {
+        sqlite3_bind_int(e->set_applying, 1, 1);
+        if (step_reset(e->set_applying) != SYNC_OK) {
+            edge_db_rollback(e);
+            return SYNC_ERR_DB;
+        }
+    }
+    return SYNC_OK;
+}
+
+int edge_db_commit(edge_db *e)
+{
+    /* The flag goes back to 0 inside the same transaction, so nobody ever sees it set. */
+    sqlite3_bind_int(e->set_applying, 1, 0);
+    if (step_reset(e->set_applying) != SYNC_OK || step_reset(e->commit) != SYNC_OK) {
+        sync_error("commit failed: %s", sqlite3_errmsg(e->db));
+        edge_db_rollback(e);
+        return SYNC_ERR_DB;
+    }
+    return SYNC_OK;
+}
+
+void edge_db_rollback(edge_db *e)
+{
+    if (!sqlite3_get_autocommit(e->db))
+        step_reset(e->rollback);
+}
+
+int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version)
+{
+    sqlite3_bind_text(e->version_get, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->version_get, 2, key);
+    int rc = sqlite3_step(e->version_get);
+    *version = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(e->version_get, 0) : 0;
+    sqlite3_reset(e->version_get);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version)
+{
+    sqlite3_bind_text(e->version_put, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->version_put, 2, key);
+    sqlite3_bind_int64(e->version_put, 3, (sqlite3_int64)version);
+    return step_reset(e->version_put);
+}
+
+int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask)
+{
+    *mask = 0;
+    sqlite3_bind_text(e->pending, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->pending, 2, key);
+    int rc;
+    while ((rc = sqlite3_step(e->pending)) == SQLITE_ROW) {
+        int op = sqlite3_column_int(e->pending, 0);
+        *mask |= op == 1 ? (uint64_t)sqlite3_column_int64(e->pending, 1) : ~0ull;
+    }
+    sqlite3_reset(e->pending);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int edge_db_changed(edge_db *e)
+{
+    int v = 0;
+    if (sqlite3_step(e->data_version_st) == SQLITE_ROW)
+        v = sqlite3_column_int(e->data_version_st, 0);
+    sqlite3_reset(e->data_version_st);
+    int changed = v != e->data_version;
+    e->data_version = v;
+    return changed;
+}
+
+long long edge_db_outbox_count(edge_db *e)
+{
+    long long n = -1;
+    if (sqlite3_step(e->outbox_count) == SQLITE_ROW)
+        n = sqlite3_column_int64(e->outbox_count, 0);
+    sqlite3_reset(e->outbox_count);
+    return n;
+}
+
+const sync_table *edge_db_table(const edge_db *e, const char *name, size_t len)
+{
+    for (int i = 0; i < e->ntables; i++)
+        if (strlen(e->tables[i]->name) == len && memcmp(e->tables[i]->name, name, len) == 0)
+            return e->tables[i];
+    return NULL;
+}

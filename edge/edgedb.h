@@ -1,0 +1,65 @@
+/* edgedb.h - syncedge's view of the application database: opening it, the bookkeeping tables
+ * (_sync_ctl, _sync_outbox, _sync_rows, _sync_dead), the synced tables, and the small
+ * statements the outbox and replica modules share.
+ *
+ * All of it lives in the application's own database file so that a captured change and the
+ * application's write are committed (or lost) together.
+ */
+#ifndef EDGE_EDGEDB_H
+#define EDGE_EDGEDB_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "sync/schema.h"
+
+#define EDGE_MAX_TABLES 256
+
+typedef struct edge_db {
+    sqlite3 *db;
+    const sync_schema *schema;           /* borrowed */
+    int ntables;                         /* synced tables */
+    const sync_table *tables[EDGE_MAX_TABLES];
+    int nv;                              /* value columns v0..v(nv-1) in the outbox */
+    int data_version;                    /* last PRAGMA data_version seen */
+    sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put,
+        *pending, *data_version_st, *outbox_count;
+} edge_db;
+
+/* Opens the database (creating it if missing), creates missing synced tables from the schema,
+ * checks existing ones have the schema's columns and key, creates the bookkeeping tables and
+ * installs capture triggers (capturing rows already present the first time a table is
+ * attached). Refuses a database attached earlier as another tenant/device. */
+int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *err, size_t errlen);
+void edge_db_close(edge_db *e);
+
+/* Opens read-only for --checksum (no bookkeeping is touched). */
+int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char *err,
+                    size_t errlen);
+
+/* Transactions. applying=1 marks the transaction as applying downstream changes, so the capture
+ * triggers ignore it (no echo). BEGIN IMMEDIATE: we always write. */
+int edge_db_begin(edge_db *e, int applying);
+int edge_db_commit(edge_db *e);
+void edge_db_rollback(edge_db *e);
+
+/* Known server version of a row (0 if none). */
+int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version);
+/* Raises the known server version of a row (never lowers it). */
+int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version);
+/* Columns of a row with local changes not yet acknowledged: the OR of the outbox masks, all
+ * bits when an insert or delete is pending, 0 when nothing is. */
+int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask);
+/* Nonzero when another connection has committed since the last call. */
+int edge_db_changed(edge_db *e);
+/* Rows in the outbox. */
+long long edge_db_outbox_count(edge_db *e);
+
+/* Finds a synced table by name; NULL if the name is not synced here. */
+const sync_table *edge_db_table(const edge_db *e, const char *name, size_t len);
+
+/* Installs the capture triggers (capture.c). */
+int edge_capture_install(edge_db *e, char *err, size_t errlen);
+
+#endif

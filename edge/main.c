@@ -1,0 +1,350 @@
+/* main.c - syncedge: configuration, the event loop, and shutdown.
+ *
+ * One thread owns the database: it takes MQTT messages from the queue that sync_mqtt fills on
+ * Paho's threads, applies acks and deltas in one transaction per wake-up, and publishes the
+ * next batch when none is in flight.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "edgedb.h"
+#include "outbox.h"
+#include "replica.h"
+#include "sync/checksum.h"
+#include "sync/conf.h"
+#include "sync/err.h"
+#include "sync/hlc.h"
+#include "sync/log.h"
+#include "sync/mqtt.h"
+#include "sync/topic.h"
+
+#define EDGE_VERSION "0.1.0"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int print_checksums(const edge_config *c, const sync_schema *s)
+{
+    edge_db db;
+    char err[512];
+    if (edge_db_open_ro(&db, c, s, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "syncedge: %s\n", err);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < db.ntables; i++) {
+        char hex[65];
+        long long rows;
+        if (sync_checksum_table(db.db, db.tables[i], NULL, hex, &rows, err, sizeof err) !=
+            SYNC_OK) {
+            fprintf(stderr, "syncedge: %s\n", err);
+            rc = 1;
+            break;
+        }
+        printf("%s %lld %s\n", db.tables[i]->name, rows, hex);
+    }
+    edge_db_close(&db);
+    return rc;
+}
+
+typedef struct edge {
+    edge_config *cfg;
+    edge_db db;
+    edge_replica *rep;
+    edge_outbox *out;
+    sync_mqtt *mqtt;
+    char up_topic[SYNC_TOPIC_MAX], ack_topic[SYNC_TOPIC_MAX], state_topic[SYNC_TOPIC_MAX];
+    double sent_at;         /* when the batch in flight was (last) published; 0 = not yet */
+    int resends;            /* of the batch in flight */
+    int need_check;         /* look at the outbox even if no other connection committed */
+    unsigned long connects; /* sync_mqtt_connects() last seen */
+    long long last_pending; /* outbox rows in the last state message */
+    double state_at;
+} edge;
+
+static void publish_state(edge *e, int online)
+{
+    long long pending = edge_db_outbox_count(&e->db);
+    char json[256];
+    int n = snprintf(json, sizeof json,
+                     "{\"device\":\"%s\",\"online\":%s,\"pending\":%lld,\"ts\":%llu,"
+                     "\"version\":\"" EDGE_VERSION "\"}",
+                     e->cfg->device, online ? "true" : "false", pending,
+                     (unsigned long long)sync_wall_ms());
+    if (sync_mqtt_publish(e->mqtt, e->state_topic, json, (size_t)n, 1, 1) == SYNC_OK) {
+        e->last_pending = pending;
+        e->state_at = now_s();
+    }
+}
+
+/* Applies everything that arrived, in one transaction. */
+static void handle_messages(edge *e, sync_mqtt_msg *list)
+{
+    if (!list)
+        return;
+    if (edge_db_begin(&e->db, 1) != SYNC_OK) {
+        sync_error("cannot begin a transaction: %s; messages will be handled again when the "
+                   "broker redelivers them",
+                   sqlite3_errmsg(e->db.db));
+    } else {
+        int ok = 1, settled = 0;
+        for (sync_mqtt_msg *m = list; m && ok; m = m->next) {
+            char err[512];
+            if (strcmp(m->topic, e->ack_topic) == 0) {
+                int done = 0;
+                int rc = edge_outbox_on_ack(e->out, m->payload, m->len, &done, err, sizeof err);
+                if (rc == SYNC_ERR_DB) {
+                    sync_error("%s", err);
+                    ok = 0;
+                } else if (rc != SYNC_OK) {
+                    sync_warn("ignoring a malformed ack: %s", err);
+                }
+                settled |= done;
+                continue;
+            }
+            const char *rest = sync_topic_after_tenant(m->topic, e->cfg->tenant);
+            if (rest && strncmp(rest, "delta/", 6) == 0) {
+                int rc = edge_replica_apply_delta(e->rep, m->payload, m->len, err, sizeof err);
+                if (rc == SYNC_ERR_DB) {
+                    sync_error("%s", err);
+                    ok = 0;
+                } else if (rc != SYNC_OK) {
+                    sync_warn("ignoring a malformed delta on %s: %s", m->topic, err);
+                }
+                continue;
+            }
+            sync_debug("ignoring a message on %s", m->topic);
+        }
+        if (ok && edge_db_commit(&e->db) == SYNC_OK) {
+            if (settled) {
+                e->sent_at = 0;
+                e->resends = 0;
+                e->need_check = 1;
+            }
+        } else {
+            edge_db_rollback(&e->db);
+            /* The rows of an acked batch are still in the outbox: forget the batch and rebuild
+             * it; the cloud recognises the sequence numbers and acks them as duplicates. */
+            if (settled)
+                e->need_check = 1;
+        }
+    }
+    while (list) {
+        sync_mqtt_msg *n = list->next;
+        sync_mqtt_msg_free(list);
+        list = n;
+    }
+}
+
+static void send_batch(edge *e, const uint8_t *p, size_t n, int resend)
+{
+    int rc = sync_mqtt_publish(e->mqtt, e->up_topic, p, n, 1, 0);
+    if (rc == SYNC_OK) {
+        e->sent_at = now_s();
+        if (resend)
+            e->resends++;
+    } else {
+        e->sent_at = 0; /* send when connected again */
+    }
+}
+
+static void pump(edge *e)
+{
+    if (!sync_mqtt_connected(e->mqtt))
+        return;
+    unsigned long c = sync_mqtt_connects(e->mqtt);
+    const uint8_t *p;
+    size_t n, nrec;
+    uint64_t base;
+    int inflight = edge_outbox_inflight(e->out, &p, &n, &base, &nrec);
+    if (c != e->connects) {
+        e->connects = c;
+        publish_state(e, 1);
+        /* The ack of a batch sent on the old connection may never come: send it again now. */
+        if (inflight) {
+            sync_info("resending batch %llu (%zu changes) after reconnecting",
+                      (unsigned long long)base, nrec);
+            send_batch(e, p, n, 1);
+        }
+    }
+    if (inflight) {
+        double age = now_s() - e->sent_at;
+        if (e->sent_at == 0 || age > (double)e->cfg->ack_timeout) {
+            if (e->sent_at != 0)
+                sync_warn("no ack for batch %llu (%zu changes) after %.0f s; sending it again",
+                          (unsigned long long)base, nrec, age);
+            send_batch(e, p, n, 1);
+        }
+        return;
+    }
+    if (!e->need_check && !edge_db_changed(&e->db))
+        return;
+    int rc = edge_outbox_prepare(e->out, &p, &n);
+    if (rc == 1) {
+        edge_outbox_inflight(e->out, &p, &n, &base, &nrec);
+        sync_debug("publishing batch %llu: %zu changes, %zu bytes", (unsigned long long)base,
+                   nrec, n);
+        e->resends = 0;
+        send_batch(e, p, n, 0);
+    } else {
+        e->need_check = 0;
+    }
+}
+
+static int run(edge_config *c, const sync_schema *schema)
+{
+    char err[512];
+    edge e;
+    memset(&e, 0, sizeof e);
+    e.cfg = c;
+    e.need_check = 1;
+    char password[256] = "";
+    if (c->password_file &&
+        sync_conf_read_secret(c->password_file, password, sizeof password, err, sizeof err) !=
+            SYNC_OK) {
+        sync_error("%s", err);
+        return 1;
+    }
+    if (edge_db_open(&e.db, c, schema, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        return 1;
+    }
+    int status = 1;
+    if (edge_replica_new(&e.db, &e.rep, err, sizeof err) != SYNC_OK ||
+        edge_outbox_new(&e.db, e.rep, c, &e.out, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
+    sync_topic_dev(e.up_topic, sizeof e.up_topic, c->tenant, c->device, "up");
+    sync_topic_dev(e.ack_topic, sizeof e.ack_topic, c->tenant, c->device, "ack");
+    sync_topic_dev(e.state_topic, sizeof e.state_topic, c->tenant, c->device, "state");
+    char will[160];
+    int wn = snprintf(will, sizeof will, "{\"device\":\"%s\",\"online\":false,\"clean\":false}",
+                      c->device);
+    sync_mqtt_opts mo;
+    sync_mqtt_opts_default(&mo);
+    mo.uri = c->broker;
+    mo.client_id = c->client_id;
+    mo.username = c->username;
+    mo.password = password[0] ? password : NULL;
+    mo.cafile = c->cafile;
+    mo.certfile = c->certfile;
+    mo.keyfile = c->keyfile;
+    mo.tls_insecure = c->tls_insecure;
+    /* A persistent session: the broker queues our acks and deltas while we are away. */
+    mo.clean_start = 0;
+    mo.session_expiry = (uint32_t)c->session_expiry;
+    mo.keepalive = (int)c->keepalive;
+    mo.retry_min = (int)c->retry_min;
+    mo.retry_max = (int)c->retry_max;
+    mo.will_topic = e.state_topic;
+    mo.will_payload = will;
+    mo.will_len = (size_t)wn;
+    mo.will_retain = 1;
+    if (sync_mqtt_new(&mo, &e.mqtt, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
+    sync_mqtt_subscribe(e.mqtt, e.ack_topic, 1);
+    if (c->replica) {
+        char delta[SYNC_TOPIC_MAX];
+        snprintf(delta, sizeof delta, "sync/%s/delta/+", c->tenant);
+        sync_mqtt_subscribe(e.mqtt, delta, 1);
+    }
+    sync_notice("syncedge " EDGE_VERSION " started: device %s of tenant %s, database %s, %d "
+                "table%s, %lld change%s waiting",
+                c->device, c->tenant, c->database, e.db.ntables, e.db.ntables == 1 ? "" : "s",
+                edge_db_outbox_count(&e.db), edge_db_outbox_count(&e.db) == 1 ? "" : "s");
+    sync_mqtt_start(e.mqtt, err, sizeof err);
+    while (!stop_requested) {
+        sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
+        handle_messages(&e, msgs);
+        pump(&e);
+        if (sync_mqtt_connected(e.mqtt) && now_s() - e.state_at > 10 &&
+            edge_db_outbox_count(&e.db) != e.last_pending)
+            publish_state(&e, 1);
+    }
+    status = 0;
+    edge_outbox_stats st;
+    edge_outbox_stats_get(e.out, &st);
+    sync_notice("stopping: %lu batches sent, %lu changes acked, %lu lost a conflict, %lu "
+                "rejected, %lu downstream changes applied; %lld waiting in the outbox",
+                st.batches_sent, st.records_acked, st.lost, st.rejected,
+                edge_replica_applied(e.rep), edge_db_outbox_count(&e.db));
+    if (sync_mqtt_connected(e.mqtt)) {
+        char json[160];
+        int n = snprintf(json, sizeof json,
+                         "{\"device\":\"%s\",\"online\":false,\"clean\":true,\"pending\":%lld}",
+                         c->device, edge_db_outbox_count(&e.db));
+        sync_mqtt_publish(e.mqtt, e.state_topic, json, (size_t)n, 1, 1);
+    }
+out:
+    sync_mqtt_free(e.mqtt);
+    edge_outbox_free(e.out);
+    edge_replica_free(e.rep);
+    edge_db_close(&e.db);
+    memset(password, 0, sizeof password);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    edge_config c;
+    edge_config_init(&c);
+    sync_args a = {.flags = "checksum"};
+    char err[1024];
+    sync_log_setup("syncedge", SYNC_LOG_INFO, 0);
+    if (sync_conf_parse_args(argc, argv, &a, edge_config_set, &c, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "%s\n", err);
+        edge_config_free(&c);
+        return 2;
+    }
+    if (a.help || a.version) {
+        fputs(a.help ? edge_config_help : "syncedge " EDGE_VERSION "\n", stdout);
+        edge_config_free(&c);
+        return 0;
+    }
+    sync_log_setup("syncedge", (sync_log_level)c.log_level, c.log_syslog);
+    if (edge_config_finish(&c, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "%s\n", err);
+        edge_config_free(&c);
+        return 2;
+    }
+    sync_schema *schema;
+    if (sync_schema_load(c.schema, &schema, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "syncedge: %s\n", err);
+        edge_config_free(&c);
+        return 2;
+    }
+    int rc;
+    if (a.set & 1u) {
+        rc = print_checksums(&c, schema);
+    } else {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        rc = run(&c, schema);
+    }
+    sync_schema_free(schema);
+    edge_config_free(&c);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* replica.c - applying downstream changes to local tables (see replica.h). */
+#include "replica.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/sqlutil.h"
+
+typedef struct table_stmts {
+    sqlite3_stmt *upsert; /* all columns + a mask parameter choosing which ones to set */
+    sqlite3_stmt *del;
+} table_stmts;
+
+struct edge_replica {
+    edge_db *db;
+    table_stmts st[EDGE_MAX_TABLES]; /* by position in db->tables */
+    sync_limits lim;
+    unsigned long applied, skipped;
+    uint64_t max_hlc;
+    const sync_table *cur; /* table of the delta being decoded (NULL: not synced here) */
+    int failed;            /* a database error happened inside a decode callback */
+    char errbuf[256];
+};
+
+static int table_slot(const edge_replica *r, const sync_table *t)
+{
+    for (int i = 0; i < r->db->ntables; i++)
+        if (r->db->tables[i] == t)
+            return i;
+    return -1;
+}
+
+int edge_replica_new(edge_db *db, edge_replica **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    edge_replica *r = calloc(1, sizeof *r);
+    if (!r)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    r->db = db;
+    sync_limits_default(&r->lim);
+    int rc = SYNC_OK;
+    for (int i = 0; i < db->ntables && rc == SYNC_OK; i++) {
+        const sync_table *t = db->tables[i];
+        char sql[16384];
+        size_t at = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\"(", t->name);
+        for (int c = 0; c < t->ncols; c++)
+            at += (size_t)snprintf(sql + at, sizeof sql - at, "%s\"%s\"", c ? "," : "",
+                                   t->cols[c].name);
+        at += (size_t)snprintf(sql + at, sizeof sql - at, ") VALUES (");
+        for (int c = 0; c < t->ncols; c++)
+            at += (size_t)snprintf(sql + at, sizeof sql - at, "%s?%d", c ? "," : "", c + 1);
+        at += (size_t)snprintf(sql + at, sizeof sql - at, ") ON CONFLICT(\"%s\") DO ",
+                               t->cols[t->key].name);
+        if (t->ncols == 1) {
+            at += (size_t)snprintf(sql + at, sizeof sql - at, "NOTHING");
+        } else {
+            at += (size_t)snprintf(sql + at, sizeof sql - at, "UPDATE SET ");
+            int first = 1;
+            for (int c = 0; c < t->ncols; c++) {
+                if (c == t->key)
+                    continue;
+                at += (size_t)snprintf(sql + at, sizeof sql - at,
+                                       "%s\"%s\" = CASE WHEN (?%d >> %d) & 1 THEN excluded.\"%s\" "
+                                       "ELSE \"%s\" END",
+                                       first ? "" : ", ", t->cols[c].name, t->ncols + 1, c,
+                                       t->cols[c].name, t->cols[c].name);
+                first = 0;
+            }
+        }
+        if (at >= sizeof sql)
+            rc = sync_seterr(err, errlen, SYNC_ERR_INVAL, "table '%s': SQL too long", t->name);
+        if (rc == SYNC_OK)
+            rc = sync_sql_prepare(db->db, sql, &r->st[i].upsert, err, errlen);
+        if (rc == SYNC_OK) {
+            snprintf(sql, sizeof sql, "DELETE FROM \"%s\" WHERE \"%s\" = ?", t->name,
+                     t->cols[t->key].name);
+            rc = sync_sql_prepare(db->db, sql, &r->st[i].del, err, errlen);
+        }
+    }
+    if (rc != SYNC_OK) {
+        edge_replica_free(r);
+        return rc;
+    }
+    *out = r;
+    return SYNC_OK;
+}
+
+void edge_replica_free(edge_replica *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < EDGE_MAX_TABLES; i++) {
+        sqlite3_finalize(r->st[i].upsert);
+        sqlite3_finalize(r->st[i].del);
+    }
+    free(r);
+}
+
+int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key, sync_op op,
+                     const sync_colval *cols, size_t ncols, uint64_t version, int force)
+{
+    int slot = table_slot(r, t);
+    if (slot < 0)
+        return SYNC_ERR_SCHEMA;
+    uint64_t held;
+    if (edge_db_version(r->db, t, key, &held) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (version < held || (version == held && !force)) {
+        r->skipped++;
+        return SYNC_OK;
+    }
+    uint64_t pending;
+    if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
+        return SYNC_ERR_DB;
+    int rc = SQLITE_DONE;
+    if (op == SYNC_OP_DELETE) {
+        /* A local change still on its way wins locally until the cloud has decided on it. */
+        if (pending == 0) {
+            sync_sql_bind(r->st[slot].del, 1, key);
+            rc = sqlite3_step(r->st[slot].del);
+            sqlite3_reset(r->st[slot].del);
+        }
+    } else if (pending != ~0ull) {
+        sqlite3_stmt *up = r->st[slot].upsert;
+        uint64_t mask = 0;
+        sqlite3_clear_bindings(up);
+        for (size_t i = 0; i < ncols; i++) {
+            int c = sync_table_col(t, cols[i].name, cols[i].name_len);
+            if (c < 0 || (pending & (1ull << c)))
+                continue;
+            sync_value v = cols[i].v;
+            if (sync_column_check(t, c, &v, NULL, 0) != SYNC_OK)
+                continue;
+            sync_sql_bind(up, c + 1, &v);
+            mask |= 1ull << c;
+        }
+        sync_sql_bind(up, t->key + 1, key);
+        sqlite3_bind_int64(up, t->ncols + 1, (sqlite3_int64)mask);
+        rc = sqlite3_step(up);
+        sqlite3_reset(up);
+        if (rc == SQLITE_CONSTRAINT) {
+            /* An update for a row this replica never received: it needs the full row. */
+            sync_warn("replica: cannot apply version %llu of %s row: %s (row missing locally?)",
+                      (unsigned long long)version, t->name, sqlite3_errmsg(r->db->db));
+            rc = SQLITE_DONE;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        sync_error("replica: applying to '%s' failed: %s", t->name, sqlite3_errmsg(r->db->db));
+        return SYNC_ERR_DB;
+    }
+    if (edge_db_set_version(r->db, t, key, version) != SYNC_OK)
+        return SYNC_ERR_DB;
+    r->applied++;
+    return SYNC_OK;
+}
+
+static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
+{
+    edge_replica *r = ctx;
+    r->cur = edge_db_table(r->db, h->table, h->table_len);
+    if (!r->cur)
+        sync_debug("replica: ignoring delta for table '%.*s' (not synced here)",
+                   (int)h->table_len, h->table);
+    return 0;
+}
+
+static int on_change(void *ctx, const sync_change *c)
+{
+    edge_replica *r = ctx;
+    if (c->hlc > r->max_hlc)
+        r->max_hlc = c->hlc;
+    if (!r->cur)
+        return 0;
+    int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0);
+    if (rc != SYNC_OK) {
+        r->failed = 1;
+        return rc;
+    }
+    return 0;
+}
+
+int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,
+                             size_t errlen)
+{
+    r->cur = NULL;
+    r->failed = 0;
+    int rc = sync_delta_decode(payload, len, &r->lim, on_delta_hdr, on_change, r, err, errlen);
+    if (rc != SYNC_OK && r->failed)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "applying a delta: %s",
+                           sqlite3_errmsg(r->db->db));
+    return rc;
+}
+
+unsigned long edge_replica_applied(const edge_replica *r)
+{
+    return r->applied;
+}
+
+unsigned long edge_replica_skipped(const edge_replica *r)
+{
+    return r->skipped;
+}
+
+uint64_t edge_replica_max_hlc(const edge_replica *r)
+{
+    return r->max_hlc;
+}

@@ -1,0 +1,21 @@
+/* checksum.h - a content checksum of a synced table, the same on an edge database and on the
+ * cloud store, so "are these replicas identical?" is one comparison (tests, demo, operators).
+ *
+ * Rows are read ordered by key; each schema column is hashed (SHA-256, mbedTLS) as a type tag
+ * and its value normalised to the schema type (an integral value in a real column hashes as
+ * a real), so the result does not depend on SQLite's storage class choices.
+ */
+#ifndef SYNC_CHECKSUM_H
+#define SYNC_CHECKSUM_H
+
+#include <sqlite3.h>
+
+#include "sync/schema.h"
+
+/* Checksums table t in db. `where` is an optional SQL condition fixed by the caller (never
+ * user input), e.g. "_deleted = 0" for the cloud's live rows. hex receives 64 hex digits + NUL.
+ * Returns SYNC_OK or SYNC_ERR_DB with a message. */
+int sync_checksum_table(sqlite3 *db, const sync_table *t, const char *where, char hex[65],
+                        long long *rows, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,86 @@
+/* mqtt.h - one MQTT 5 connection over Paho MQTTAsync, shaped for a single-threaded owner.
+ *
+ * Paho runs its callbacks on its own threads. This module turns them into a queue: arriving
+ * messages are copied and queued, connection changes are counted, and the owner's thread
+ * picks everything up with sync_mqtt_poll(). The owner never runs code on Paho's threads.
+ *
+ * Subscriptions given with sync_mqtt_subscribe() are made again after every (re)connect.
+ * Reconnection is automatic, with exponential backoff between retry_min and retry_max.
+ * Paho's own persistence is off: the daemons' SQLite outbox is the source of truth.
+ */
+#ifndef SYNC_MQTT_H
+#define SYNC_MQTT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sync_mqtt sync_mqtt;
+
+typedef struct sync_mqtt_opts {
+    const char *uri;           /* "ssl://host:port" (TLS) or "tcp://host:port" */
+    const char *client_id;
+    const char *username;      /* may be NULL */
+    const char *password;      /* may be NULL */
+    const char *cafile;        /* CA bundle to verify the broker (TLS) */
+    const char *certfile;      /* client certificate (mutual TLS), may be NULL */
+    const char *keyfile;       /* client key, may be NULL */
+    int tls_insecure;          /* 1: skip the broker hostname check (never in production) */
+    int clean_start;           /* 0: keep the broker session (queued QoS 1 messages) */
+    uint32_t session_expiry;   /* seconds the broker keeps the session after a disconnect */
+    int keepalive;             /* seconds */
+    int max_inflight;          /* QoS 1 publishes outstanding at once */
+    int retry_min, retry_max;  /* reconnect backoff bounds, seconds */
+    const char *will_topic;    /* Last Will (NULL for none): published by the broker on */
+    const void *will_payload;  /* unclean loss of the connection */
+    size_t will_len;
+    int will_retain;
+} sync_mqtt_opts;
+
+/* Fills o with defaults: keepalive 30, max_inflight 64, retry 1..30 s, clean_start 1. */
+void sync_mqtt_opts_default(sync_mqtt_opts *o);
+
+typedef struct sync_mqtt_msg {
+    struct sync_mqtt_msg *next;
+    char *topic;      /* NUL-terminated, owned by the message */
+    uint8_t *payload; /* owned by the message (may be NULL when len == 0) */
+    size_t len;
+    int retained;
+} sync_mqtt_msg;
+
+/* Creates the client (not yet connected). Strings in o are copied. On error *out is NULL. */
+int sync_mqtt_new(const sync_mqtt_opts *o, sync_mqtt **out, char *err, size_t errlen);
+
+/* Destroys the client: disconnects (the broker does not publish the will), frees everything,
+ * including messages still queued. */
+void sync_mqtt_free(sync_mqtt *m);
+
+/* Adds a subscription made on every connect. Call before sync_mqtt_start. */
+int sync_mqtt_subscribe(sync_mqtt *m, const char *filter, int qos);
+
+/* Begins connecting in the background; reconnects forever after that. */
+int sync_mqtt_start(sync_mqtt *m, char *err, size_t errlen);
+
+/* Publishes asynchronously. Returns SYNC_OK once Paho has taken the message, SYNC_ERR_STATE
+ * when not connected, SYNC_ERR_MQTT on other failures. */
+int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                      int retain);
+
+/* Waits up to timeout_ms for something to happen (a message, a connection change or a
+ * sync_mqtt_wake call) and returns every queued message as a list in arrival order (NULL if
+ * none); the caller owns the list and frees each message with sync_mqtt_msg_free. */
+sync_mqtt_msg *sync_mqtt_poll(sync_mqtt *m, int timeout_ms);
+void sync_mqtt_msg_free(sync_mqtt_msg *msg);
+
+/* Wakes a thread blocked in sync_mqtt_poll (safe from any thread and from signal-free code). */
+void sync_mqtt_wake(sync_mqtt *m);
+
+/* 1 while connected (and subscriptions requested). */
+int sync_mqtt_connected(sync_mqtt *m);
+/* Number of successful connects so far: a change tells the owner it reconnected. */
+unsigned long sync_mqtt_connects(sync_mqtt *m);
+/* Messages that completed delivery (PUBACK received) since creation. */
+unsigned long sync_mqtt_delivered(sync_mqtt *m);
+/* Publishes still waiting for PUBACK. */
+long sync_mqtt_pending(sync_mqtt *m);
+
+#endif
