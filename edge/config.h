@@ -19,6 +19,7 @@ typedef struct edge_config {
     int replica;         /* apply downstream deltas */
     long batch_max;      /* records per batch */
     long batch_bytes;    /* payload bytes per batch */
+    long max_value;      /* bytes per text/blob value (the cloud's limit) */
     long ack_timeout;    /* seconds before an unacknowledged batch is sent again */
     long poll_ms;        /* how often the outbox is checked for new rows */
     long session_expiry; /* seconds the broker keeps our session (queued deltas) */

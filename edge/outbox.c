@@ -219,6 +219,12 @@ static int read_row(edge_outbox *o, sqlite3_stmt *st, const sync_table **tp, cha
             sync_sql_column(st, 7 + i, &cv->v);
             if ((rc = sync_column_check(t, i, &cv->v, why, whylen)) != SYNC_OK)
                 return rc;
+            if ((cv->v.type == SYNC_TEXT || cv->v.type == SYNC_BLOB) &&
+                cv->v.u.b.n > (size_t)o->cfg->max_value)
+                return sync_seterr(why, whylen, SYNC_ERR_TOOBIG,
+                                   "table '%s' column '%s': value of %zu bytes exceeds max_value "
+                                   "(%ld)",
+                                   t->name, t->cols[i].name, cv->v.u.b.n, o->cfg->max_value);
         }
         if (r->ncols == 0)
             return sync_seterr(why, whylen, SYNC_ERR_SCHEMA, "change sets no column");
@@ -258,10 +264,21 @@ int edge_outbox_prepare(edge_outbox *o, const uint8_t **payload, size_t *len)
         if (o->nsent == 0)
             base = seq;
         size_t before = o->recs.len;
-        if (sync_record_encode(&o->recs, &o->rec, base) != SYNC_OK) {
+        int erc = sync_record_encode(&o->recs, &o->rec, base);
+        if (erc == SYNC_ERR_INVAL && nbad < 64) {
+            /* Something read_row did not catch; set this change aside, keep the rest. */
+            o->recs.len = before;
+            o->recs.err = SYNC_OK;
+            bad_seq[nbad] = seq;
+            snprintf(bad_why[nbad], sizeof bad_why[nbad], "cannot be encoded (%s)",
+                     sync_strerror(erc));
+            nbad++;
+            continue;
+        }
+        if (erc != SYNC_OK) {
             sqlite3_reset(o->select);
-            sync_error("outbox: out of memory encoding a batch");
-            return SYNC_ERR_NOMEM;
+            sync_error("outbox: encoding a batch failed: %s", sync_strerror(erc));
+            return erc;
         }
         if (o->recs.len > (size_t)o->cfg->batch_bytes && o->nsent > 0) {
             o->recs.len = before; /* this record starts the next batch */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/cbor.h"
 #include "sync/err.h"
 
 #define SCHEMA_MAX_TABLES 256
@@ -260,5 +261,12 @@ int sync_column_check(const sync_table *t, int col, sync_value *v, char *err, si
         return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
                            "table '%s' column '%s': expected %s, got %s", t->name, c->name,
                            sync_vtype_name(c->type), sync_vtype_name(v->type));
+    if (v->type == SYNC_TEXT) {
+        size_t bad = sync_utf8_check(v->u.b.p, v->u.b.n);
+        if (bad != v->u.b.n)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                               "table '%s' column '%s': text is not valid UTF-8 (byte %zu)",
+                               t->name, c->name, bad);
+    }
     return SYNC_OK;
 }

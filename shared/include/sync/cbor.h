@@ -49,6 +49,10 @@ int sync_cbor_put_map(sync_cbuf *b, size_t count);
 /* Appends a sync_value as the matching CBOR type. */
 int sync_cbor_put_value(sync_cbuf *b, const sync_value *v);
 
+/* Offset of the first byte of s[0..n) that breaks UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or n when all of it is well-formed. */
+size_t sync_utf8_check(const void *s, size_t n);
+
 /* ---- reader ---- */
 
 typedef enum sync_ctype {

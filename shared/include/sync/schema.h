@@ -51,6 +51,7 @@ int sync_table_col(const sync_table *t, const char *name, size_t len);
 
 /* Checks that v may be stored in column c: type matches (an integer is accepted for a real
  * column and converted in place), NULL only if the column allows it (never for the key).
+ * Text must be well-formed UTF-8 (SQLite stores whatever it is given; the wire refuses it).
  * Returns SYNC_OK or SYNC_ERR_SCHEMA with "column 'x': expected integer, got text". */
 int sync_column_check(const sync_table *t, int col, sync_value *v, char *err, size_t errlen);
 
