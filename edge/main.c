@@ -276,9 +276,12 @@ static int run(edge_config *c, const sync_schema *schema)
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
         handle_messages(&e, msgs);
         pump(&e);
-        if (sync_mqtt_connected(e.mqtt) && now_s() - e.state_at > 10 &&
-            edge_db_outbox_count(&e.db) != e.last_pending)
-            publish_state(&e, 1);
+        /* Tell watchers how much is waiting, at most every 10 s and only when it moved. */
+        if (sync_mqtt_connected(e.mqtt) && now_s() - e.state_at > 10) {
+            e.state_at = now_s();
+            if (edge_db_outbox_count(&e.db) != e.last_pending)
+                publish_state(&e, 1);
+        }
     }
     status = 0;
     edge_outbox_stats st;

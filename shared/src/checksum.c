@@ -29,6 +29,8 @@ static void hash_value(mbedtls_sha256_context *h, sqlite3_stmt *st, int i, sync_
     }
     if (want == SYNC_REAL && (t == SQLITE_INTEGER || t == SQLITE_FLOAT)) {
         double d = sqlite3_column_double(st, i);
+        if (d == 0.0)
+            d = 0.0; /* -0.0 and 0.0 are the same value; a REAL column stores both as 0.0 */
         uint64_t bits;
         memcpy(&bits, &d, sizeof bits);
         put_u64(h, SYNC_REAL, bits);
@@ -40,6 +42,8 @@ static void hash_value(mbedtls_sha256_context *h, sqlite3_stmt *st, int i, sync_
     }
     if (t == SQLITE_FLOAT) {
         double d = sqlite3_column_double(st, i);
+        if (d == 0.0)
+            d = 0.0;
         uint64_t bits;
         memcpy(&bits, &d, sizeof bits);
         put_u64(h, SYNC_REAL, bits);
@@ -61,7 +65,7 @@ int sync_checksum_table(sqlite3 *db, const sync_table *t, const char *where, cha
     for (int i = 0; i < t->ncols; i++)
         at += (size_t)snprintf(sql + at, sizeof sql - at, "%s\"%s\"", i ? "," : "",
                                t->cols[i].name);
-    at += (size_t)snprintf(sql + at, sizeof sql - at, " FROM \"%s\"%s%s ORDER BY \"%s\"", t->name,
+    at += (size_t)snprintf(sql + at, sizeof sql - at, " FROM \"%s\"%s%s ORDER BY \"%s\" COLLATE BINARY", t->name,
                            where ? " WHERE " : "", where ? where : "", t->cols[t->key].name);
     if (at >= sizeof sql)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "checksum query too long");

@@ -83,11 +83,17 @@ int sync_conf_parse_args(int argc, char **argv, sync_args *a, sync_conf_cb cb, v
     a->set = 0;
     /* Pass 1: the config file, so that flags given anywhere override it. */
     for (int i = 1; i < argc; i++) {
+        const char *file = NULL;
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc)
                 return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Error: %s needs a file name",
                                    argv[i]);
-            int rc = sync_conf_parse_file(argv[++i], cb, ctx, err, errlen);
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        }
+        if (file) {
+            int rc = sync_conf_parse_file(file, cb, ctx, err, errlen);
             if (rc != SYNC_OK)
                 return rc;
         }
@@ -98,6 +104,8 @@ int sync_conf_parse_args(int argc, char **argv, sync_args *a, sync_conf_cb cb, v
             i++;
             continue;
         }
+        if (strncmp(arg, "--config=", 9) == 0)
+            continue;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             a->help = 1;
             continue;
@@ -221,7 +229,13 @@ int sync_conf_read_secret(const char *path, char *buf, size_t n, char *err, size
         fclose(f);
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "password file %s is empty", path);
     }
+    size_t got = strlen(buf);
+    int next = got > 0 && buf[got - 1] == '\n' ? '\n' : fgetc(f);
+    int whole = next == EOF || next == '\n' || next == '\r';
     fclose(f);
+    if (!whole)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "password in %s is longer than %zu bytes", path, n - 2);
     buf[strcspn(buf, "\r\n")] = '\0';
     if (buf[0] == '\0')
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "password file %s is empty", path);

@@ -1,6 +1,8 @@
 /* json.c - tiny JSON writer (see sync/json.h). */
 #include "sync/json.h"
 
+#include "sync/cbor.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +59,14 @@ void sync_json_str(sync_json *j, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     puts_(j, "\"");
+    size_t valid_to = sync_utf8_check(s, n);
     for (size_t i = 0; i < n; i++) {
+        if (i == valid_to) {
+            /* JSON must be UTF-8: a broken byte becomes U+FFFD and the rest is checked again. */
+            puts_(j, "\xEF\xBF\xBD");
+            valid_to = i + 1 + sync_utf8_check(s + i + 1, n - i - 1);
+            continue;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};

@@ -74,6 +74,12 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
     sync_table *cur = NULL;
     while (rc == SYNC_OK && fgets(line, sizeof line, f)) {
         lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+            rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: line longer than %zu bytes",
+                             path, lineno, sizeof line - 2);
+            break;
+        }
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
@@ -189,9 +195,9 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
     if (rc == SYNC_OK && cur)
         rc = table_done(cur, path, lineno, err, errlen);
     if (rc == SYNC_OK && !have_version)
-        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s: missing 'version N' line", path);
+        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: missing 'version N' line", path, lineno);
     if (rc == SYNC_OK && s->ntables == 0)
-        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s: no tables declared", path);
+        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: no tables declared", path, lineno);
     if (rc != SYNC_OK) {
         sync_schema_free(s);
         return rc;

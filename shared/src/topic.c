@@ -47,8 +47,8 @@ int sync_topic_event(char *buf, size_t n, const char *tenant, const char *kind)
     return fmt(buf, n, "sync/%s/events/%s", tenant, kind);
 }
 
-int sync_topic_row(char *buf, size_t n, const char *tenant, const char *table,
-                   const sync_value *key)
+static int topic_row(char *buf, size_t n, const char *tenant, const char *table,
+                     const sync_value *key)
 {
     static const char hex[] = "0123456789ABCDEF";
     int rc = fmt(buf, n, "sync/%s/rows/%s/", tenant, table);
@@ -96,6 +96,15 @@ int sync_topic_row(char *buf, size_t n, const char *tenant, const char *table,
     }
     buf[at] = '\0';
     return SYNC_OK;
+}
+
+int sync_topic_row(char *buf, size_t n, const char *tenant, const char *table,
+                   const sync_value *key)
+{
+    int rc = topic_row(buf, n, tenant, table, key);
+    if (rc != SYNC_OK && n > 0)
+        buf[0] = '\0'; /* never hand out half a topic */
+    return rc;
 }
 
 /* Copies the level starting at *p into out (max bytes + NUL) and advances past the '/'. */

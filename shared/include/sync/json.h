@@ -2,6 +2,7 @@
  * people read with mosquitto_sub. Output is truncated (never overflowed) when the buffer is
  * too small; sync_json_ok() tells whether everything fit.
  *
+ * Text that is not valid UTF-8 has each broken byte replaced by U+FFFD.
  * Values render as: integers as numbers, reals with 17 significant digits (non-finite as
  * null), text as an escaped string, blobs as a string "x'HEX'" (the SQL literal), NULL as null.
  */
