@@ -10,7 +10,8 @@
 #include "sync/sqlutil.h"
 
 typedef struct table_stmts {
-    sqlite3_stmt *upsert; /* all columns + a mask parameter choosing which ones to set */
+    sqlite3_stmt *update; /* all columns + a mask parameter choosing which ones to set */
+    sqlite3_stmt *insert; /* all columns (those not set are NULL) */
     sqlite3_stmt *del;
 } table_stmts;
 
@@ -45,35 +46,30 @@ int edge_replica_new(edge_db *db, edge_replica **out, char *err, size_t errlen)
     for (int i = 0; i < db->ntables && rc == SYNC_OK; i++) {
         const sync_table *t = db->tables[i];
         char sql[16384];
-        size_t at = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\"(", t->name);
+        /* UPDATE first (it checks constraints only on the row as it ends up, so a change of some
+         * columns never trips a NOT NULL of another); INSERT when no row has the key. */
+        size_t at = (size_t)snprintf(sql, sizeof sql, "UPDATE \"%s\" SET ", t->name);
+        for (int c = 0; c < t->ncols; c++)
+            at += (size_t)snprintf(sql + at, sizeof sql - at,
+                                   "%s\"%s\" = CASE WHEN (?%d >> %d) & 1 THEN ?%d ELSE \"%s\" END",
+                                   c ? ", " : "", t->cols[c].name, t->ncols + 1, c, c + 1,
+                                   t->cols[c].name);
+        at += (size_t)snprintf(sql + at, sizeof sql - at, " WHERE \"%s\" = ?%d",
+                               t->cols[t->key].name, t->key + 1);
+        if (at >= sizeof sql)
+            rc = sync_seterr(err, errlen, SYNC_ERR_INVAL, "table '%s': SQL too long", t->name);
+        if (rc == SYNC_OK)
+            rc = sync_sql_prepare(db->db, sql, &r->st[i].update, err, errlen);
+        at = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\"(", t->name);
         for (int c = 0; c < t->ncols; c++)
             at += (size_t)snprintf(sql + at, sizeof sql - at, "%s\"%s\"", c ? "," : "",
                                    t->cols[c].name);
         at += (size_t)snprintf(sql + at, sizeof sql - at, ") VALUES (");
         for (int c = 0; c < t->ncols; c++)
             at += (size_t)snprintf(sql + at, sizeof sql - at, "%s?%d", c ? "," : "", c + 1);
-        at += (size_t)snprintf(sql + at, sizeof sql - at, ") ON CONFLICT(\"%s\") DO ",
-                               t->cols[t->key].name);
-        if (t->ncols == 1) {
-            at += (size_t)snprintf(sql + at, sizeof sql - at, "NOTHING");
-        } else {
-            at += (size_t)snprintf(sql + at, sizeof sql - at, "UPDATE SET ");
-            int first = 1;
-            for (int c = 0; c < t->ncols; c++) {
-                if (c == t->key)
-                    continue;
-                at += (size_t)snprintf(sql + at, sizeof sql - at,
-                                       "%s\"%s\" = CASE WHEN (?%d >> %d) & 1 THEN excluded.\"%s\" "
-                                       "ELSE \"%s\" END",
-                                       first ? "" : ", ", t->cols[c].name, t->ncols + 1, c,
-                                       t->cols[c].name, t->cols[c].name);
-                first = 0;
-            }
-        }
-        if (at >= sizeof sql)
-            rc = sync_seterr(err, errlen, SYNC_ERR_INVAL, "table '%s': SQL too long", t->name);
+        snprintf(sql + at, sizeof sql - at, ")");
         if (rc == SYNC_OK)
-            rc = sync_sql_prepare(db->db, sql, &r->st[i].upsert, err, errlen);
+            rc = sync_sql_prepare(db->db, sql, &r->st[i].insert, err, errlen);
         if (rc == SYNC_OK) {
             snprintf(sql, sizeof sql, "DELETE FROM \"%s\" WHERE \"%s\" = ?", t->name,
                      t->cols[t->key].name);
@@ -93,7 +89,8 @@ void edge_replica_free(edge_replica *r)
     if (!r)
         return;
     for (int i = 0; i < EDGE_MAX_TABLES; i++) {
-        sqlite3_finalize(r->st[i].upsert);
+        sqlite3_finalize(r->st[i].update);
+        sqlite3_finalize(r->st[i].insert);
         sqlite3_finalize(r->st[i].del);
     }
     free(r);
@@ -124,28 +121,36 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
             sqlite3_reset(r->st[slot].del);
         }
     } else if (pending != ~0ull) {
-        sqlite3_stmt *up = r->st[slot].upsert;
+        sqlite3_stmt *up = r->st[slot].update, *ins = r->st[slot].insert;
         uint64_t mask = 0;
         sqlite3_clear_bindings(up);
+        sqlite3_clear_bindings(ins);
         for (size_t i = 0; i < ncols; i++) {
             int c = sync_table_col(t, cols[i].name, cols[i].name_len);
-            if (c < 0 || (pending & (1ull << c)))
+            if (c < 0 || c == t->key || (pending & (1ull << c)))
                 continue;
             sync_value v = cols[i].v;
             if (sync_column_check(t, c, &v, NULL, 0) != SYNC_OK)
                 continue;
             sync_sql_bind(up, c + 1, &v);
+            sync_sql_bind(ins, c + 1, &v);
             mask |= 1ull << c;
         }
         sync_sql_bind(up, t->key + 1, key);
+        sync_sql_bind(ins, t->key + 1, key);
         sqlite3_bind_int64(up, t->ncols + 1, (sqlite3_int64)mask);
         rc = sqlite3_step(up);
         sqlite3_reset(up);
-        if (rc == SQLITE_CONSTRAINT) {
-            /* An update for a row this replica never received: it needs the full row. */
-            sync_warn("replica: cannot apply version %llu of %s row: %s (row missing locally?)",
-                      (unsigned long long)version, t->name, sqlite3_errmsg(r->db->db));
-            rc = SQLITE_DONE;
+        if (rc == SQLITE_DONE && sqlite3_changes(r->db->db) == 0 && pending == 0) {
+            rc = sqlite3_step(ins);
+            sqlite3_reset(ins);
+            if (rc == SQLITE_CONSTRAINT) {
+                /* An update of a row this replica never received: it needs the full row. */
+                sync_warn("replica: cannot apply version %llu of a '%s' row: %s (the row is "
+                          "missing here)",
+                          (unsigned long long)version, t->name, sqlite3_errmsg(r->db->db));
+                rc = SQLITE_DONE;
+            }
         }
     }
     if (rc != SQLITE_DONE) {

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void sync_json_init(sync_json *j, char *buf, size_t cap)
@@ -119,8 +120,13 @@ void sync_json_value(sync_json *j, const sync_value *v)
         break;
     case SYNC_REAL:
         if (isfinite(v->u.f)) {
+            /* The shortest of 15..17 significant digits that reads back as the same double. */
             char b[40];
-            snprintf(b, sizeof b, "%.17g", v->u.f);
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(b, sizeof b, "%.*g", prec, v->u.f);
+                if (strtod(b, NULL) == v->u.f)
+                    break;
+            }
             /* Keep it a JSON number that reads back as a real. */
             if (!strpbrk(b, ".eE"))
                 strcat(b, ".0");

@@ -3,7 +3,7 @@
  * too small; sync_json_ok() tells whether everything fit.
  *
  * Text that is not valid UTF-8 has each broken byte replaced by U+FFFD.
- * Values render as: integers as numbers, reals with 17 significant digits (non-finite as
+ * Values render as: integers as numbers, reals with the fewest digits (15..17) that read back exactly (non-finite as
  * null), text as an escaped string, blobs as a string "x'HEX'" (the SQL literal), NULL as null.
  */
 #ifndef SYNC_JSON_H

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# test.sh - build everything and run the test suite, then again under ASan + UBSan.
+#
+# Usage: scripts/test.sh [CTEST_ARGS ...]      e.g. scripts/test.sh -L unit
+#
+# 1. installs missing Debian packages (scripts/install-deps.sh, plus valgrind);
+# 2. builds build/ (RelWithDebInfo, warnings are errors) and runs ctest there, passing
+#    CTEST_ARGS through;
+# 3. unless SYNC_SKIP_ASAN=1, builds build-asan/ with -DSYNC_SANITIZE=ON and runs every test
+#    there (all labels: CTEST_ARGS are not passed), with leak detection on.
+# Exits nonzero if a build fails or any test fails; both test runs happen either way, so one
+# run shows every failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+JOBS=${SYNC_JOBS:-2}
+
+bash scripts/install-deps.sh valgrind
+
+echo "== build/ (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNC_WERROR=ON
+cmake --build build -j"$JOBS"
+
+status=0
+echo "== ctest build/ $*"
+if ! ctest --test-dir build --output-on-failure --no-tests=error "$@"; then
+    status=1
+    echo "test.sh: tests FAILED in build/" >&2
+fi
+
+if [[ "${SYNC_SKIP_ASAN:-0}" != 1 ]]; then
+    echo "== build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)"
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNC_WERROR=ON -DSYNC_SANITIZE=ON
+    cmake --build build-asan -j"$JOBS"
+    echo "== ctest build-asan/ (all labels)"
+    # The daemons the tests start inherit these too: a leak or UB in them makes them exit
+    # nonzero, which the integration tests check when they stop them.
+    if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir build-asan --output-on-failure --no-tests=error; then
+        status=1
+        echo "test.sh: tests FAILED in build-asan/" >&2
+    fi
+else
+    echo "== SYNC_SKIP_ASAN=1: sanitizer build skipped"
+fi
+
+if ((status == 0)); then
+    echo "test.sh: all tests passed"
+fi
+exit "$status"

@@ -1,0 +1,918 @@
+/* harness.c - process registry, temp folder, ports, shell and SQLite helpers for tests.
+ *
+ * See harness.h for the contract. Everything here is meant for single-threaded test
+ * programs: the registries are plain static arrays, and the signal handler calls
+ * th_cleanup() directly (not async-signal-safe in theory; in a test that is interrupted,
+ * leaving no servers behind matters more).
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TH__MAX_PROCS 64       /* processes one test may start */
+#define TH__MAX_LOGS 32        /* logs shown by a failing TH_CHECK */
+#define TH__PATH 4096          /* room for a path */
+#define TH__POLL_MS 50         /* polling period of the wait helpers */
+#define TH__TERM_GRACE_MS 3000 /* time between SIGTERM and SIGKILL in th_cleanup() */
+#define TH__TAIL_BYTES 65536   /* how far back th_log_tail() reads */
+
+struct th__proc {
+    pid_t pid;     /* process id; 0 marks a free slot */
+    int child;     /* 1 if th_spawn() forked it (so it can be reaped) */
+    int done;      /* 1 once it has been reaped or seen gone */
+    char name[64]; /* basename of argv[0], for messages */
+};
+
+struct th__str {
+    struct th__str *next; /* next string handed out by th_fmt()/th_shq() */
+    char s[];             /* the string itself */
+};
+
+static struct th__proc th__procs[TH__MAX_PROCS];
+static char *th__logs[TH__MAX_LOGS];
+static struct th__str *th__strs;
+static char th__dir[TH__PATH];  /* the temp folder as created */
+static char th__real[TH__PATH]; /* its canonical path, for th_rmrf()'s check */
+static int th__kept;            /* TH_KEEP message already printed */
+static int th__inited;
+static pid_t th__owner; /* pid that called th_init(): forked copies never clean up */
+static volatile sig_atomic_t th__cleaning;
+
+static void th__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void th__err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("harness: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void th__sleep_ms(int ms)
+{
+    struct timespec ts;
+
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+double th_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Returns a malloc'd formatted string, or NULL. */
+static char *th__vfmt(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    int n;
+    char *s;
+
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return NULL;
+    s = malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+/* Keeps s (length len) in the list freed at exit and returns its copy. */
+static const char *th__keep(const char *s, size_t len)
+{
+    struct th__str *e = malloc(sizeof(*e) + len + 1);
+
+    if (e == NULL) {
+        th__err("out of memory");
+        abort();
+    }
+    memcpy(e->s, s, len);
+    e->s[len] = '\0';
+    e->next = th__strs;
+    th__strs = e;
+    return e->s;
+}
+
+const char *th_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    const char *kept;
+
+    va_start(ap, fmt);
+    s = th__vfmt(fmt, ap);
+    va_end(ap);
+    if (s == NULL) {
+        th__err("out of memory");
+        abort();
+    }
+    kept = th__keep(s, strlen(s));
+    free(s);
+    return kept;
+}
+
+const char *th_shq(const char *s)
+{
+    size_t len = 2, i, o = 0;
+    char *q;
+    const char *kept;
+
+    for (i = 0; s[i] != '\0'; i++)
+        len += s[i] == '\'' ? 4 : 1;
+    q = malloc(len + 1);
+    if (q == NULL) {
+        th__err("out of memory");
+        abort();
+    }
+    q[o++] = '\'';
+    for (i = 0; s[i] != '\0'; i++) {
+        if (s[i] == '\'') {
+            /* Close the quote, add an escaped quote, reopen: the only way in sh. */
+            memcpy(q + o, "'\\''", 4);
+            o += 4;
+        } else {
+            q[o++] = s[i];
+        }
+    }
+    q[o++] = '\'';
+    kept = th__keep(q, o);
+    free(q);
+    return kept;
+}
+
+static void th__on_signal(int sig)
+{
+    static const char msg[] = "harness: killed by a signal, cleaning up\n";
+
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+        /* Nothing useful to do if stderr is gone. */
+    }
+    th_cleanup();
+    /* Die of the same signal, so the caller (ctest, a shell) sees what happened. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void th__atexit(void)
+{
+    struct th__str *e;
+    int i;
+
+    th_cleanup();
+    if (getpid() != th__owner)
+        return;
+    while (th__strs != NULL) {
+        e = th__strs;
+        th__strs = e->next;
+        free(e);
+    }
+    for (i = 0; i < TH__MAX_LOGS; i++) {
+        free(th__logs[i]);
+        th__logs[i] = NULL;
+    }
+}
+
+void th_init(void)
+{
+    struct sigaction sa;
+
+    if (th__inited)
+        return;
+    th__inited = 1;
+    th__owner = getpid();
+    atexit(th__atexit);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = th__on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* A test piped into `head` dies of SIGPIPE: it must not leave its servers running. */
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+const char *th_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    size_t len;
+
+    th_init();
+    if (th__dir[0] != '\0')
+        return th__dir;
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    len = strlen(base);
+    while (len > 1 && base[len - 1] == '/')
+        len--;
+    if (snprintf(th__dir, sizeof(th__dir), "%.*s/syncth-XXXXXX", (int)len, base) >=
+        (int)sizeof(th__dir)) {
+        th__dir[0] = '\0';
+        th__err("TMPDIR is too long");
+        return NULL;
+    }
+    if (mkdtemp(th__dir) == NULL) {
+        th__err("cannot create a temporary folder under %.*s: %s", (int)len, base, strerror(errno));
+        th__dir[0] = '\0';
+        return NULL;
+    }
+    if (realpath(th__dir, th__real) == NULL) {
+        th__err("realpath(%s): %s", th__dir, strerror(errno));
+        rmdir(th__dir);
+        th__dir[0] = '\0';
+        return NULL;
+    }
+    th__kept = 0;
+    return th__dir;
+}
+
+/* Removes path and, if it is a folder, everything in it; never follows symlinks. */
+static int th__rm_tree(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    char sub[TH__PATH];
+    int rc = 0;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode)) {
+        d = opendir(path);
+        if (d == NULL) {
+            th__err("cannot open folder %s: %s", path, strerror(errno));
+            return -1;
+        }
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) >= (int)sizeof(sub)) {
+                th__err("path too long under %s", path);
+                rc = -1;
+                continue;
+            }
+            if (th__rm_tree(sub) != 0)
+                rc = -1;
+        }
+        closedir(d);
+        if (rc == 0 && rmdir(path) != 0 && errno != ENOENT) {
+            th__err("cannot remove %s: %s", path, strerror(errno));
+            rc = -1;
+        }
+        return rc;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        th__err("cannot remove %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int th_rmrf(const char *path)
+{
+    char real[TH__PATH];
+    size_t n = strlen(th__real);
+
+    if (path == NULL || path[0] == '\0') {
+        th__err("th_rmrf: empty path refused");
+        return -1;
+    }
+    if (th__real[0] == '\0') {
+        th__err("th_rmrf: refusing %s: th_tmpdir() made no folder", path);
+        return -1;
+    }
+    if (realpath(path, real) == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        th__err("th_rmrf: realpath(%s): %s", path, strerror(errno));
+        return -1;
+    }
+    /* Only the temp folder itself or something below it: never a path that merely shares
+     * its prefix (/tmp/syncth-abc1 vs /tmp/syncth-abc), never through a symlink outside. */
+    if (strncmp(real, th__real, n) != 0 || (real[n] != '\0' && real[n] != '/')) {
+        th__err("th_rmrf: refusing %s: not inside %s", path, th__real);
+        return -1;
+    }
+    return th__rm_tree(real);
+}
+
+int th_free_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd, port;
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        th__err("socket: %s", strerror(errno));
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        th__err("cannot get a free port: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+static struct th__proc *th__find(pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < TH__MAX_PROCS; i++)
+        if (th__procs[i].pid == pid)
+            return &th__procs[i];
+    return NULL;
+}
+
+static struct th__proc *th__slot(pid_t pid, int child, const char *name)
+{
+    struct th__proc *p = th__find(pid);
+    const char *base;
+
+    if (p == NULL)
+        p = th__find(0);
+    if (p == NULL)
+        return NULL;
+    p->pid = pid;
+    p->child = child;
+    p->done = 0;
+    base = strrchr(name, '/');
+    snprintf(p->name, sizeof(p->name), "%s", base != NULL ? base + 1 : name);
+    return p;
+}
+
+pid_t th_spawn(const char *logpath, char *const argv[])
+{
+    int fd, pfd[2], e = 0, nullfd;
+    ssize_t r;
+    pid_t pid;
+
+    th_init();
+    if (argv == NULL || argv[0] == NULL) {
+        th__err("th_spawn: empty argv");
+        return -1;
+    }
+    if (th__find(0) == NULL) {
+        th__err("th_spawn: more than %d processes", TH__MAX_PROCS);
+        return -1;
+    }
+    fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        th__err("th_spawn: cannot open log %s: %s", logpath, strerror(errno));
+        return -1;
+    }
+    /* The child writes errno here if exec fails; on success exec closes it (CLOEXEC) and
+     * the parent reads end-of-file. That tells a typo in a path from a program that runs. */
+    if (pipe(pfd) != 0) {
+        th__err("pipe: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    fcntl(pfd[0], F_SETFD, FD_CLOEXEC);
+    fcntl(pfd[1], F_SETFD, FD_CLOEXEC);
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        th__err("fork: %s", strerror(errno));
+        close(fd);
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        nullfd = open("/dev/null", O_RDONLY);
+        if (nullfd >= 0 && nullfd != STDIN_FILENO) {
+            dup2(nullfd, STDIN_FILENO);
+            close(nullfd);
+        }
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execvp(argv[0], argv);
+        e = errno;
+        dprintf(STDERR_FILENO, "harness: cannot execute %s: %s\n", argv[0], strerror(e));
+        if (write(pfd[1], &e, sizeof(e)) < 0) {
+            /* The parent will see end-of-file and the exit status 127. */
+        }
+        _exit(127);
+    }
+    close(fd);
+    close(pfd[1]);
+    do {
+        r = read(pfd[0], &e, sizeof(e));
+    } while (r < 0 && errno == EINTR);
+    close(pfd[0]);
+    if (r == (ssize_t)sizeof(e)) {
+        th__err("th_spawn: cannot execute %s: %s", argv[0], strerror(e));
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        return -1;
+    }
+    th__slot(pid, 1, argv[0]);
+    return pid;
+}
+
+int th_register_pid(pid_t pid)
+{
+    th_init();
+    if (pid <= 1) {
+        th__err("th_register_pid: bad pid %ld", (long)pid);
+        return -1;
+    }
+    if (th__slot(pid, 0, "registered") == NULL) {
+        th__err("th_register_pid: more than %d processes", TH__MAX_PROCS);
+        return -1;
+    }
+    return 0;
+}
+
+int th_kill(pid_t pid, int sig)
+{
+    struct th__proc *p = th__find(pid);
+
+    /* kill(0) and kill(-1) would hit our own group or every process we may signal. */
+    if (pid <= 1) {
+        th__err("th_kill: refusing pid %ld", (long)pid);
+        return -1;
+    }
+    if (p != NULL && p->done)
+        return 0;
+    if (kill(pid, sig) == 0 || errno == ESRCH)
+        return 0;
+    th__err("kill(%ld, %d): %s", (long)pid, sig, strerror(errno));
+    return -1;
+}
+
+/* Returns 1 if /proc says pid is a zombie, 0 otherwise (also when /proc is not there). */
+static int th__zombie(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The state follows the command name, which is in parentheses and may contain spaces. */
+    p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* Returns 1 and the wait status in *status if pid is gone (reaping it if it is our child),
+ * 0 if it still runs. */
+static int th__poll_exit(pid_t pid, int *status)
+{
+    struct th__proc *p = th__find(pid);
+    pid_t r;
+    int st = 0;
+
+    if (p != NULL && p->done) {
+        *status = 0;
+        return 1;
+    }
+    r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) {
+        if (p != NULL)
+            p->done = 1;
+        *status = st;
+        return 1;
+    }
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0;
+    /* Not our child (registered from a pid file, or already reaped): ask the kernel. A
+     * zombie nobody reaps (our orphan under an init that does not reap) counts as gone. */
+    if ((kill(pid, 0) == 0 || errno == EPERM) && !th__zombie(pid))
+        return 0;
+    if (p != NULL)
+        p->done = 1;
+    *status = 0;
+    return 1;
+}
+
+int th_alive(pid_t pid)
+{
+    int st;
+
+    if (pid <= 1)
+        return 0;
+    return th__poll_exit(pid, &st) == 0;
+}
+
+int th_wait_exit(pid_t pid, int timeout_ms, int kill_after)
+{
+    double deadline = th_now() + timeout_ms / 1000.0;
+    int st;
+
+    if (pid <= 1) {
+        th__err("th_wait_exit: bad pid %ld", (long)pid);
+        return -1;
+    }
+    for (;;) {
+        if (th__poll_exit(pid, &st))
+            return st;
+        if (th_now() >= deadline)
+            break;
+        th__sleep_ms(10);
+    }
+    if (!kill_after)
+        return -1;
+    th_kill(pid, SIGKILL);
+    deadline = th_now() + 5.0;
+    while (th_now() < deadline) {
+        if (th__poll_exit(pid, &st))
+            return st;
+        th__sleep_ms(10);
+    }
+    th__err("pid %ld survived SIGKILL for 5 s", (long)pid);
+    return -1;
+}
+
+int th_wait_port(int port, int timeout_ms)
+{
+    double deadline = th_now() + timeout_ms / 1000.0;
+    struct sockaddr_in sa;
+    int fd, ok;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((unsigned short)port);
+    for (;;) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) {
+            th__err("socket: %s", strerror(errno));
+            return -1;
+        }
+        ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (ok)
+            return 0;
+        if (th_now() >= deadline)
+            return -1;
+        th__sleep_ms(TH__POLL_MS);
+    }
+}
+
+static int th__status(int st)
+{
+    if (st == -1)
+        return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+int th_run(const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd;
+    int st;
+
+    va_start(ap, fmt);
+    cmd = th__vfmt(fmt, ap);
+    va_end(ap);
+    if (cmd == NULL) {
+        th__err("th_run: out of memory");
+        return -1;
+    }
+    fflush(NULL);
+    st = system(cmd);
+    if (st == -1)
+        th__err("cannot run: %s: %s", cmd, strerror(errno));
+    free(cmd);
+    return th__status(st);
+}
+
+int th_capture(char **out, const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd, *buf = NULL, *nb;
+    size_t len = 0, cap = 0, n;
+    FILE *f;
+    int st;
+
+    *out = NULL;
+    va_start(ap, fmt);
+    cmd = th__vfmt(fmt, ap);
+    va_end(ap);
+    if (cmd == NULL) {
+        th__err("th_capture: out of memory");
+        return -1;
+    }
+    fflush(NULL);
+    f = popen(cmd, "r");
+    if (f == NULL) {
+        th__err("cannot run: %s: %s", cmd, strerror(errno));
+        free(cmd);
+        return -1;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            nb = realloc(buf, cap);
+            if (nb == NULL) {
+                th__err("th_capture: out of memory");
+                free(buf);
+                pclose(f);
+                free(cmd);
+                return -1;
+            }
+            buf = nb;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    buf[len] = '\0';
+    st = pclose(f);
+    free(cmd);
+    *out = buf;
+    return th__status(st);
+}
+
+int th_wait_until(int (*pred)(void *), void *ctx, int timeout_ms)
+{
+    double deadline = th_now() + timeout_ms / 1000.0;
+
+    for (;;) {
+        if (pred(ctx))
+            return 0;
+        if (th_now() >= deadline)
+            return pred(ctx) ? 0 : -1;
+        th__sleep_ms(TH__POLL_MS);
+    }
+}
+
+static sqlite3 *th__sql_open(const char *dbpath, int create)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(dbpath, &db, flags, NULL);
+
+    if (rc != SQLITE_OK) {
+        th__err("cannot open %s: %s", dbpath, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    /* The daemons write the same files (WAL): wait for their locks instead of failing. */
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+int th_sql_exec(const char *dbpath, const char *fmt, ...)
+{
+    va_list ap;
+    sqlite3 *db;
+    char *sql, *msg = NULL;
+    int rc;
+
+    va_start(ap, fmt);
+    sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (sql == NULL) {
+        th__err("th_sql_exec: out of memory");
+        return -1;
+    }
+    db = th__sql_open(dbpath, 1);
+    if (db == NULL) {
+        sqlite3_free(sql);
+        return -1;
+    }
+    rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        th__err("%s: %s\n  in: %.300s", dbpath, msg ? msg : sqlite3_errstr(rc), sql);
+    sqlite3_free(msg);
+    sqlite3_free(sql);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+long long th_sql_int(const char *dbpath, const char *fmt, ...)
+{
+    va_list ap;
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    char *sql;
+    long long v = TH_SQL_ERR;
+    int rc;
+
+    va_start(ap, fmt);
+    sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (sql == NULL) {
+        th__err("th_sql_int: out of memory");
+        return TH_SQL_ERR;
+    }
+    db = th__sql_open(dbpath, 0);
+    if (db == NULL) {
+        sqlite3_free(sql);
+        return TH_SQL_ERR;
+    }
+    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        th__err("%s: no row from: %.300s", dbpath, sql);
+    else
+        th__err("%s: %s\n  in: %.300s", dbpath, sqlite3_errmsg(db), sql);
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    sqlite3_close(db);
+    return v;
+}
+
+int th_read_first_line(const char *path, char *buf, size_t n)
+{
+    FILE *f;
+    size_t len;
+
+    if (n == 0)
+        return -1;
+    buf[0] = '\0';
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    if (fgets(buf, (int)(n > 4096 * 1024 ? 4096 * 1024 : n), f) == NULL) {
+        fclose(f);
+        buf[0] = '\0';
+        return -1;
+    }
+    fclose(f);
+    len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    return len > 0 ? 0 : -1;
+}
+
+void th_log_tail(const char *path, int nlines)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long size, from;
+    size_t len, i;
+    int seen = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "---- %s: cannot open: %s ----\n", path, strerror(errno));
+        return;
+    }
+    buf = malloc(TH__TAIL_BYTES + 1);
+    if (buf == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) {
+        fprintf(stderr, "---- %s: cannot read ----\n", path);
+        free(buf);
+        fclose(f);
+        return;
+    }
+    from = size > TH__TAIL_BYTES ? size - TH__TAIL_BYTES : 0;
+    fseek(f, from, SEEK_SET);
+    len = fread(buf, 1, TH__TAIL_BYTES, f);
+    fclose(f);
+    buf[len] = '\0';
+    /* Walk back over nlines newlines; a final newline does not start a line. */
+    i = len;
+    if (i > 0 && buf[i - 1] == '\n')
+        i--;
+    while (i > 0) {
+        if (buf[i - 1] == '\n' && ++seen == nlines)
+            break;
+        i--;
+    }
+    fprintf(stderr, "---- last %d lines of %s ----\n%s", nlines, path, buf + i);
+    if (len > 0 && buf[len - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "---- end of %s ----\n", path);
+    free(buf);
+}
+
+int th_register_log(const char *path)
+{
+    int i, free_slot = -1;
+
+    th_init();
+    for (i = 0; i < TH__MAX_LOGS; i++) {
+        if (th__logs[i] != NULL && strcmp(th__logs[i], path) == 0)
+            return 0;
+        if (th__logs[i] == NULL && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        th__err("th_register_log: more than %d logs", TH__MAX_LOGS);
+        return -1;
+    }
+    th__logs[free_slot] = strdup(path);
+    return th__logs[free_slot] != NULL ? 0 : -1;
+}
+
+void th_dump_logs(int nlines)
+{
+    int i;
+
+    for (i = 0; i < TH__MAX_LOGS; i++)
+        if (th__logs[i] != NULL)
+            th_log_tail(th__logs[i], nlines);
+}
+
+void th_cleanup(void)
+{
+    int i, st, left;
+    double deadline;
+
+    if (!th__inited || th__cleaning || getpid() != th__owner)
+        return;
+    th__cleaning = 1;
+
+    for (i = 0; i < TH__MAX_PROCS; i++) {
+        struct th__proc *p = &th__procs[i];
+        if (p->pid > 1 && !p->done && th_alive(p->pid))
+            kill(p->pid, SIGTERM);
+    }
+    deadline = th_now() + TH__TERM_GRACE_MS / 1000.0;
+    do {
+        left = 0;
+        for (i = 0; i < TH__MAX_PROCS; i++)
+            if (th__procs[i].pid > 1 && !th__procs[i].done && !th__poll_exit(th__procs[i].pid, &st))
+                left++;
+        if (left > 0)
+            th__sleep_ms(20);
+    } while (left > 0 && th_now() < deadline);
+    if (left > 0) {
+        for (i = 0; i < TH__MAX_PROCS; i++) {
+            struct th__proc *p = &th__procs[i];
+            if (p->pid > 1 && !p->done) {
+                th__err("%s (pid %ld) ignored SIGTERM, sending SIGKILL", p->name, (long)p->pid);
+                th_wait_exit(p->pid, 0, 1);
+            }
+        }
+    }
+
+    if (th__dir[0] != '\0') {
+        if (getenv("TH_KEEP") != NULL) {
+            if (!th__kept)
+                fprintf(stderr, "harness: TH_KEEP is set: kept %s\n", th__dir);
+            th__kept = 1;
+        } else if (th_rmrf(th__dir) == 0) {
+            th__dir[0] = '\0';
+            th__real[0] = '\0';
+        }
+    }
+    th__cleaning = 0;
+}
+
+_Noreturn void th_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    if (expr != NULL)
+        fprintf(stderr, "%s:%d: check failed: %s\n  ", file, line, expr);
+    else
+        fprintf(stderr, "%s:%d: failed: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    th_dump_logs(40);
+    th_cleanup();
+    exit(1);
+}

@@ -1,0 +1,137 @@
+/* harness.h - small support library for integration tests (processes, ports, temp dirs, SQL).
+ *
+ * An integration test starts real servers (mosquitto, syncedge, synccloud) on free loopback
+ * ports in one temporary folder, checks what they do, and must leave nothing behind, also
+ * when a check fails or the test is interrupted. This library keeps a registry of every
+ * process it spawned and of every log worth showing, and promises:
+ *   - th_cleanup() runs at exit (atexit) and on SIGINT, SIGTERM, SIGHUP and SIGPIPE: it stops
+ *     every registered process that is still alive (SIGTERM, then SIGKILL after 3 s) and
+ *     removes the temporary folder, unless the environment variable TH_KEEP is set (then it
+ *     prints where it is);
+ *   - TH_CHECK(cond, fmt, ...) on failure prints file:line, the message and the tail of every
+ *     registered log, cleans up and exits with status 1.
+ * Errors of the helpers are printed to stderr with the prefix "harness: ".
+ * Single-threaded tests only: the registry has no lock.
+ */
+#ifndef SYNC_TEST_HARNESS_H
+#define SYNC_TEST_HARNESS_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Returned by th_sql_int() when the query fails or yields no row. */
+#define TH_SQL_ERR LLONG_MIN
+
+/* Installs the atexit and signal handlers. Every other function calls it as needed, so a
+ * test only calls it to get the handlers before anything else happens. Idempotent. */
+void th_init(void);
+
+/* Returns this test's temporary folder, created on the first call as
+ * $TMPDIR/syncth-XXXXXX (or /tmp/... when TMPDIR is unset). Later calls return the same path.
+ * The string is owned by the harness and lives until exit. Returns NULL (with a message) if
+ * the folder cannot be created. */
+const char *th_tmpdir(void);
+
+/* Removes path recursively. Refuses (returns -1 with a message) anything that is not the
+ * folder made by th_tmpdir() or inside it. Returns 0 on success, also if path is gone. */
+int th_rmrf(const char *path);
+
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close),
+ * or -1 on error. Another process may take it before the caller binds it: tests accept that. */
+int th_free_port(void);
+
+/* Starts argv[0] (searched in PATH) with arguments argv (NULL-terminated), stdin from
+ * /dev/null, stdout and stderr appended to logpath (created if needed). Records the pid in the
+ * registry so th_cleanup() stops it. Returns the pid, or -1 with a message if the log cannot be
+ * opened or the program cannot be executed (the failure is also written to logpath). */
+pid_t th_spawn(const char *logpath, char *const argv[]);
+
+/* Adds a process the harness did not fork (e.g. read from a pid file) to the registry, so
+ * th_cleanup() stops it too. Returns 0, or -1 if the registry is full. */
+int th_register_pid(pid_t pid);
+
+/* Sends signal sig to pid. Returns 0, or -1 (with a message) if it failed for a reason other
+ * than the process being gone. */
+int th_kill(pid_t pid, int sig);
+
+/* Waits up to timeout_ms for pid to exit and reaps it if it is our child. If it is still alive
+ * then and kill_after is nonzero, sends SIGKILL and waits for it. Returns the wait status
+ * (use WIFEXITED/WEXITSTATUS; 0 for a process that is not our child), or -1 if the process is
+ * still running or pid is unknown. */
+int th_wait_exit(pid_t pid, int timeout_ms, int kill_after);
+
+/* Returns 1 if pid is alive (and not a zombie of ours), 0 otherwise. Reaps it if it exited. */
+int th_alive(pid_t pid);
+
+/* Waits until something accepts TCP connections on 127.0.0.1:port. Returns 0, or -1 after
+ * timeout_ms. */
+int th_wait_port(int port, int timeout_ms);
+
+/* Runs a shell command built with printf-style fmt through system(). Returns its exit status
+ * (0..255), 128+N if it died of signal N, or -1 if it could not be run. Paths in the command
+ * should be quoted with th_shq(). */
+int th_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Like th_run() but collects the command's stdout into *out (NUL-terminated, allocated;
+ * the caller frees it; set to NULL on error). Returns the exit status as th_run() does. */
+int th_capture(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Calls pred(ctx) every 50 ms until it returns nonzero (then returns 0) or timeout_ms has
+ * passed (then returns -1 after one last call). */
+int th_wait_until(int (*pred)(void *), void *ctx, int timeout_ms);
+
+/* Opens the SQLite database dbpath (created if missing) with a busy timeout of 5 s, runs the
+ * SQL built with sqlite3_mprintf-style fmt (so %q, %Q and %w quote safely) and closes it.
+ * Several statements separated by ';' are allowed. Returns 0, or -1 with a message. */
+int th_sql_exec(const char *dbpath, const char *fmt, ...);
+
+/* Opens the existing database dbpath (never creates it) with a busy timeout of 5 s, runs the
+ * query built like th_sql_exec() and returns the integer in the first column of the first row
+ * (NULL reads as 0). Returns TH_SQL_ERR with a message on error or when there is no row. */
+long long th_sql_int(const char *dbpath, const char *fmt, ...);
+
+/* Reads the first line of path into buf (size n, NUL-terminated, newline removed).
+ * Returns 0, or -1 if the file cannot be read or is empty. */
+int th_read_first_line(const char *path, char *buf, size_t n);
+
+/* Prints the last nlines lines of path to stderr under a header naming the file. */
+void th_log_tail(const char *path, int nlines);
+
+/* Remembers path so a failing TH_CHECK prints its tail. Returns 0, or -1 if the list is full. */
+int th_register_log(const char *path);
+
+/* Prints the tail of every registered log to stderr. */
+void th_dump_logs(int nlines);
+
+/* Stops every registered process that is still alive (SIGTERM, then SIGKILL after 3 s), and
+ * removes the temporary folder unless TH_KEEP is set in the environment (then prints its
+ * path). Safe to call more than once; runs by itself at exit and on those signals. */
+void th_cleanup(void);
+
+/* Returns a printf-formatted string owned by the harness (freed at exit), or aborts on
+ * allocation failure. Handy for building argv arrays and paths. */
+const char *th_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Returns s quoted for a POSIX shell ('...'), owned by the harness (freed at exit). */
+const char *th_shq(const char *s);
+
+/* Returns a monotonic clock reading in seconds, for measuring durations. */
+double th_now(void);
+
+/* Reports a failure and exits with status 1 after printing log tails and cleaning up. expr is
+ * the failed condition's text, or NULL. Use TH_CHECK/TH_FAIL rather than calling it directly. */
+_Noreturn void th_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* TH_CHECK(cond, fmt, ...): fails the test with a message when cond is false. */
+#define TH_CHECK(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            th_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                       \
+    } while (0)
+
+/* TH_FAIL(fmt, ...): fails the test unconditionally with a message. */
+#define TH_FAIL(...) th_fail(__FILE__, __LINE__, NULL, __VA_ARGS__)
+
+#endif
