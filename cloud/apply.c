@@ -33,16 +33,16 @@ struct cloud_applier {
     sync_batch_hdr hdr;
     int have_hdr;
     char reason[512];
-    uint64_t last_seq;        /* the device's last applied seq before this batch */
-    uint64_t max_seq;         /* highest seq in the batch */
+    uint64_t last_seq; /* the device's last applied seq before this batch */
+    uint64_t max_seq;  /* highest seq in the batch */
     uint64_t n_applied, n_conflicts, n_dups;
     int db_failed;
     sync_cbuf ack_body;
-    sync_cbuf scratch;        /* a row or column map being encoded */
+    sync_cbuf scratch; /* a row or column map being encoded */
     sync_cbuf scratch2;
-    cloud_row row;            /* current server state of the record's row */
-    cloud_row next;           /* the state we write */
-    sync_ack_result result;   /* large: kept off the stack */
+    cloud_row row;          /* current server state of the record's row */
+    cloud_row next;         /* the state we write */
+    sync_ack_result result; /* large: kept off the stack */
     sync_change change;
 };
 
@@ -110,8 +110,7 @@ void cloud_applier_stats(const cloud_applier *a, cloud_stats *s)
 static void event(cloud_applier *a, const char *kind, const sync_json *j)
 {
     char topic[SYNC_TOPIC_MAX];
-    if (!sync_json_ok(j) ||
-        sync_topic_event(topic, sizeof topic, a->cfg->tenant, kind) != SYNC_OK)
+    if (!sync_json_ok(j) || sync_topic_event(topic, sizeof topic, a->cfg->tenant, kind) != SYNC_OK)
         return;
     cloud_outq_add(&a->events, topic, j->buf, j->len, NULL, 0, 0, 0);
 }
@@ -386,7 +385,7 @@ static int add_result(cloud_applier *a, uint64_t seq, sync_result code, uint64_t
     if (with_row)
         fill_cols_from_row(res->cols, &res->ncols, t, &a->row);
     return sync_ack_result_encode(&a->ack_body, res, a->hdr.base_seq) == SYNC_OK ? SYNC_OK
-                                                                                : SYNC_ERR_NOMEM;
+                                                                                 : SYNC_ERR_NOMEM;
 }
 
 static int ap_rec(void *ctx, const sync_record *r)
@@ -575,8 +574,8 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
         cloud_outq_add(&a->acks, topic, a->scratch.data, a->scratch.len, a->ack_body.data,
                        a->ack_body.len, 1, 0) != SYNC_OK)
         return SYNC_ERR_NOMEM;
-    sync_debug("batch from %s: %zu changes (%llu applied, %llu conflicts, %llu duplicates)",
-               device, a->hdr.nrecords, (unsigned long long)a->n_applied,
+    sync_debug("batch from %s: %zu changes (%llu applied, %llu conflicts, %llu duplicates)", device,
+               a->hdr.nrecords, (unsigned long long)a->n_applied,
                (unsigned long long)a->n_conflicts, (unsigned long long)a->n_dups);
     if (a->cfg->events >= 1) {
         char buf[512];
@@ -622,8 +621,7 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
         sync_topic_delta(topic, sizeof topic, a->cfg->tenant, t->name);
         sync_cbuf_reset(&hdr);
         if (sync_delta_encode_hdr(&hdr, &h) != SYNC_OK || d->body.err ||
-            cloud_outq_add(q, topic, hdr.data, hdr.len, d->body.data, d->body.len, 1, 0) !=
-                SYNC_OK)
+            cloud_outq_add(q, topic, hdr.data, hdr.len, d->body.data, d->body.len, 1, 0) != SYNC_OK)
             rc = SYNC_ERR_NOMEM;
         d->published = d->last;
         d->n = 0;

@@ -72,9 +72,8 @@ void cloud_config_init(cloud_config *c)
 
 void cloud_config_free(cloud_config *c)
 {
-    char **strs[] = {&c->database, &c->schema,        &c->tenant, &c->broker,
-                     &c->client_id, &c->username,     &c->password_file, &c->cafile,
-                     &c->certfile, &c->keyfile};
+    char **strs[] = {&c->database, &c->schema,        &c->tenant, &c->broker,   &c->client_id,
+                     &c->username, &c->password_file, &c->cafile, &c->certfile, &c->keyfile};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -5,22 +5,22 @@
 #include <stddef.h>
 
 typedef struct cloud_config {
-    char *database;        /* SQLite store file */
-    char *schema;          /* schema file shared with the edges */
+    char *database; /* SQLite store file */
+    char *schema;   /* schema file shared with the edges */
     char *tenant;
     char *broker;
-    char *client_id;       /* default: synccloud-TENANT */
-    char *username;        /* default: synccloud */
+    char *client_id; /* default: synccloud-TENANT */
+    char *username;  /* default: synccloud */
     char *password_file;
     char *cafile, *certfile, *keyfile;
     int tls_insecure;
-    int publish_rows;      /* retained sync/T/rows/TABLE/KEY messages */
-    int events;            /* JSON events: 0 none, 1 batches/conflicts/rejections, 2 + changes */
-    int sync_full;         /* fsync every commit (PRAGMA synchronous=FULL) */
-    long max_records;      /* records per batch */
-    long max_value;        /* bytes per text/blob value */
-    long max_batch_bytes;  /* bytes per batch message */
-    long max_tx_batches;   /* batches committed together */
+    int publish_rows;     /* retained sync/T/rows/TABLE/KEY messages */
+    int events;           /* JSON events: 0 none, 1 batches/conflicts/rejections, 2 + changes */
+    int sync_full;        /* fsync every commit (PRAGMA synchronous=FULL) */
+    long max_records;     /* records per batch */
+    long max_value;       /* bytes per text/blob value */
+    long max_batch_bytes; /* bytes per batch message */
+    long max_tx_batches;  /* batches committed together */
     long session_expiry;
     long keepalive;
     long retry_min, retry_max;

@@ -117,9 +117,8 @@ static int run(cloud_config *c, const sync_schema *schema)
 {
     char err[512];
     char password[256] = "";
-    if (c->password_file &&
-        sync_conf_read_secret(c->password_file, password, sizeof password, err, sizeof err) !=
-            SYNC_OK) {
+    if (c->password_file && sync_conf_read_secret(c->password_file, password, sizeof password, err,
+                                                  sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         return 1;
     }

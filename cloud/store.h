@@ -21,8 +21,8 @@
 typedef struct cloud_store cloud_store;
 
 typedef struct cloud_row {
-    int exists;                 /* a row (live or tombstone) is stored for the key */
-    int deleted;                /* it is a tombstone */
+    int exists;  /* a row (live or tombstone) is stored for the key */
+    int deleted; /* it is a tombstone */
     uint64_t version, hlc, cseq;
     char origin[SYNC_MAX_ID + 1];
     sync_value vals[SYNC_MAX_COLS]; /* every column; from row_get they point into the store's
@@ -32,18 +32,18 @@ typedef struct cloud_row {
 typedef struct cloud_conflict {
     const sync_table *t;
     const sync_value *key;
-    const char *device;          /* the writer whose change met a newer server state */
+    const char *device; /* the writer whose change met a newer server state */
     uint64_t seq;
     sync_op op;
     uint64_t base_version, server_version;
     uint64_t client_hlc, server_hlc;
     const char *server_origin;
-    const uint8_t *client_cbor;  /* the change's columns as a CBOR map (or null) */
+    const uint8_t *client_cbor; /* the change's columns as a CBOR map (or null) */
     size_t client_len;
-    const uint8_t *server_cbor;  /* the server row as a CBOR map (null for a tombstone) */
+    const uint8_t *server_cbor; /* the server row as a CBOR map (null for a tombstone) */
     size_t server_len;
-    const char *policy;          /* "lww" */
-    const char *outcome;         /* "client-wins" | "server-wins" */
+    const char *policy;  /* "lww" */
+    const char *outcome; /* "client-wins" | "server-wins" */
 } cloud_conflict;
 
 /* Opens (creating) the store, creates or widens the synced tables from the schema. synchronous

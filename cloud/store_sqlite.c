@@ -22,12 +22,12 @@ struct cloud_store {
     sqlite3 *db;
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
-    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get,
-        *dev_put, *conflict, *save_cseq;
-    uint64_t cseq;        /* last handed out */
-    uint64_t cseq_tx;     /* value at BEGIN, restored by a rollback */
-    uint64_t cseq_sp;     /* value at SAVEPOINT */
-    uint8_t *scratch;     /* copies of text/blob values from row_get */
+    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get, *dev_put,
+        *conflict, *save_cseq;
+    uint64_t cseq;    /* last handed out */
+    uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
+    uint64_t cseq_sp; /* value at SAVEPOINT */
+    uint8_t *scratch; /* copies of text/blob values from row_get */
     size_t scratch_cap;
 };
 
@@ -36,9 +36,9 @@ static const char *sql_type(sync_vtype t)
     return t == SYNC_INT ? "INTEGER" : t == SYNC_REAL ? "REAL" : t == SYNC_TEXT ? "TEXT" : "BLOB";
 }
 
-#define SQLCAT(buf, at, ...)                                                                        \
-    do {                                                                                            \
-        int w_ = snprintf((buf) + (at), sizeof(buf) - (at), __VA_ARGS__);                           \
+#define SQLCAT(buf, at, ...)                                                                       \
+    do {                                                                                           \
+        int w_ = snprintf((buf) + (at), sizeof(buf) - (at), __VA_ARGS__);                          \
         (at) = (w_ < 0 || (size_t)w_ >= sizeof(buf) - (at)) ? sizeof(buf) - 1 : (at) + (size_t)w_; \
     } while (0)
 
@@ -194,8 +194,7 @@ int cloud_store_open(const char *path, const sync_schema *s, int sync_full, clou
         rc = prepare_common(st, err, errlen);
     if (rc == SYNC_OK) {
         sqlite3_stmt *q;
-        rc = sync_sql_prepare(st->db, "SELECT cseq FROM _sync_state WHERE id = 1", &q, err,
-                              errlen);
+        rc = sync_sql_prepare(st->db, "SELECT cseq FROM _sync_state WHERE id = 1", &q, err, errlen);
         if (rc == SYNC_OK && sqlite3_step(q) == SQLITE_ROW)
             st->cseq = (uint64_t)sqlite3_column_int64(q, 0);
         sqlite3_finalize(q);
@@ -238,8 +237,9 @@ void cloud_store_close(cloud_store *st)
             sqlite3_finalize(st->tst[i].maxcseq);
         }
     }
-    sqlite3_stmt *all[] = {st->begin,   st->commit,  st->rollback, st->savepoint, st->release,
-                           st->rollback_to, st->dev_get, st->dev_put, st->conflict, st->save_cseq};
+    sqlite3_stmt *all[] = {st->begin,    st->commit,      st->rollback, st->savepoint,
+                           st->release,  st->rollback_to, st->dev_get,  st->dev_put,
+                           st->conflict, st->save_cseq};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(st->db);
@@ -336,8 +336,7 @@ static int reserve_scratch(cloud_store *st, size_t n)
     return SYNC_OK;
 }
 
-int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key,
-                        cloud_row *row)
+int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key, cloud_row *row)
 {
     sqlite3_stmt *q = st->tst[t->index].get;
     sync_sql_bind(q, 1, key);

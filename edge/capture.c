@@ -62,8 +62,9 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
     const char *key = t->cols[t->key].name;
     b.n = 0;
     b.over = 0;
-    add(&b, "DROP TRIGGER IF EXISTS \"_sync_%s_ins\"; DROP TRIGGER IF EXISTS \"_sync_%s_upd\"; "
-            "DROP TRIGGER IF EXISTS \"_sync_%s_del\";\n",
+    add(&b,
+        "DROP TRIGGER IF EXISTS \"_sync_%s_ins\"; DROP TRIGGER IF EXISTS \"_sync_%s_upd\"; "
+        "DROP TRIGGER IF EXISTS \"_sync_%s_del\";\n",
         t->name, t->name, t->name);
 
     /* INSERT: the full row. */
@@ -136,8 +137,8 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
 int edge_capture_install(edge_db *e, char *err, size_t errlen)
 {
     sqlite3_stmt *known;
-    int rc = sync_sql_prepare(e->db, "SELECT 1 FROM _sync_tables WHERE tbl = ?", &known, err,
-                              errlen);
+    int rc =
+        sync_sql_prepare(e->db, "SELECT 1 FROM _sync_tables WHERE tbl = ?", &known, err, errlen);
     if (rc != SYNC_OK)
         return rc;
     for (int i = 0; i < e->ntables && rc == SYNC_OK; i++) {

@@ -22,7 +22,8 @@ const char edge_config_help[] =
     "  tables LIST          comma-separated tables to sync (default: all in the schema)\n"
     "  tenant ID            tenant id (required)\n"
     "  device ID            this device's id (required)\n"
-    "  broker URI           broker, e.g. ssl://broker.example.com:8883 (default ssl://127.0.0.1:8883)\n"
+    "  broker URI           broker, e.g. ssl://broker.example.com:8883 (default "
+    "ssl://127.0.0.1:8883)\n"
     "  client_id ID         MQTT client id (default: the device id)\n"
     "  username NAME        broker user name (default: the device id)\n"
     "  password_file FILE   file holding the broker password (mode 0600)\n"
@@ -69,9 +70,9 @@ void edge_config_init(edge_config *c)
 
 void edge_config_free(edge_config *c)
 {
-    char **strs[] = {&c->database,  &c->schema,   &c->tables,        &c->tenant,
-                     &c->device,    &c->broker,   &c->client_id,     &c->username,
-                     &c->password_file, &c->cafile, &c->certfile,    &c->keyfile};
+    char **strs[] = {&c->database,      &c->schema, &c->tables,    &c->tenant,
+                     &c->device,        &c->broker, &c->client_id, &c->username,
+                     &c->password_file, &c->cafile, &c->certfile,  &c->keyfile};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -5,14 +5,14 @@
 #include <stddef.h>
 
 typedef struct edge_config {
-    char *database;      /* the application's SQLite file */
-    char *schema;        /* schema file shared with the cloud */
-    char *tables;        /* comma list of tables to sync (NULL: all in the schema) */
+    char *database; /* the application's SQLite file */
+    char *schema;   /* schema file shared with the cloud */
+    char *tables;   /* comma list of tables to sync (NULL: all in the schema) */
     char *tenant;
     char *device;
-    char *broker;        /* Paho URI */
-    char *client_id;     /* default: the device id */
-    char *username;      /* default: the device id */
+    char *broker;    /* Paho URI */
+    char *client_id; /* default: the device id */
+    char *username;  /* default: the device id */
     char *password_file;
     char *cafile, *certfile, *keyfile;
     int tls_insecure;

@@ -133,7 +133,8 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
     if (rc != SYNC_OK)
         return rc;
     /* A schema that grew wider than the outbox gets more value columns. */
-    for (const char *tbl = "_sync_outbox"; tbl; tbl = strcmp(tbl, "_sync_outbox") ? NULL : "_sync_dead") {
+    for (const char *tbl = "_sync_outbox"; tbl;
+         tbl = strcmp(tbl, "_sync_outbox") ? NULL : "_sync_dead") {
         for (int i = 0; i < e->nv; i++) {
             char probe[128];
             snprintf(probe, sizeof probe, "SELECT v%d FROM %s LIMIT 0", i, tbl);
@@ -268,9 +269,9 @@ int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char
 
 void edge_db_close(edge_db *e)
 {
-    sqlite3_stmt *all[] = {e->begin,   e->commit,  e->rollback,      e->set_applying,
-                           e->version_get, e->version_put, e->pending, e->data_version_st,
-                           e->outbox_count};
+    sqlite3_stmt *all[] = {e->begin,        e->commit,          e->rollback,
+                           e->set_applying, e->version_get,     e->version_put,
+                           e->pending,      e->data_version_st, e->outbox_count};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(e->db);

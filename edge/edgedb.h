@@ -18,13 +18,13 @@
 
 typedef struct edge_db {
     sqlite3 *db;
-    const sync_schema *schema;           /* borrowed */
-    int ntables;                         /* synced tables */
+    const sync_schema *schema; /* borrowed */
+    int ntables;               /* synced tables */
     const sync_table *tables[EDGE_MAX_TABLES];
-    int nv;                              /* value columns v0..v(nv-1) in the outbox */
-    int data_version;                    /* last PRAGMA data_version seen */
-    sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put,
-        *pending, *data_version_st, *outbox_count;
+    int nv;           /* value columns v0..v(nv-1) in the outbox */
+    int data_version; /* last PRAGMA data_version seen */
+    sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
+        *data_version_st, *outbox_count;
 } edge_db;
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,

@@ -198,8 +198,8 @@ static void pump(edge *e)
     int rc = edge_outbox_prepare(e->out, &p, &n);
     if (rc == 1) {
         edge_outbox_inflight(e->out, &p, &n, &base, &nrec);
-        sync_debug("publishing batch %llu: %zu changes, %zu bytes", (unsigned long long)base,
-                   nrec, n);
+        sync_debug("publishing batch %llu: %zu changes, %zu bytes", (unsigned long long)base, nrec,
+                   n);
         e->resends = 0;
         send_batch(e, p, n, 0);
     } else {
@@ -215,9 +215,8 @@ static int run(edge_config *c, const sync_schema *schema)
     e.cfg = c;
     e.need_check = 1;
     char password[256] = "";
-    if (c->password_file &&
-        sync_conf_read_secret(c->password_file, password, sizeof password, err, sizeof err) !=
-            SYNC_OK) {
+    if (c->password_file && sync_conf_read_secret(c->password_file, password, sizeof password, err,
+                                                  sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         return 1;
     }

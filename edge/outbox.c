@@ -23,12 +23,12 @@ struct edge_outbox {
     edge_replica *rep;
     const edge_config *cfg;
     sqlite3_stmt *select, *delete_range, *to_dead, *save_hlc;
-    sync_cbuf recs;  /* records of the batch being built */
-    sync_cbuf out;   /* header + records: the payload in flight */
+    sync_cbuf recs; /* records of the batch being built */
+    sync_cbuf out;  /* header + records: the payload in flight */
     sync_hlc hlc;
     int inflight;
     uint64_t base_seq, last_seq;
-    sent_rec *sent;  /* nsent entries, in seq order */
+    sent_rec *sent; /* nsent entries, in seq order */
     size_t nsent, sent_cap;
     uint8_t *keybuf; /* text/blob keys of the records in flight */
     size_t keylen, keycap;

@@ -168,8 +168,8 @@ static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
     edge_replica *r = ctx;
     r->cur = edge_db_table(r->db, h->table, h->table_len);
     if (!r->cur)
-        sync_debug("replica: ignoring delta for table '%.*s' (not synced here)",
-                   (int)h->table_len, h->table);
+        sync_debug("replica: ignoring delta for table '%.*s' (not synced here)", (int)h->table_len,
+                   h->table);
     return 0;
 }
 

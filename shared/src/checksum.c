@@ -49,8 +49,8 @@ static void hash_value(mbedtls_sha256_context *h, sqlite3_stmt *st, int i, sync_
         put_u64(h, SYNC_REAL, bits);
         return;
     }
-    const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i)
-                                     : sqlite3_column_blob(st, i);
+    const void *p =
+        t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
     int n = sqlite3_column_bytes(st, i);
     put_u64(h, t == SQLITE_TEXT ? SYNC_TEXT : SYNC_BLOB, (uint64_t)n);
     if (n > 0)
@@ -63,9 +63,10 @@ int sync_checksum_table(sqlite3 *db, const sync_table *t, const char *where, cha
     char sql[8192];
     size_t at = (size_t)snprintf(sql, sizeof sql, "SELECT ");
     for (int i = 0; i < t->ncols; i++)
-        at += (size_t)snprintf(sql + at, sizeof sql - at, "%s\"%s\"", i ? "," : "",
-                               t->cols[i].name);
-    at += (size_t)snprintf(sql + at, sizeof sql - at, " FROM \"%s\"%s%s ORDER BY \"%s\" COLLATE BINARY", t->name,
+        at +=
+            (size_t)snprintf(sql + at, sizeof sql - at, "%s\"%s\"", i ? "," : "", t->cols[i].name);
+    at += (size_t)snprintf(sql + at, sizeof sql - at,
+                           " FROM \"%s\"%s%s ORDER BY \"%s\" COLLATE BINARY", t->name,
                            where ? " WHERE " : "", where ? where : "", t->cols[t->key].name);
     if (at >= sizeof sql)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "checksum query too long");

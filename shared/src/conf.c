@@ -165,8 +165,8 @@ int sync_conf_bool(const char *key, const char *value, int *out, char *err, size
         *out = 0;
         return SYNC_OK;
     }
-    return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                       "Invalid %s value (%s): expected true or false", key, value);
+    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Invalid %s value (%s): expected true or false",
+                       key, value);
 }
 
 int sync_conf_long(const char *key, const char *value, long min, long max, long *out, char *err,
@@ -234,8 +234,8 @@ int sync_conf_read_secret(const char *path, char *buf, size_t n, char *err, size
     int whole = next == EOF || next == '\n' || next == '\r';
     fclose(f);
     if (!whole)
-        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                           "password in %s is longer than %zu bytes", path, n - 2);
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "password in %s is longer than %zu bytes",
+                           path, n - 2);
     buf[strcspn(buf, "\r\n")] = '\0';
     if (buf[0] == '\0')
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "password file %s is empty", path);

@@ -19,10 +19,10 @@
 #include "sync/log.h"
 
 typedef enum conn_state {
-    ST_IDLE,       /* not started, or waiting for the next attempt */
-    ST_CONNECTING, /* MQTTAsync_connect issued */
+    ST_IDLE,        /* not started, or waiting for the next attempt */
+    ST_CONNECTING,  /* MQTTAsync_connect issued */
     ST_SUBSCRIBING, /* connected, waiting for SUBACKs */
-    ST_READY,      /* connected and subscribed */
+    ST_READY,       /* connected and subscribed */
 } conn_state;
 
 struct sub {
@@ -37,9 +37,9 @@ struct sync_mqtt {
     sync_mqtt_msg *head, *tail; /* arrived messages, oldest first */
     int woken;                  /* something happened since the last poll */
     conn_state state;
-    int subs_left;              /* SUBACKs still awaited in ST_SUBSCRIBING */
-    int lost;                   /* connection lost / attempt failed: owner schedules a retry */
-    char last_error[256];       /* why the last attempt failed, for one log line */
+    int subs_left;        /* SUBACKs still awaited in ST_SUBSCRIBING */
+    int lost;             /* connection lost / attempt failed: owner schedules a retry */
+    char last_error[256]; /* why the last attempt failed, for one log line */
     unsigned long connects;
     unsigned long delivered;
     long pending;
@@ -47,11 +47,11 @@ struct sync_mqtt {
 
     /* Owner-thread state. */
     int started;
-    int failures;        /* consecutive failed attempts, for the backoff */
-    int logged_down;     /* "disconnected" already logged for this outage */
+    int failures;                /* consecutive failed attempts, for the backoff */
+    int logged_down;             /* "disconnected" already logged for this outage */
     unsigned long seen_connects; /* connects already logged */
-    double next_attempt; /* monotonic seconds */
-    unsigned rng;        /* jitter */
+    double next_attempt;         /* monotonic seconds */
+    unsigned rng;                /* jitter */
 
     struct sub *subs;
     int nsubs;
@@ -160,9 +160,10 @@ static void on_sub_ok(void *ctx, MQTTAsync_successData5 *r)
 
 static void on_sub_fail(void *ctx, MQTTAsync_failureData5 *r)
 {
-    on_sub_done(ctx, 0, r && r->message ? r->message
-                        : r ? MQTTReasonCode_toString(r->reasonCode)
-                            : "unknown");
+    on_sub_done(ctx, 0,
+                r && r->message ? r->message
+                : r             ? MQTTReasonCode_toString(r->reasonCode)
+                                : "unknown");
 }
 
 static void on_connect_ok(void *ctx, MQTTAsync_successData5 *r)
@@ -440,8 +441,7 @@ static void drive(sync_mqtt *m)
         double wait = backoff(m);
         m->next_attempt = now + wait;
         if (!m->logged_down) {
-            sync_warn("mqtt: %s (%s); retrying with backoff up to %d s", why, m->uri,
-                      m->retry_max);
+            sync_warn("mqtt: %s (%s); retrying with backoff up to %d s", why, m->uri, m->retry_max);
             m->logged_down = 1;
         } else {
             sync_debug("mqtt: %s; next attempt in %.1f s", why, wait);

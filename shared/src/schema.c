@@ -13,8 +13,8 @@
 #define SCHEMA_MAX_TABLES 256
 
 struct sync_schema {
-    uint32_t version;  /* the `version` line */
-    int ntables;       /* tables declared */
+    uint32_t version;   /* the `version` line */
+    int ntables;        /* tables declared */
     sync_table *tables; /* ntables entries, owned */
 };
 
@@ -37,8 +37,11 @@ static int type_of(const char *s, sync_vtype *t)
     static const struct {
         const char *name;
         sync_vtype type;
-    } types[] = {{"integer", SYNC_INT}, {"int", SYNC_INT}, {"real", SYNC_REAL},
-                 {"text", SYNC_TEXT},   {"blob", SYNC_BLOB}};
+    } types[] = {{"integer", SYNC_INT},
+                 {"int", SYNC_INT},
+                 {"real", SYNC_REAL},
+                 {"text", SYNC_TEXT},
+                 {"blob", SYNC_BLOB}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         if (strcmp(s, types[i].name) == 0) {
             *t = types[i].type;
@@ -139,8 +142,8 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
         } else if (strcmp(w[0], "column") == 0) {
             sync_vtype t;
             if (!cur) {
-                rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
-                                 "%s:%d: 'column' before any 'table'", path, lineno);
+                rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: 'column' before any 'table'",
+                                 path, lineno);
             } else if (nw < 3 || !ident_ok(w[1])) {
                 rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
                                  "%s:%d: expected 'column NAME TYPE [key] [notnull]' with NAME an "
@@ -170,9 +173,9 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
                                              "(one key column per table)",
                                              path, lineno, cur->name, cur->cols[cur->key].name);
                         else if (t == SYNC_REAL)
-                            rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
-                                             "%s:%d: a real column cannot be the key", path,
-                                             lineno);
+                            rc =
+                                sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                                            "%s:%d: a real column cannot be the key", path, lineno);
                         cur->key = cur->ncols;
                         c->notnull = 1;
                     } else if (strcmp(w[i], "notnull") == 0) {
@@ -195,7 +198,8 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
     if (rc == SYNC_OK && cur)
         rc = table_done(cur, path, lineno, err, errlen);
     if (rc == SYNC_OK && !have_version)
-        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: missing 'version N' line", path, lineno);
+        rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: missing 'version N' line", path,
+                         lineno);
     if (rc == SYNC_OK && s->ntables == 0)
         rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "%s:%d: no tables declared", path, lineno);
     if (rc != SYNC_OK) {

@@ -13,7 +13,8 @@ int sync_sql_bind(sqlite3_stmt *st, int idx, const sync_value *v)
     case SYNC_REAL:
         return sqlite3_bind_double(st, idx, v->u.f);
     case SYNC_TEXT:
-        return sqlite3_bind_text64(st, idx, (const char *)(v->u.b.p ? v->u.b.p : (const uint8_t *)""),
+        return sqlite3_bind_text64(st, idx,
+                                   (const char *)(v->u.b.p ? v->u.b.p : (const uint8_t *)""),
                                    v->u.b.n, SQLITE_STATIC, SQLITE_UTF8);
     case SYNC_BLOB:
         return sqlite3_bind_blob64(st, idx, v->u.b.p ? (const void *)v->u.b.p : (const void *)"",
@@ -55,8 +56,8 @@ int sync_sql_exec(sqlite3 *db, const char *sql, const char *what, char *err, siz
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "%s: %s", what,
-                             msg ? msg : sqlite3_errmsg(db));
+        int rc =
+            sync_seterr(err, errlen, SYNC_ERR_DB, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return rc;
     }

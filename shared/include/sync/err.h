@@ -11,19 +11,19 @@
 
 typedef enum sync_err {
     SYNC_OK = 0,
-    SYNC_ERR_NOMEM = -1,     /* allocation failed */
-    SYNC_ERR_INVAL = -2,     /* bad argument or bad value in a config/schema file */
-    SYNC_ERR_IO = -3,        /* file or socket error */
-    SYNC_ERR_DECODE = -4,    /* CBOR is malformed, truncated or of the wrong shape */
-    SYNC_ERR_TOOBIG = -5,    /* a value, record or batch exceeds a configured limit */
-    SYNC_ERR_SCHEMA = -6,    /* unknown table/column, wrong type, schema mismatch */
-    SYNC_ERR_DB = -7,        /* SQLite (or other store) error */
-    SYNC_ERR_MQTT = -8,      /* broker connection or Paho error */
-    SYNC_ERR_NOSPACE = -9,   /* an output buffer is too small */
-    SYNC_ERR_TOPIC = -10,    /* topic does not match the expected shape */
-    SYNC_ERR_DEVICE = -11,   /* record's device/tenant does not match the topic */
-    SYNC_ERR_TIMEOUT = -12,  /* an operation did not finish in time */
-    SYNC_ERR_STATE = -13,    /* call not valid in the object's current state */
+    SYNC_ERR_NOMEM = -1,    /* allocation failed */
+    SYNC_ERR_INVAL = -2,    /* bad argument or bad value in a config/schema file */
+    SYNC_ERR_IO = -3,       /* file or socket error */
+    SYNC_ERR_DECODE = -4,   /* CBOR is malformed, truncated or of the wrong shape */
+    SYNC_ERR_TOOBIG = -5,   /* a value, record or batch exceeds a configured limit */
+    SYNC_ERR_SCHEMA = -6,   /* unknown table/column, wrong type, schema mismatch */
+    SYNC_ERR_DB = -7,       /* SQLite (or other store) error */
+    SYNC_ERR_MQTT = -8,     /* broker connection or Paho error */
+    SYNC_ERR_NOSPACE = -9,  /* an output buffer is too small */
+    SYNC_ERR_TOPIC = -10,   /* topic does not match the expected shape */
+    SYNC_ERR_DEVICE = -11,  /* record's device/tenant does not match the topic */
+    SYNC_ERR_TIMEOUT = -12, /* an operation did not finish in time */
+    SYNC_ERR_STATE = -13,   /* call not valid in the object's current state */
 } sync_err;
 
 /* Returns a static, human-readable description of a sync_err (never NULL). */

@@ -3,8 +3,9 @@
  * too small; sync_json_ok() tells whether everything fit.
  *
  * Text that is not valid UTF-8 has each broken byte replaced by U+FFFD.
- * Values render as: integers as numbers, reals with the fewest digits (15..17) that read back exactly (non-finite as
- * null), text as an escaped string, blobs as a string "x'HEX'" (the SQL literal), NULL as null.
+ * Values render as: integers as numbers, reals with the fewest digits (15..17) that read back
+ * exactly (non-finite as null), text as an escaped string, blobs as a string "x'HEX'" (the SQL
+ * literal), NULL as null.
  */
 #ifndef SYNC_JSON_H
 #define SYNC_JSON_H
@@ -22,9 +23,9 @@ typedef struct sync_json {
 } sync_json;
 
 void sync_json_init(sync_json *j, char *buf, size_t cap);
-void sync_json_begin(sync_json *j);                   /* { */
-void sync_json_end(sync_json *j);                     /* } */
-void sync_json_key(sync_json *j, const char *key);    /* "key": (with comma as needed) */
+void sync_json_begin(sync_json *j);                /* { */
+void sync_json_end(sync_json *j);                  /* } */
+void sync_json_key(sync_json *j, const char *key); /* "key": (with comma as needed) */
 void sync_json_str(sync_json *j, const char *s, size_t n);
 void sync_json_cstr(sync_json *j, const char *s);
 void sync_json_u64(sync_json *j, uint64_t v);

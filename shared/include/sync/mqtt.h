@@ -17,21 +17,21 @@
 typedef struct sync_mqtt sync_mqtt;
 
 typedef struct sync_mqtt_opts {
-    const char *uri;           /* "ssl://host:port" (TLS) or "tcp://host:port" */
+    const char *uri; /* "ssl://host:port" (TLS) or "tcp://host:port" */
     const char *client_id;
-    const char *username;      /* may be NULL */
-    const char *password;      /* may be NULL */
-    const char *cafile;        /* CA bundle to verify the broker (TLS) */
-    const char *certfile;      /* client certificate (mutual TLS), may be NULL */
-    const char *keyfile;       /* client key, may be NULL */
-    int tls_insecure;          /* 1: skip the broker hostname check (never in production) */
-    int clean_start;           /* 0: keep the broker session (queued QoS 1 messages) */
-    uint32_t session_expiry;   /* seconds the broker keeps the session after a disconnect */
-    int keepalive;             /* seconds */
-    int max_inflight;          /* QoS 1 publishes outstanding at once */
-    int retry_min, retry_max;  /* reconnect backoff bounds, seconds */
-    const char *will_topic;    /* Last Will (NULL for none): published by the broker on */
-    const void *will_payload;  /* unclean loss of the connection */
+    const char *username;     /* may be NULL */
+    const char *password;     /* may be NULL */
+    const char *cafile;       /* CA bundle to verify the broker (TLS) */
+    const char *certfile;     /* client certificate (mutual TLS), may be NULL */
+    const char *keyfile;      /* client key, may be NULL */
+    int tls_insecure;         /* 1: skip the broker hostname check (never in production) */
+    int clean_start;          /* 0: keep the broker session (queued QoS 1 messages) */
+    uint32_t session_expiry;  /* seconds the broker keeps the session after a disconnect */
+    int keepalive;            /* seconds */
+    int max_inflight;         /* QoS 1 publishes outstanding at once */
+    int retry_min, retry_max; /* reconnect backoff bounds, seconds */
+    const char *will_topic;   /* Last Will (NULL for none): published by the broker on */
+    const void *will_payload; /* unclean loss of the connection */
     size_t will_len;
     int will_retain;
 } sync_mqtt_opts;

@@ -17,9 +17,9 @@
 #include "sync/cbor.h"
 #include "sync/value.h"
 
-#define SYNC_MAX_COLS 63      /* columns per table (a 64-bit changed-column mask fits them) */
-#define SYNC_MAX_NAME 63      /* bytes in a table or column name */
-#define SYNC_MAX_ID 64        /* bytes in a tenant or device id */
+#define SYNC_MAX_COLS 63 /* columns per table (a 64-bit changed-column mask fits them) */
+#define SYNC_MAX_NAME 63 /* bytes in a table or column name */
+#define SYNC_MAX_ID 64   /* bytes in a tenant or device id */
 
 typedef enum sync_op {
     SYNC_OP_INSERT = 0, /* put the full row (also used when the edge re-inserts a key) */
@@ -48,14 +48,14 @@ typedef struct sync_batch_hdr {
     uint32_t schema_version; /* the edge's schema file version */
     const char *device;      /* not NUL-terminated */
     size_t device_len;
-    uint64_t base_seq;       /* record seq = base_seq + offset */
+    uint64_t base_seq; /* record seq = base_seq + offset */
     size_t nrecords;
 } sync_batch_hdr;
 
 typedef struct sync_record {
     const char *table; /* not NUL-terminated */
     size_t table_len;
-    sync_value key;        /* primary key value */
+    sync_value key; /* primary key value */
     sync_op op;
     uint64_t base_version; /* server version the edit was made on (0 = none known) */
     uint64_t hlc;          /* hybrid logical clock of the edit */
@@ -84,8 +84,8 @@ int sync_batch_decode(const void *buf, size_t len, const sync_limits *lim, sync_
 /* ---- ack: sync/{tenant}/dev/{device}/ack ---- */
 
 typedef enum sync_ack_status {
-    SYNC_ACK_OK = 0,        /* batch processed; see per-record results */
-    SYNC_ACK_REJECTED = 1,  /* batch refused whole, nothing applied; reason given */
+    SYNC_ACK_OK = 0,       /* batch processed; see per-record results */
+    SYNC_ACK_REJECTED = 1, /* batch refused whole, nothing applied; reason given */
 } sync_ack_status;
 
 typedef enum sync_result {
@@ -96,20 +96,20 @@ typedef enum sync_result {
 } sync_result;
 
 typedef struct sync_ack_hdr {
-    uint64_t base_seq;   /* the acked batch's base_seq */
-    uint64_t last_seq;   /* highest seq the ack covers: the edge may drop outbox rows <= it */
+    uint64_t base_seq; /* the acked batch's base_seq */
+    uint64_t last_seq; /* highest seq the ack covers: the edge may drop outbox rows <= it */
     sync_ack_status status;
-    const char *reason;  /* REJECTED only, not NUL-terminated */
+    const char *reason; /* REJECTED only, not NUL-terminated */
     size_t reason_len;
     size_t nresults;
 } sync_ack_hdr;
 
 typedef struct sync_ack_result {
-    uint64_t seq;      /* absolute seq of the record */
+    uint64_t seq; /* absolute seq of the record */
     sync_result result;
-    uint64_t version;  /* row version after the record (0 for DUPLICATE) */
-    int has_row;       /* LOST only: 1 if the winning row follows, with deleted/cols */
-    int deleted;       /* LOST: the winning state is a tombstone */
+    uint64_t version; /* row version after the record (0 for DUPLICATE) */
+    int has_row;      /* LOST only: 1 if the winning row follows, with deleted/cols */
+    int deleted;      /* LOST: the winning state is a tombstone */
     size_t ncols;
     sync_colval cols[SYNC_MAX_COLS];
 } sync_ack_result;
@@ -134,12 +134,12 @@ typedef struct sync_delta_hdr {
 typedef struct sync_change {
     sync_value key;
     sync_op op;
-    uint64_t version;  /* row version after this change */
-    uint64_t cseq;     /* server change sequence, increasing across the store */
+    uint64_t version; /* row version after this change */
+    uint64_t cseq;    /* server change sequence, increasing across the store */
     uint64_t hlc;
     const char *origin; /* device that wrote it, not NUL-terminated */
     size_t origin_len;
-    size_t ncols;       /* changed columns (all columns for an insert); 0 for delete */
+    size_t ncols; /* changed columns (all columns for an insert); 0 for delete */
     sync_colval cols[SYNC_MAX_COLS];
 } sync_change;
 
