@@ -633,6 +633,31 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
     return rc;
 }
 
+int cloud_applier_head(cloud_applier *a, cloud_outq *q)
+{
+    int n = sync_schema_ntables(a->schema);
+    sync_head_entry *e = calloc((size_t)n, sizeof *e);
+    if (!e)
+        return SYNC_ERR_NOMEM;
+    uint64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        const sync_table *t = sync_schema_table(a->schema, i);
+        e[i].table = t->name;
+        e[i].table_len = strlen(t->name);
+        e[i].cseq = a->deltas[i].published;
+        if (e[i].cseq > top)
+            top = e[i].cseq;
+    }
+    char topic[SYNC_TOPIC_MAX];
+    snprintf(topic, sizeof topic, "sync/%s/head", a->cfg->tenant);
+    sync_cbuf_reset(&a->scratch);
+    int rc = sync_head_encode(&a->scratch, top, e, (size_t)n);
+    free(e);
+    if (rc == SYNC_OK)
+        rc = cloud_outq_add(q, topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 1);
+    return rc;
+}
+
 void cloud_applier_discard(cloud_applier *a)
 {
     cloud_outq_clear(&a->acks);

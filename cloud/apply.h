@@ -45,6 +45,9 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q);
 /* After ROLLBACK: forgets them (and rewinds the delta links). */
 void cloud_applier_discard(cloud_applier *a);
 
+/* Queues the retained head message: the newest published cseq of every table. */
+int cloud_applier_head(cloud_applier *a, cloud_outq *q);
+
 void cloud_applier_stats(const cloud_applier *a, cloud_stats *s);
 
 #endif

@@ -37,6 +37,9 @@ const char cloud_config_help[] =
     "  max_value BYTES      bytes accepted per text or blob value (default 1048576)\n"
     "  max_batch_bytes N    bytes accepted per batch message (default 16777216)\n"
     "  max_tx_batches N     batches committed in one transaction (default 64)\n"
+    "  pull_rows N          rows per catch-up page (default 1000)\n"
+    "  pull_bytes N         bytes per catch-up page (default 524288)\n"
+    "  head_interval SEC    republish the retained head this often (default 10)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 86400)\n"
     "  max_inflight N       QoS 1 publishes outstanding at once (default 1000)\n"
     "  keepalive SEC        MQTT keepalive (default 30)\n"
@@ -62,6 +65,9 @@ void cloud_config_init(cloud_config *c)
     c->max_value = 1024 * 1024;
     c->max_batch_bytes = 16L * 1024 * 1024;
     c->max_tx_batches = 64;
+    c->pull_rows = 1000;
+    c->pull_bytes = 512 * 1024;
+    c->head_interval = 10;
     c->session_expiry = 86400;
     c->keepalive = 30;
     c->retry_min = 1;
@@ -110,6 +116,9 @@ int cloud_config_set(void *ctx, const char *key, const char *value, char *err, s
         {"max_value", offsetof(cloud_config, max_value), 16, 256L * 1024 * 1024},
         {"max_batch_bytes", offsetof(cloud_config, max_batch_bytes), 1024, 256L * 1024 * 1024},
         {"max_tx_batches", offsetof(cloud_config, max_tx_batches), 1, 100000},
+        {"pull_rows", offsetof(cloud_config, pull_rows), 1, 100000},
+        {"pull_bytes", offsetof(cloud_config, pull_bytes), 4096, 64L * 1024 * 1024},
+        {"head_interval", offsetof(cloud_config, head_interval), 1, 86400},
         {"session_expiry", offsetof(cloud_config, session_expiry), 0, 0xFFFFFFFFL},
         {"keepalive", offsetof(cloud_config, keepalive), 5, 65535},
         {"retry_min", offsetof(cloud_config, retry_min), 1, 3600},

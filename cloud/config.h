@@ -21,6 +21,9 @@ typedef struct cloud_config {
     long max_value;       /* bytes per text/blob value */
     long max_batch_bytes; /* bytes per batch message */
     long max_tx_batches;  /* batches committed together */
+    long pull_rows;       /* rows per catch-up page */
+    long pull_bytes;      /* bytes per catch-up page */
+    long head_interval;   /* seconds between republished heads */
     long session_expiry;
     long keepalive;
     long retry_min, retry_max;

@@ -14,6 +14,7 @@
 #include "apply.h"
 #include "config.h"
 #include "outq.h"
+#include "pull.h"
 #include "store.h"
 #include "sync/conf.h"
 #include "sync/err.h"
@@ -30,6 +31,13 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int print_checksums(const cloud_config *c, const sync_schema *s)
@@ -63,7 +71,10 @@ static void publish_queue(sync_mqtt *m, cloud_outq *q)
     cloud_msg *msg;
     while (q->head && sync_mqtt_connected(m)) {
         msg = q->head;
-        int rc = sync_mqtt_publish(m, msg->topic, msg->payload, msg->len, msg->qos, msg->retain);
+        int rc = msg->corr ? sync_mqtt_publish_rr(m, msg->topic, msg->payload, msg->len, msg->qos,
+                                                  NULL, msg->corr, msg->corr_len)
+                           : sync_mqtt_publish(m, msg->topic, msg->payload, msg->len, msg->qos,
+                                               msg->retain);
         if (rc == SYNC_ERR_STATE)
             return;
         if (rc != SYNC_OK)
@@ -72,9 +83,12 @@ static void publish_queue(sync_mqtt *m, cloud_outq *q)
     }
 }
 
-/* Applies up to max_tx_batches messages from *list in one transaction. */
+/* Applies up to max_tx_batches batches from list in one transaction; catch-up requests met on
+ * the way are moved to *pulls (answered after the commit, from committed data). Returns the
+ * rest of the list. *changed is set when the transaction applied something. */
 static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_applier *ap,
-                                  sync_mqtt_msg *list, cloud_outq *q)
+                                  sync_mqtt_msg *list, cloud_outq *q, sync_mqtt_msg **pulls,
+                                  int *changed)
 {
     if (cloud_store_begin(st) != SYNC_OK) {
         sync_error("store: cannot begin a transaction: %s", cloud_store_errmsg(st));
@@ -87,13 +101,22 @@ static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_
         return list;
     }
     int ok = 1;
+    cloud_stats before;
+    cloud_applier_stats(ap, &before);
     for (long i = 0; list && i < c->max_tx_batches; i++) {
         sync_mqtt_msg *m = list;
         list = m->next;
         char tenant[SYNC_MAX_ID + 1], device[SYNC_MAX_ID + 1];
         const char *leaf;
-        if (ok && sync_topic_parse_dev(m->topic, tenant, device, &leaf) == SYNC_OK &&
-            strcmp(tenant, c->tenant) == 0 && strcmp(leaf, "up") == 0) {
+        int parsed = sync_topic_parse_dev(m->topic, tenant, device, &leaf) == SYNC_OK &&
+                     strcmp(tenant, c->tenant) == 0;
+        if (parsed && strcmp(leaf, "pull") == 0) {
+            m->next = *pulls;
+            *pulls = m;
+            i--;
+            continue;
+        }
+        if (ok && parsed && strcmp(leaf, "up") == 0) {
             int rc = cloud_applier_batch(ap, device, m->payload, m->len);
             if (rc != SYNC_OK)
                 ok = 0;
@@ -104,6 +127,9 @@ static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_
     }
     if (ok && cloud_store_commit(st) == SYNC_OK) {
         cloud_applier_flush(ap, q);
+        cloud_stats after;
+        cloud_applier_stats(ap, &after);
+        *changed |= after.applied != before.applied;
     } else {
         sync_error("store: transaction failed (%s); rolled back, the devices will resend",
                    cloud_store_errmsg(st));
@@ -124,6 +150,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     }
     cloud_store *st = NULL;
     cloud_applier *ap = NULL;
+    cloud_puller *puller = NULL;
     sync_mqtt *m = NULL;
     cloud_outq q;
     cloud_outq_init(&q);
@@ -157,14 +184,54 @@ static int run(cloud_config *c, const sync_schema *schema)
     char filter[SYNC_TOPIC_MAX];
     snprintf(filter, sizeof filter, "sync/%s/dev/+/up", c->tenant);
     sync_mqtt_subscribe(m, filter, 1);
+    snprintf(filter, sizeof filter, "sync/%s/dev/+/pull", c->tenant);
+    sync_mqtt_subscribe(m, filter, 1);
+    if (cloud_puller_new(st, schema, c, &puller, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
     sync_notice("synccloud " CLOUD_VERSION " started: tenant %s, store %s (SQLite), schema "
                 "version %u",
                 c->tenant, c->database, sync_schema_version(schema));
     sync_mqtt_start(m, err, sizeof err);
+    unsigned long connects = 0;
+    int head_dirty = 1;
+    double head_at = 0;
     while (!stop_requested) {
         sync_mqtt_msg *list = sync_mqtt_poll(m, 100);
+        sync_mqtt_msg *pulls = NULL;
         while (list)
-            list = apply_group(c, st, ap, list, &q);
+            list = apply_group(c, st, ap, list, &q, &pulls, &head_dirty);
+        /* Catch-up requests, oldest first, after the acks and deltas of what was committed. */
+        sync_mqtt_msg *rev = NULL;
+        while (pulls) {
+            sync_mqtt_msg *n = pulls->next;
+            pulls->next = rev;
+            rev = pulls;
+            pulls = n;
+        }
+        while (rev) {
+            sync_mqtt_msg *n = rev->next;
+            char tenant[SYNC_MAX_ID + 1], device[SYNC_MAX_ID + 1];
+            const char *leaf;
+            sync_topic_parse_dev(rev->topic, tenant, device, &leaf);
+            if (cloud_puller_handle(puller, device, rev, &q, err, sizeof err) != SYNC_OK)
+                sync_warn("%s", err);
+            sync_mqtt_msg_free(rev);
+            rev = n;
+        }
+        /* The retained head: soon after changes, after every reconnect, and every
+         * head_interval seconds, so replicas notice changes they never received. */
+        double now = mono_s();
+        unsigned long cn = sync_mqtt_connects(m);
+        if (cn != connects || (head_dirty && now - head_at > 0.25) ||
+            now - head_at > (double)c->head_interval) {
+            if (sync_mqtt_connected(m) && cloud_applier_head(ap, &q) == SYNC_OK) {
+                connects = cn;
+                head_dirty = 0;
+                head_at = now;
+            }
+        }
         publish_queue(m, &q);
     }
     status = 0;
@@ -179,6 +246,7 @@ out:
     sync_mqtt_free(m);
     cloud_outq_clear(&q);
     cloud_applier_free(ap);
+    cloud_puller_free(puller);
     cloud_store_close(st);
     memset(password, 0, sizeof password);
     return status;

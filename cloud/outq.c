@@ -12,11 +12,11 @@ void cloud_outq_init(cloud_outq *q)
     q->n = 0;
 }
 
-int cloud_outq_add(cloud_outq *q, const char *topic, const void *p1, size_t n1, const void *p2,
-                   size_t n2, int qos, int retain)
+static int add(cloud_outq *q, const char *topic, const void *p1, size_t n1, const void *p2,
+               size_t n2, int qos, int retain, const void *corr, size_t corr_len)
 {
     size_t tl = strlen(topic) + 1;
-    cloud_msg *m = malloc(sizeof *m + tl + n1 + n2);
+    cloud_msg *m = malloc(sizeof *m + tl + n1 + n2 + corr_len);
     if (!m)
         return SYNC_ERR_NOMEM;
     m->next = NULL;
@@ -30,6 +30,13 @@ int cloud_outq_add(cloud_outq *q, const char *topic, const void *p1, size_t n1, 
     m->len = n1 + n2;
     m->qos = qos;
     m->retain = retain;
+    m->corr = NULL;
+    m->corr_len = 0;
+    if (corr && corr_len) {
+        m->corr = m->payload + m->len;
+        memcpy(m->corr, corr, corr_len);
+        m->corr_len = corr_len;
+    }
     if (q->tail)
         q->tail->next = m;
     else
@@ -37,6 +44,18 @@ int cloud_outq_add(cloud_outq *q, const char *topic, const void *p1, size_t n1, 
     q->tail = m;
     q->n++;
     return SYNC_OK;
+}
+
+int cloud_outq_add(cloud_outq *q, const char *topic, const void *p1, size_t n1, const void *p2,
+                   size_t n2, int qos, int retain)
+{
+    return add(q, topic, p1, n1, p2, n2, qos, retain, NULL, 0);
+}
+
+int cloud_outq_add_response(cloud_outq *q, const char *topic, const void *p1, size_t n1,
+                            const void *p2, size_t n2, const void *corr, size_t corr_len)
+{
+    return add(q, topic, p1, n1, p2, n2, 1, 0, corr, corr_len);
 }
 
 void cloud_outq_move(cloud_outq *dst, cloud_outq *src)

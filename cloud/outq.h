@@ -12,6 +12,8 @@ typedef struct cloud_msg {
     uint8_t *payload; /* inside the same allocation */
     size_t len;
     int qos, retain;
+    uint8_t *corr; /* MQTT 5 Correlation Data of a response (inside the allocation), or NULL */
+    size_t corr_len;
 } cloud_msg;
 
 typedef struct cloud_outq {
@@ -24,6 +26,9 @@ void cloud_outq_init(cloud_outq *q);
  * SYNC_ERR_NOMEM. */
 int cloud_outq_add(cloud_outq *q, const char *topic, const void *p1, size_t n1, const void *p2,
                    size_t n2, int qos, int retain);
+/* Like cloud_outq_add, for a response that carries Correlation Data. */
+int cloud_outq_add_response(cloud_outq *q, const char *topic, const void *p1, size_t n1,
+                            const void *p2, size_t n2, const void *corr, size_t corr_len);
 /* Moves every message of src to the end of dst. */
 void cloud_outq_move(cloud_outq *dst, cloud_outq *src);
 /* Removes and returns the first message (the caller frees it with free()), or NULL. */

@@ -84,6 +84,15 @@ uint64_t cloud_store_next_cseq(cloud_store *st);
 /* The cseq of the newest change stored for a table (0 if none), for delta `prev` links. */
 int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq);
 
+/* Rows of a table whose cseq is above `after`, in cseq order, at most `limit`: for each, fills
+ * *row (values valid during the callback only) and *key and calls cb, which returns 0 to go on,
+ * 1 to stop early (that row is not consumed), or an error. *remaining receives how many rows
+ * above `after` the table holds in all (for progress). Read-only: call outside a write
+ * transaction so pages show only committed data. */
+typedef int (*cloud_row_cb)(void *ctx, const sync_value *key, const cloud_row *row);
+int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
+                     cloud_row_cb cb, void *ctx, uint64_t *remaining);
+
 int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
                          char *err, size_t errlen);
 

@@ -15,14 +15,14 @@
 #include "sync/sqlutil.h"
 
 typedef struct table_st {
-    sqlite3_stmt *get, *put, *maxcseq;
+    sqlite3_stmt *get, *put, *maxcseq, *pull, *count_after;
 } table_st;
 
 struct cloud_store {
     sqlite3 *db;
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
-    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get, *dev_put,
+    sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get, *dev_put,
         *conflict, *save_cseq;
     uint64_t cseq;    /* last handed out */
     uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
@@ -111,7 +111,20 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     if ((rc = sync_sql_prepare(st->db, sql, &ts->put, err, errlen)) != SYNC_OK)
         return rc;
     snprintf(sql, sizeof sql, "SELECT max(_cseq) FROM \"%s\"", t->name);
-    return sync_sql_prepare(st->db, sql, &ts->maxcseq, err, errlen);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->maxcseq, err, errlen)) != SYNC_OK)
+        return rc;
+    at = 0;
+    SQLCAT(sql, at, "SELECT ");
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at,
+           "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" WHERE _cseq > ?1 ORDER BY _cseq "
+           "LIMIT ?2",
+           t->name);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->pull, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\" WHERE _cseq > ?", t->name);
+    return sync_sql_prepare(st->db, sql, &ts->count_after, err, errlen);
 }
 
 static int prepare_common(cloud_store *st, char *err, size_t errlen)
@@ -121,6 +134,7 @@ static int prepare_common(cloud_store *st, char *err, size_t errlen)
         const char *sql;
     } list[] = {
         {&st->begin, "BEGIN IMMEDIATE"},
+        {&st->begin_read, "BEGIN DEFERRED"},
         {&st->commit, "COMMIT"},
         {&st->rollback, "ROLLBACK"},
         {&st->savepoint, "SAVEPOINT batch"},
@@ -235,6 +249,8 @@ void cloud_store_close(cloud_store *st)
             sqlite3_finalize(st->tst[i].get);
             sqlite3_finalize(st->tst[i].put);
             sqlite3_finalize(st->tst[i].maxcseq);
+            sqlite3_finalize(st->tst[i].pull);
+            sqlite3_finalize(st->tst[i].count_after);
         }
     }
     sqlite3_stmt *all[] = {st->begin,    st->commit,      st->rollback, st->savepoint,
@@ -427,6 +443,46 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
     *cseq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
     sqlite3_reset(q);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
+                     cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    table_st *ts = &st->tst[t->index];
+    /* One read transaction, so the count and the page see the same snapshot. */
+    if (run(st->begin_read) != SYNC_OK)
+        return SYNC_ERR_DB;
+    sqlite3_bind_int64(ts->count_after, 1, (sqlite3_int64)after);
+    int rc = sqlite3_step(ts->count_after);
+    *remaining = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(ts->count_after, 0) : 0;
+    sqlite3_reset(ts->count_after);
+    int ret = rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+    sqlite3_bind_int64(ts->pull, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(ts->pull, 2, (sqlite3_int64)(limit > INT64_MAX ? INT64_MAX : limit));
+    cloud_row row;
+    while (ret == SYNC_OK && (rc = sqlite3_step(ts->pull)) == SQLITE_ROW) {
+        sync_value key;
+        for (int i = 0; i < t->ncols; i++)
+            sync_sql_column(ts->pull, i, &row.vals[i]);
+        key = row.vals[t->key];
+        row.exists = 1;
+        row.version = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols);
+        row.deleted = sqlite3_column_int(ts->pull, t->ncols + 1);
+        const char *origin = (const char *)sqlite3_column_text(ts->pull, t->ncols + 2);
+        snprintf(row.origin, sizeof row.origin, "%s", origin ? origin : "");
+        row.hlc = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols + 3);
+        row.cseq = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols + 4);
+        int c = cb(ctx, &key, &row);
+        if (c == 1)
+            break;
+        if (c != 0)
+            ret = c;
+    }
+    if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(ts->pull);
+    run(st->commit);
+    return ret;
 }
 
 int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,

@@ -36,6 +36,7 @@ const char edge_config_help[] =
     "  batch_bytes N        payload bytes per batch (default 262144)\n"
     "  max_value BYTES      largest text/blob value sent; larger ones are set aside in\n"
     "                       _sync_dead (default 1048576, the cloud's default limit)\n"
+    "  pull_rows N          rows per catch-up page when pulling missed changes (default 1000)\n"
     "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
     "  poll_ms MS           how often to look for new changes (default 50)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 604800)\n"
@@ -59,6 +60,7 @@ void edge_config_init(edge_config *c)
     c->batch_max = 500;
     c->batch_bytes = 256 * 1024;
     c->max_value = 1024 * 1024;
+    c->pull_rows = 1000;
     c->ack_timeout = 30;
     c->poll_ms = 50;
     c->session_expiry = 7 * 24 * 3600;
@@ -110,6 +112,7 @@ int edge_config_set(void *ctx, const char *key, const char *value, char *err, si
         {"batch_max", offsetof(edge_config, batch_max), 1, 10000},
         {"batch_bytes", offsetof(edge_config, batch_bytes), 1024, 64L * 1024 * 1024},
         {"max_value", offsetof(edge_config, max_value), 16, 256L * 1024 * 1024},
+        {"pull_rows", offsetof(edge_config, pull_rows), 1, 100000},
         {"ack_timeout", offsetof(edge_config, ack_timeout), 1, 86400},
         {"poll_ms", offsetof(edge_config, poll_ms), 1, 60000},
         {"session_expiry", offsetof(edge_config, session_expiry), 0, 0xFFFFFFFFL},

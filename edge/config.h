@@ -20,6 +20,7 @@ typedef struct edge_config {
     long batch_max;      /* records per batch */
     long batch_bytes;    /* payload bytes per batch */
     long max_value;      /* bytes per text/blob value (the cloud's limit) */
+    long pull_rows;      /* rows asked for per catch-up page */
     long ack_timeout;    /* seconds before an unacknowledged batch is sent again */
     long poll_ms;        /* how often the outbox is checked for new rows */
     long session_expiry; /* seconds the broker keeps our session (queued deltas) */

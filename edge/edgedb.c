@@ -113,6 +113,7 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
         " applying INTEGER NOT NULL DEFAULT 0, hlc INTEGER NOT NULL DEFAULT 0,"
         " tenant TEXT NOT NULL, device TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_tables(tbl TEXT PRIMARY KEY, attached INTEGER);"
+        "CREATE TABLE IF NOT EXISTS _sync_cursor(tbl TEXT PRIMARY KEY, cseq INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_rows(tbl TEXT NOT NULL, pk NOT NULL,"
         " version INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,"

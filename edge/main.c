@@ -13,6 +13,7 @@
 #include "config.h"
 #include "edgedb.h"
 #include "outbox.h"
+#include "pull.h"
 #include "replica.h"
 #include "sync/checksum.h"
 #include "sync/conf.h"
@@ -68,8 +69,10 @@ typedef struct edge {
     edge_db db;
     edge_replica *rep;
     edge_outbox *out;
+    edge_pull *pull; /* NULL when not a replica */
     sync_mqtt *mqtt;
     char up_topic[SYNC_TOPIC_MAX], ack_topic[SYNC_TOPIC_MAX], state_topic[SYNC_TOPIC_MAX];
+    char resp_topic[SYNC_TOPIC_MAX], head_topic[SYNC_TOPIC_MAX];
     double sent_at;         /* when the batch in flight was (last) published; 0 = not yet */
     int resends;            /* of the batch in flight */
     int need_check;         /* look at the outbox even if no other connection committed */
@@ -116,6 +119,21 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                     sync_warn("ignoring a malformed ack: %s", err);
                 }
                 settled |= done;
+                continue;
+            }
+            if (e->pull && strcmp(m->topic, e->resp_topic) == 0) {
+                int rc = edge_pull_on_page(e->pull, m, err, sizeof err);
+                if (rc == SYNC_ERR_DB) {
+                    sync_error("%s", err);
+                    ok = 0;
+                } else if (rc != SYNC_OK) {
+                    sync_warn("ignoring a malformed catch-up page: %s", err);
+                }
+                continue;
+            }
+            if (e->pull && strcmp(m->topic, e->head_topic) == 0) {
+                if (edge_pull_on_head(e->pull, m->payload, m->len, err, sizeof err) != SYNC_OK)
+                    sync_warn("ignoring a malformed head message: %s", err);
                 continue;
             }
             const char *rest = sync_topic_after_tenant(m->topic, e->cfg->tenant);
@@ -176,6 +194,9 @@ static void pump(edge *e)
     if (c != e->connects) {
         e->connects = c;
         publish_state(e, 1);
+        /* No session at the broker: whatever it would have queued for us is gone. */
+        if (e->pull && !sync_mqtt_session_present(e->mqtt))
+            edge_pull_all(e->pull, "the broker had no session for this device");
         /* The ack of a batch sent on the old connection may never come: send it again now. */
         if (inflight) {
             sync_info("resending batch %llu (%zu changes) after reconnecting",
@@ -183,6 +204,8 @@ static void pump(edge *e)
             send_batch(e, p, n, 1);
         }
     }
+    if (e->pull)
+        edge_pull_drive(e->pull, e->mqtt);
     if (inflight) {
         double age = now_s() - e->sent_at;
         if (e->sent_at == 0 || age > (double)e->cfg->ack_timeout) {
@@ -233,6 +256,15 @@ static int run(edge_config *c, const sync_schema *schema)
     sync_topic_dev(e.up_topic, sizeof e.up_topic, c->tenant, c->device, "up");
     sync_topic_dev(e.ack_topic, sizeof e.ack_topic, c->tenant, c->device, "ack");
     sync_topic_dev(e.state_topic, sizeof e.state_topic, c->tenant, c->device, "state");
+    sync_topic_dev(e.resp_topic, sizeof e.resp_topic, c->tenant, c->device, "resp");
+    snprintf(e.head_topic, sizeof e.head_topic, "sync/%s/head", c->tenant);
+    if (c->replica) {
+        if (edge_pull_new(&e.db, e.rep, c, &e.pull, err, sizeof err) != SYNC_OK) {
+            sync_error("%s", err);
+            goto out;
+        }
+        edge_replica_set_pull(e.rep, e.pull);
+    }
     char will[160];
     int wn = snprintf(will, sizeof will, "{\"device\":\"%s\",\"online\":false,\"clean\":false}",
                       c->device);
@@ -265,6 +297,8 @@ static int run(edge_config *c, const sync_schema *schema)
         char delta[SYNC_TOPIC_MAX];
         snprintf(delta, sizeof delta, "sync/%s/delta/+", c->tenant);
         sync_mqtt_subscribe(e.mqtt, delta, 1);
+        sync_mqtt_subscribe(e.mqtt, e.resp_topic, 1);
+        sync_mqtt_subscribe(e.mqtt, e.head_topic, 1);
     }
     sync_notice("syncedge " EDGE_VERSION " started: device %s of tenant %s, database %s, %d "
                 "table%s, %lld change%s waiting",
@@ -298,6 +332,7 @@ static int run(edge_config *c, const sync_schema *schema)
     }
 out:
     sync_mqtt_free(e.mqtt);
+    edge_pull_free(e.pull);
     edge_outbox_free(e.out);
     edge_replica_free(e.rep);
     edge_db_close(&e.db);

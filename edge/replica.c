@@ -1,6 +1,8 @@
 /* replica.c - applying downstream changes to local tables (see replica.h). */
 #include "replica.h"
 
+#include "pull.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@ struct edge_replica {
     unsigned long applied, skipped;
     uint64_t max_hlc;
     const sync_table *cur; /* table of the delta being decoded (NULL: not synced here) */
+    uint64_t prev, last;   /* its prev_cseq and the largest cseq in it */
+    struct edge_pull *pull;
     int failed;            /* a database error happened inside a decode callback */
     char errbuf[256];
 };
@@ -167,6 +171,8 @@ static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
 {
     edge_replica *r = ctx;
     r->cur = edge_db_table(r->db, h->table, h->table_len);
+    r->prev = h->prev_cseq;
+    r->last = 0;
     if (!r->cur)
         sync_debug("replica: ignoring delta for table '%.*s' (not synced here)", (int)h->table_len,
                    h->table);
@@ -178,6 +184,8 @@ static int on_change(void *ctx, const sync_change *c)
     edge_replica *r = ctx;
     if (c->hlc > r->max_hlc)
         r->max_hlc = c->hlc;
+    if (c->cseq > r->last)
+        r->last = c->cseq;
     if (!r->cur)
         return 0;
     int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0);
@@ -197,7 +205,16 @@ int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, c
     if (rc != SYNC_OK && r->failed)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "applying a delta: %s",
                            sqlite3_errmsg(r->db->db));
+    if (rc == SYNC_OK && r->cur && r->pull &&
+        edge_pull_on_delta(r->pull, r->cur, r->prev, r->last) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "saving the cursor: %s",
+                           sqlite3_errmsg(r->db->db));
     return rc;
+}
+
+void edge_replica_set_pull(edge_replica *r, struct edge_pull *p)
+{
+    r->pull = p;
 }
 
 unsigned long edge_replica_applied(const edge_replica *r)

@@ -13,6 +13,10 @@
 #include "sync/record.h"
 
 typedef struct edge_replica edge_replica;
+struct edge_pull;
+
+/* Tells the replica which catch-up tracker to inform of each applied delta (may be NULL). */
+void edge_replica_set_pull(edge_replica *r, struct edge_pull *p);
 
 /* Prepares per-table statements. On error *out is NULL. */
 int edge_replica_new(edge_db *db, edge_replica **out, char *err, size_t errlen);

@@ -41,6 +41,7 @@ struct sync_mqtt {
     int lost;             /* connection lost / attempt failed: owner schedules a retry */
     char last_error[256]; /* why the last attempt failed, for one log line */
     unsigned long connects;
+    int session_present; /* from the last CONNACK */
     unsigned long delivered;
     long pending;
     int disconnect_done;
@@ -112,6 +113,24 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     q->payload = p;
     q->len = (size_t)(msg->payloadlen > 0 ? msg->payloadlen : 0);
     q->retained = msg->retained;
+    MQTTProperty *rt = MQTTProperties_getProperty(&msg->properties,
+                                                  MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+    MQTTProperty *cd = MQTTProperties_getProperty(&msg->properties,
+                                                  MQTTPROPERTY_CODE_CORRELATION_DATA);
+    if (rt && rt->value.data.len > 0) {
+        q->response_topic = malloc((size_t)rt->value.data.len + 1);
+        if (q->response_topic) {
+            memcpy(q->response_topic, rt->value.data.data, (size_t)rt->value.data.len);
+            q->response_topic[rt->value.data.len] = '\0';
+        }
+    }
+    if (cd && cd->value.data.len > 0) {
+        q->corr = malloc((size_t)cd->value.data.len);
+        if (q->corr) {
+            memcpy(q->corr, cd->value.data.data, (size_t)cd->value.data.len);
+            q->corr_len = (size_t)cd->value.data.len;
+        }
+    }
     MQTTAsync_freeMessage(&msg);
     MQTTAsync_free(topic);
     pthread_mutex_lock(&m->mu);
@@ -168,9 +187,9 @@ static void on_sub_fail(void *ctx, MQTTAsync_failureData5 *r)
 
 static void on_connect_ok(void *ctx, MQTTAsync_successData5 *r)
 {
-    (void)r;
     sync_mqtt *m = ctx;
     pthread_mutex_lock(&m->mu);
+    m->session_present = r ? r->alt.connect.sessionPresent : 0;
     m->subs_left = m->nsubs;
     m->state = m->nsubs ? ST_SUBSCRIBING : ST_READY;
     if (!m->nsubs) {
@@ -490,6 +509,8 @@ void sync_mqtt_msg_free(sync_mqtt_msg *msg)
 {
     if (!msg)
         return;
+    free(msg->response_topic);
+    free(msg->corr);
     free(msg->topic);
     free(msg->payload);
     free(msg);
@@ -502,8 +523,8 @@ void sync_mqtt_wake(sync_mqtt *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                      int retain)
+static int publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                   int retain, const char *response_topic, const void *corr, size_t corr_len)
 {
     pthread_mutex_lock(&m->mu);
     int ready = m->state == ST_READY || m->state == ST_SUBSCRIBING;
@@ -517,11 +538,28 @@ int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size
     msg.payloadlen = (int)len;
     msg.qos = qos;
     msg.retained = retain;
+    if (response_topic) {
+        MQTTProperty p;
+        memset(&p, 0, sizeof p);
+        p.identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC;
+        p.value.data.data = (char *)(uintptr_t)response_topic;
+        p.value.data.len = (int)strlen(response_topic);
+        MQTTProperties_add(&msg.properties, &p);
+    }
+    if (corr && corr_len) {
+        MQTTProperty p;
+        memset(&p, 0, sizeof p);
+        p.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
+        p.value.data.data = (char *)(uintptr_t)corr;
+        p.value.data.len = (int)corr_len;
+        MQTTProperties_add(&msg.properties, &p);
+    }
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess5 = on_pub_ok;
     ro.onFailure5 = on_pub_fail;
     ro.context = m;
     int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
+    MQTTProperties_free(&msg.properties); /* Paho copied them */
     if (rc != MQTTASYNC_SUCCESS) {
         pthread_mutex_lock(&m->mu);
         m->pending--;
@@ -530,6 +568,26 @@ int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size
         return rc == MQTTASYNC_DISCONNECTED ? SYNC_ERR_STATE : SYNC_ERR_MQTT;
     }
     return SYNC_OK;
+}
+
+int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                      int retain)
+{
+    return publish(m, topic, payload, len, qos, retain, NULL, NULL, 0);
+}
+
+int sync_mqtt_publish_rr(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                         const char *response_topic, const void *corr, size_t corr_len)
+{
+    return publish(m, topic, payload, len, qos, 0, response_topic, corr, corr_len);
+}
+
+int sync_mqtt_session_present(sync_mqtt *m)
+{
+    pthread_mutex_lock(&m->mu);
+    int r = m->session_present;
+    pthread_mutex_unlock(&m->mu);
+    return r;
 }
 
 int sync_mqtt_connected(sync_mqtt *m)

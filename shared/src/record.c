@@ -1086,3 +1086,219 @@ int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const syn
         return sync_cbor_put_null(b);
     return rec__put_cols(b, c->cols, c->ncols);
 }
+
+/* ==== catch-up: pull, page, head ==== */
+
+static const char *const rec__pull_keys[] = {"table", "after", "limit"};
+
+int sync_pull_encode(sync_cbuf *b, const sync_pull *p)
+{
+    if (!rec__name_ok(p->table, p->table_len, SYNC_MAX_NAME) || p->limit == 0)
+        return rec__inval(b);
+    sync_cbor_put_map(b, 3);
+    sync_cbor_put_uint(b, 0);
+    sync_cbor_put_text(b, p->table, p->table_len);
+    sync_cbor_put_uint(b, 1);
+    sync_cbor_put_uint(b, p->after);
+    sync_cbor_put_uint(b, 2);
+    return sync_cbor_put_uint(b, p->limit);
+}
+
+int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, size_t errlen)
+{
+    const unsigned required = 0x7;
+    unsigned key = 0, seen = 0;
+    int last = -1, rc;
+    sync_ctoken t;
+    size_t i, npairs;
+    rec__dec d;
+
+    memset(out, 0, sizeof *out);
+    rec__start(&d, buf, len, NULL, "pull", err, errlen);
+    rc = rec__expect(&d, &t, SYNC_C_MAP);
+    npairs = t.u.count;
+    for (i = 0; rc == SYNC_OK && i < npairs; i++) {
+        rc = rec__mapkey(&d, rec__pull_keys, 3, &last, &key);
+        if (rc != SYNC_OK)
+            return rc;
+        seen |= 1u << key;
+        switch (key) {
+        case 0:
+            rc = rec__name(&d, "table name", SYNC_MAX_NAME, &out->table, &out->table_len);
+            break;
+        case 1:
+            rc = rec__uint(&d, &out->after);
+            break;
+        case 2:
+            rc = rec__uint(&d, &out->limit);
+            if (rc == SYNC_OK && out->limit == 0)
+                rc = rec__fail(&d, SYNC_ERR_DECODE, "limit is 0");
+            break;
+        }
+    }
+    if (rc != SYNC_OK)
+        return rc;
+    rc = rec__need(&d, rec__pull_keys, required, seen, 3);
+    if (rc != SYNC_OK)
+        return rc;
+    return rec__finish(&d);
+}
+
+static const char *const rec__page_keys[] = {"table", "after", "next", "done", "remaining",
+                                             "changes"};
+
+int sync_page_encode_hdr(sync_cbuf *b, const sync_page_hdr *hdr)
+{
+    if (!rec__name_ok(hdr->table, hdr->table_len, SYNC_MAX_NAME) || hdr->next < hdr->after)
+        return rec__inval(b);
+    sync_cbor_put_map(b, 6);
+    sync_cbor_put_uint(b, 0);
+    sync_cbor_put_text(b, hdr->table, hdr->table_len);
+    sync_cbor_put_uint(b, 1);
+    sync_cbor_put_uint(b, hdr->after);
+    sync_cbor_put_uint(b, 2);
+    sync_cbor_put_uint(b, hdr->next);
+    sync_cbor_put_uint(b, 3);
+    sync_cbor_put_bool(b, hdr->done);
+    sync_cbor_put_uint(b, 4);
+    sync_cbor_put_uint(b, hdr->remaining);
+    sync_cbor_put_uint(b, 5);
+    return sync_cbor_put_array(b, hdr->nchanges);
+}
+
+int sync_page_decode(const void *buf, size_t len, const sync_limits *lim, sync_page_hdr_cb on_hdr,
+                     sync_change_cb on_change, void *ctx, char *err, size_t errlen)
+{
+    const unsigned required = 0x3f;
+    unsigned key = 0, seen = 0;
+    int last = -1, rc;
+    sync_page_hdr hdr;
+    sync_change chg;
+    sync_ctoken t;
+    size_t i, j, npairs;
+    rec__dec d;
+
+    memset(&hdr, 0, sizeof hdr);
+    rec__start(&d, buf, len, lim, "page", err, errlen);
+    rc = rec__expect(&d, &t, SYNC_C_MAP);
+    npairs = t.u.count;
+    for (i = 0; rc == SYNC_OK && i < npairs; i++) {
+        rc = rec__mapkey(&d, rec__page_keys, 6, &last, &key);
+        if (rc == SYNC_OK && key == 5)
+            rc = rec__need(&d, rec__page_keys, required, seen, key);
+        if (rc != SYNC_OK)
+            return rc;
+        d.field = rec__page_keys[key];
+        seen |= 1u << key;
+        switch (key) {
+        case 0:
+            rc = rec__name(&d, "table name", SYNC_MAX_NAME, &hdr.table, &hdr.table_len);
+            break;
+        case 1:
+            rc = rec__uint(&d, &hdr.after);
+            break;
+        case 2:
+            rc = rec__uint(&d, &hdr.next);
+            if (rc == SYNC_OK && hdr.next < hdr.after)
+                rc = rec__fail(&d, SYNC_ERR_DECODE, "next %" PRIu64 " is below after %" PRIu64,
+                               hdr.next, hdr.after);
+            break;
+        case 3:
+            rc = rec__expect(&d, &t, SYNC_C_BOOL);
+            hdr.done = rc == SYNC_OK && t.u.u;
+            break;
+        case 4:
+            rc = rec__uint(&d, &hdr.remaining);
+            break;
+        case 5:
+            rc = rec__items(&d, 0, "changes", &hdr.nchanges);
+            if (rc == SYNC_OK && on_hdr != NULL)
+                if ((rc = on_hdr(ctx, &hdr)) != 0)
+                    return rc;
+            for (j = 0; rc == SYNC_OK && j < hdr.nchanges; j++) {
+                d.item = "change";
+                d.index = j;
+                d.field = NULL;
+                rc = rec__change(&d, &chg);
+                if (rc == SYNC_OK && on_change != NULL)
+                    if ((rc = on_change(ctx, &chg)) != 0)
+                        return rc;
+            }
+            d.item = NULL;
+            break;
+        }
+    }
+    if (rc != SYNC_OK)
+        return rc;
+    rc = rec__need(&d, rec__page_keys, required, seen, 6);
+    if (rc != SYNC_OK)
+        return rc;
+    return rec__finish(&d);
+}
+
+static const char *const rec__head_keys[] = {"cseq", "tables"};
+
+int sync_head_encode(sync_cbuf *b, uint64_t cseq, const sync_head_entry *tables, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (!rec__name_ok(tables[i].table, tables[i].table_len, SYNC_MAX_NAME))
+            return rec__inval(b);
+    sync_cbor_put_map(b, 2);
+    sync_cbor_put_uint(b, 0);
+    sync_cbor_put_uint(b, cseq);
+    sync_cbor_put_uint(b, 1);
+    sync_cbor_put_map(b, n);
+    for (i = 0; i < n; i++) {
+        sync_cbor_put_text(b, tables[i].table, tables[i].table_len);
+        sync_cbor_put_uint(b, tables[i].cseq);
+    }
+    return b->err;
+}
+
+int sync_head_decode(const void *buf, size_t len, uint64_t *cseq, sync_head_cb on_table, void *ctx,
+                     char *err, size_t errlen)
+{
+    const unsigned required = 0x3;
+    unsigned key = 0, seen = 0;
+    int last = -1, rc;
+    sync_ctoken t;
+    size_t i, j, npairs, n;
+    sync_head_entry e;
+    rec__dec d;
+
+    *cseq = 0;
+    rec__start(&d, buf, len, NULL, "head", err, errlen);
+    rc = rec__expect(&d, &t, SYNC_C_MAP);
+    npairs = t.u.count;
+    for (i = 0; rc == SYNC_OK && i < npairs; i++) {
+        rc = rec__mapkey(&d, rec__head_keys, 2, &last, &key);
+        if (rc != SYNC_OK)
+            return rc;
+        seen |= 1u << key;
+        if (key == 0) {
+            rc = rec__uint(&d, cseq);
+            continue;
+        }
+        rc = rec__expect(&d, &t, SYNC_C_MAP);
+        n = t.u.count;
+        if (rc == SYNC_OK && n > d.lim.max_records)
+            rc = rec__fail(&d, SYNC_ERR_TOOBIG, "%zu tables exceed the limit of %zu", n,
+                           d.lim.max_records);
+        for (j = 0; rc == SYNC_OK && j < n; j++) {
+            rc = rec__name(&d, "table name", SYNC_MAX_NAME, &e.table, &e.table_len);
+            if (rc == SYNC_OK)
+                rc = rec__uint(&d, &e.cseq);
+            if (rc == SYNC_OK && on_table != NULL)
+                if ((rc = on_table(ctx, &e)) != 0)
+                    return rc;
+        }
+    }
+    if (rc != SYNC_OK)
+        return rc;
+    rc = rec__need(&d, rec__head_keys, required, seen, 2);
+    if (rc != SYNC_OK)
+        return rc;
+    return rec__finish(&d);
+}

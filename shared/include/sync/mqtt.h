@@ -41,10 +41,13 @@ void sync_mqtt_opts_default(sync_mqtt_opts *o);
 
 typedef struct sync_mqtt_msg {
     struct sync_mqtt_msg *next;
-    char *topic;      /* NUL-terminated, owned by the message */
-    uint8_t *payload; /* owned by the message (may be NULL when len == 0) */
+    char *topic;          /* NUL-terminated, owned by the message */
+    uint8_t *payload;     /* owned by the message (may be NULL when len == 0) */
     size_t len;
     int retained;
+    char *response_topic; /* MQTT 5 Response Topic, NUL-terminated, owned; NULL if absent */
+    uint8_t *corr;        /* MQTT 5 Correlation Data, owned; NULL if absent */
+    size_t corr_len;
 } sync_mqtt_msg;
 
 /* Creates the client (not yet connected). Strings in o are copied. On error *out is NULL. */
@@ -65,6 +68,11 @@ int sync_mqtt_start(sync_mqtt *m, char *err, size_t errlen);
 int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                       int retain);
 
+/* Publishes an MQTT 5 request or response: like sync_mqtt_publish, plus a Response Topic
+ * (may be NULL) and Correlation Data (may be NULL) property. */
+int sync_mqtt_publish_rr(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                         const char *response_topic, const void *corr, size_t corr_len);
+
 /* Waits up to timeout_ms for something to happen (a message, a connection change or a
  * sync_mqtt_wake call) and returns every queued message as a list in arrival order (NULL if
  * none); the caller owns the list and frees each message with sync_mqtt_msg_free. */
@@ -76,6 +84,10 @@ void sync_mqtt_wake(sync_mqtt *m);
 
 /* 1 while connected (and subscriptions requested). */
 int sync_mqtt_connected(sync_mqtt *m);
+/* The broker's session-present flag from the last successful connect: 0 after a connect with
+ * clean start off means the broker had no session for us (first contact, or it expired or was
+ * lost), so anything it would have queued for us is gone. */
+int sync_mqtt_session_present(sync_mqtt *m);
 /* Number of successful connects so far: a change tells the owner it reconnected. */
 unsigned long sync_mqtt_connects(sync_mqtt *m);
 /* Messages that completed delivery (PUBACK received) since creation. */

@@ -158,4 +158,52 @@ int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const syn
 int sync_row_decode(const void *buf, size_t len, const sync_limits *lim, sync_change *out,
                     const char **table, size_t *table_len, char *err, size_t errlen);
 
+/* ---- catch-up: request sync/{tenant}/dev/{device}/pull, response .../resp ----
+ * A replica that missed changes asks for the rows of a table whose cseq is above its cursor;
+ * the cloud answers with one page of full row states (tombstones as deletes) in cseq order.
+ * Both travel as MQTT 5 request/response (Response Topic + Correlation Data). */
+
+typedef struct sync_pull {
+    const char *table; /* not NUL-terminated */
+    size_t table_len;
+    uint64_t after;    /* the replica's cursor: rows with cseq > after are wanted */
+    uint64_t limit;    /* rows per page wanted (the cloud may send fewer) */
+} sync_pull;
+
+int sync_pull_encode(sync_cbuf *b, const sync_pull *p);
+int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, size_t errlen);
+
+typedef struct sync_page_hdr {
+    const char *table;  /* not NUL-terminated */
+    size_t table_len;
+    uint64_t after;     /* the request's cursor, echoed */
+    uint64_t next;      /* the cursor after this page */
+    int done;           /* 1: the replica is now up to date with the table as of `next` */
+    uint64_t remaining; /* rows with cseq above next at the time of the page (for progress) */
+    size_t nchanges;    /* rows in this page (may be 0) */
+} sync_page_hdr;
+
+/* Writes the page header; the caller then appends nchanges sync_change_encode items (an
+ * INSERT with every column for a live row, a DELETE for a tombstone). */
+int sync_page_encode_hdr(sync_cbuf *b, const sync_page_hdr *hdr);
+typedef int (*sync_page_hdr_cb)(void *ctx, const sync_page_hdr *hdr);
+int sync_page_decode(const void *buf, size_t len, const sync_limits *lim, sync_page_hdr_cb on_hdr,
+                     sync_change_cb on_change, void *ctx, char *err, size_t errlen);
+
+/* ---- head: sync/{tenant}/head, retained ----
+ * The cseq of the newest change of every table, republished after changes and periodically, so
+ * a replica that lost deltas (a broker that restarted from an older snapshot, an expired
+ * session) notices even when no further delta comes. */
+
+typedef struct sync_head_entry {
+    const char *table; /* not NUL-terminated when decoded */
+    size_t table_len;
+    uint64_t cseq;
+} sync_head_entry;
+
+int sync_head_encode(sync_cbuf *b, uint64_t cseq, const sync_head_entry *tables, size_t n);
+typedef int (*sync_head_cb)(void *ctx, const sync_head_entry *e);
+int sync_head_decode(const void *buf, size_t len, uint64_t *cseq, sync_head_cb on_table, void *ctx,
+                     char *err, size_t errlen);
+
 #endif

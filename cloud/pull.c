@@ -1,0 +1,136 @@
+/* pull.c - catch-up pages for replicas (see pull.h). */
+#include "pull.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/record.h"
+#include "sync/topic.h"
+
+struct cloud_puller {
+    cloud_store *st;
+    const sync_schema *schema;
+    const cloud_config *cfg;
+    sync_cbuf body;   /* the page's changes */
+    sync_cbuf hdr;    /* the page's header */
+    size_t n;         /* changes in body */
+    uint64_t last;    /* cseq of the last change in body */
+    const sync_table *t;
+    sync_change chg;  /* scratch, large */
+    unsigned long pages, rows;
+};
+
+int cloud_puller_new(cloud_store *st, const sync_schema *s, const cloud_config *c,
+                     cloud_puller **out, char *err, size_t errlen)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    (*out)->st = st;
+    (*out)->schema = s;
+    (*out)->cfg = c;
+    sync_cbuf_init(&(*out)->body, 0);
+    sync_cbuf_init(&(*out)->hdr, 0);
+    return SYNC_OK;
+}
+
+void cloud_puller_free(cloud_puller *p)
+{
+    if (!p)
+        return;
+    sync_cbuf_free(&p->body);
+    sync_cbuf_free(&p->hdr);
+    free(p);
+}
+
+void cloud_puller_stats(const cloud_puller *p, unsigned long *pages, unsigned long *rows)
+{
+    *pages = p->pages;
+    *rows = p->rows;
+}
+
+static int add_row(void *ctx, const sync_value *key, const cloud_row *row)
+{
+    cloud_puller *p = ctx;
+    const sync_table *t = p->t;
+    sync_change *c = &p->chg;
+    c->key = *key;
+    c->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+    c->version = row->version;
+    c->cseq = row->cseq;
+    c->hlc = row->hlc;
+    c->origin = row->origin;
+    c->origin_len = strlen(row->origin);
+    c->ncols = 0;
+    if (!row->deleted) {
+        for (int i = 0; i < t->ncols; i++) {
+            c->cols[i].name = t->cols[i].name;
+            c->cols[i].name_len = strlen(t->cols[i].name);
+            c->cols[i].v = row->vals[i];
+        }
+        c->ncols = (size_t)t->ncols;
+    }
+    size_t before = p->body.len;
+    if (sync_change_encode(&p->body, c) != SYNC_OK)
+        return p->body.err == SYNC_ERR_NOMEM ? SYNC_ERR_NOMEM : SYNC_ERR_INVAL;
+    if (p->body.len > (size_t)p->cfg->pull_bytes && p->n > 0) {
+        p->body.len = before; /* the page is full; this row starts the next one */
+        return 1;
+    }
+    p->n++;
+    p->last = row->cseq;
+    return 0;
+}
+
+int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg *msg,
+                        cloud_outq *q, char *err, size_t errlen)
+{
+    char resp[SYNC_TOPIC_MAX];
+    sync_topic_dev(resp, sizeof resp, p->cfg->tenant, device, "resp");
+    /* Answers go only to the asking device's own topic: a request cannot aim them elsewhere. */
+    if (msg->response_topic && strcmp(msg->response_topic, resp) != 0)
+        return sync_seterr(err, errlen, SYNC_ERR_TOPIC,
+                           "pull from %s names response topic '%s'; only '%s' is allowed",
+                           device, msg->response_topic, resp);
+    sync_pull req;
+    char derr[256];
+    int rc = sync_pull_decode(msg->payload, msg->len, &req, derr, sizeof derr);
+    if (rc != SYNC_OK)
+        return sync_seterr(err, errlen, rc, "malformed pull from %s: %s", device, derr);
+    p->t = sync_schema_find(p->schema, req.table, req.table_len);
+    if (!p->t)
+        return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "pull from %s: unknown table '%.*s'",
+                           device, (int)req.table_len, req.table);
+    uint64_t limit = req.limit < (uint64_t)p->cfg->pull_rows ? req.limit
+                                                             : (uint64_t)p->cfg->pull_rows;
+    sync_cbuf_reset(&p->body);
+    p->n = 0;
+    p->last = req.after;
+    uint64_t remaining = 0;
+    rc = cloud_store_pull(p->st, p->t, req.after, limit, add_row, p, &remaining);
+    if (rc != SYNC_OK)
+        return sync_seterr(err, errlen, rc, "pull of '%s' for %s: %s", p->t->name, device,
+                           rc == SYNC_ERR_DB ? cloud_store_errmsg(p->st) : sync_strerror(rc));
+    sync_page_hdr h = {
+        .table = p->t->name,
+        .table_len = strlen(p->t->name),
+        .after = req.after,
+        .next = p->last,
+        .done = p->n >= remaining,
+        .remaining = remaining - p->n,
+        .nchanges = p->n,
+    };
+    sync_cbuf_reset(&p->hdr);
+    if (sync_page_encode_hdr(&p->hdr, &h) != SYNC_OK ||
+        cloud_outq_add_response(q, resp, p->hdr.data, p->hdr.len, p->body.data, p->body.len,
+                                msg->corr, msg->corr_len) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    p->pages++;
+    p->rows += p->n;
+    sync_debug("pull: %s gets %zu rows of '%s' after %llu (%llu more)", device, p->n,
+               p->t->name, (unsigned long long)req.after, (unsigned long long)h.remaining);
+    return SYNC_OK;
+}

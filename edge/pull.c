@@ -1,0 +1,323 @@
+/* pull.c - catch-up pulls for a replica (see pull.h). */
+#include "pull.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/record.h"
+#include "sync/sqlutil.h"
+#include "sync/topic.h"
+
+#define PULL_TIMEOUT 10.0 /* seconds before a request without answer is sent again */
+#define HEAD_GRACE 2.0    /* seconds a head may lead the cursor before we pull */
+
+typedef struct tstate {
+    uint64_t cursor;      /* everything up to here is applied */
+    uint64_t head;        /* newest cseq the cloud told us of */
+    double behind_since;  /* when head first led cursor (0: it does not) */
+    int need;             /* a pull is wanted */
+    int gap_logged;
+    /* progress of the current catch-up */
+    uint64_t done_rows, total_rows;
+    double started, logged;
+} tstate;
+
+struct edge_pull {
+    edge_db *db;
+    edge_replica *rep;
+    const edge_config *cfg;
+    tstate ts[EDGE_MAX_TABLES];
+    sqlite3_stmt *put_cursor;
+    char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
+    /* the request in flight */
+    int inflight;     /* table slot, or -1 */
+    uint64_t after;
+    uint64_t corr;    /* correlation number */
+    double sent_at;
+    sync_cbuf buf;
+    sync_limits lim;
+    const sync_table *page_table;
+    sync_page_hdr page; /* header of the page being applied */
+    int page_failed;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int slot_of(const edge_pull *p, const sync_table *t)
+{
+    for (int i = 0; i < p->db->ntables; i++)
+        if (p->db->tables[i] == t)
+            return i;
+    return -1;
+}
+
+int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    edge_pull *p = calloc(1, sizeof *p);
+    if (!p)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    p->db = db;
+    p->rep = rep;
+    p->cfg = c;
+    p->inflight = -1;
+    p->corr = (uint64_t)time(NULL) << 20;
+    sync_cbuf_init(&p->buf, 0);
+    sync_limits_default(&p->lim);
+    sync_topic_dev(p->req_topic, sizeof p->req_topic, c->tenant, c->device, "pull");
+    sync_topic_dev(p->resp_topic, sizeof p->resp_topic, c->tenant, c->device, "resp");
+    int rc = sync_sql_prepare(db->db,
+                              "INSERT INTO _sync_cursor(tbl, cseq) VALUES (?1, ?2) ON "
+                              "CONFLICT(tbl) DO UPDATE SET cseq = max(cseq, excluded.cseq)",
+                              &p->put_cursor, err, errlen);
+    sqlite3_stmt *q = NULL;
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(db->db, "SELECT cseq FROM _sync_cursor WHERE tbl = ?", &q, err,
+                              errlen);
+    for (int i = 0; rc == SYNC_OK && i < db->ntables; i++) {
+        sqlite3_bind_text(q, 1, db->tables[i]->name, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            p->ts[i].cursor = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        p->ts[i].head = p->ts[i].cursor;
+        /* A table never pulled starts from nothing: fetch it whole. */
+        if (p->ts[i].cursor == 0)
+            p->ts[i].need = 1;
+    }
+    sqlite3_finalize(q);
+    if (rc != SYNC_OK) {
+        edge_pull_free(p);
+        return rc;
+    }
+    *out = p;
+    return SYNC_OK;
+}
+
+void edge_pull_free(edge_pull *p)
+{
+    if (!p)
+        return;
+    sqlite3_finalize(p->put_cursor);
+    sync_cbuf_free(&p->buf);
+    free(p);
+}
+
+static int save_cursor(edge_pull *p, int slot)
+{
+    sqlite3_bind_text(p->put_cursor, 1, p->db->tables[slot]->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->put_cursor, 2, (sqlite3_int64)p->ts[slot].cursor);
+    int rc = sqlite3_step(p->put_cursor);
+    sqlite3_reset(p->put_cursor);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int edge_pull_on_delta(edge_pull *p, const sync_table *t, uint64_t prev, uint64_t last)
+{
+    int i = slot_of(p, t);
+    if (i < 0)
+        return SYNC_OK;
+    tstate *s = &p->ts[i];
+    if (last > s->head)
+        s->head = last;
+    if (prev <= s->cursor) {
+        if (last > s->cursor) {
+            s->cursor = last;
+            s->gap_logged = 0;
+            return save_cursor(p, i);
+        }
+        return SYNC_OK;
+    }
+    if (!s->gap_logged) {
+        sync_notice("replica: changes %llu..%llu of '%s' never arrived; pulling them",
+                    (unsigned long long)s->cursor + 1, (unsigned long long)prev, t->name);
+        s->gap_logged = 1;
+    }
+    s->need = 1;
+    return SYNC_OK;
+}
+
+static int on_head_table(void *ctx, const sync_head_entry *e)
+{
+    edge_pull *p = ctx;
+    const sync_table *t = edge_db_table(p->db, e->table, e->table_len);
+    int i = t ? slot_of(p, t) : -1;
+    if (i >= 0 && e->cseq > p->ts[i].head)
+        p->ts[i].head = e->cseq;
+    return 0;
+}
+
+int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, size_t errlen)
+{
+    uint64_t top;
+    return sync_head_decode(payload, len, &top, on_head_table, p, err, errlen);
+}
+
+void edge_pull_all(edge_pull *p, const char *why)
+{
+    sync_info("replica: %s; checking every table with the cloud", why);
+    for (int i = 0; i < p->db->ntables; i++)
+        p->ts[i].need = 1;
+}
+
+static int send_request(edge_pull *p, sync_mqtt *m, int slot)
+{
+    const sync_table *t = p->db->tables[slot];
+    sync_pull req = {
+        .table = t->name,
+        .table_len = strlen(t->name),
+        .after = p->ts[slot].cursor,
+        .limit = (uint64_t)p->cfg->pull_rows,
+    };
+    sync_cbuf_reset(&p->buf);
+    if (sync_pull_encode(&p->buf, &req) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    uint8_t corr[8];
+    for (int k = 0; k < 8; k++)
+        corr[k] = (uint8_t)(p->corr >> (56 - 8 * k));
+    int rc = sync_mqtt_publish_rr(m, p->req_topic, p->buf.data, p->buf.len, 1, p->resp_topic,
+                                  corr, sizeof corr);
+    if (rc == SYNC_OK) {
+        p->inflight = slot;
+        p->after = req.after;
+        p->sent_at = now_s();
+        p->ts[slot].need = 0;
+    }
+    return rc;
+}
+
+void edge_pull_drive(edge_pull *p, sync_mqtt *m)
+{
+    double now = now_s();
+    for (int i = 0; i < p->db->ntables; i++) {
+        tstate *s = &p->ts[i];
+        if (s->head > s->cursor) {
+            if (s->behind_since == 0)
+                s->behind_since = now;
+            else if (now - s->behind_since > HEAD_GRACE && p->inflight != i && !s->need) {
+                sync_info("replica: '%s' is at %llu, the cloud at %llu; pulling",
+                          p->db->tables[i]->name, (unsigned long long)s->cursor,
+                          (unsigned long long)s->head);
+                s->need = 1;
+                s->behind_since = now;
+            }
+        } else {
+            s->behind_since = 0;
+        }
+    }
+    if (!sync_mqtt_connected(m))
+        return;
+    if (p->inflight >= 0) {
+        if (now - p->sent_at > PULL_TIMEOUT) {
+            /* Same correlation data: a late answer to the first request is still welcome. */
+            sync_warn("replica: no answer to the pull of '%s' after %.0f s; asking again",
+                      p->db->tables[p->inflight]->name, now - p->sent_at);
+            send_request(p, m, p->inflight);
+        }
+        return;
+    }
+    for (int i = 0; i < p->db->ntables; i++) {
+        if (p->ts[i].need) {
+            p->corr++;
+            send_request(p, m, i);
+            return;
+        }
+    }
+}
+
+int edge_pull_busy(const edge_pull *p)
+{
+    if (p->inflight >= 0)
+        return 1;
+    for (int i = 0; i < p->db->ntables; i++)
+        if (p->ts[i].need || p->ts[i].head > p->ts[i].cursor)
+            return 1;
+    return 0;
+}
+
+static int on_page_hdr(void *ctx, const sync_page_hdr *h)
+{
+    edge_pull *p = ctx;
+    const sync_table *t = edge_db_table(p->db, h->table, h->table_len);
+    if (!t || slot_of(p, t) != p->inflight || h->after != p->after)
+        return 1; /* not the page we asked for */
+    p->page_table = t;
+    p->page = *h;
+    return 0;
+}
+
+static int on_page_row(void *ctx, const sync_change *c)
+{
+    edge_pull *p = ctx;
+    int rc = edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols,
+                              c->version, 0);
+    if (rc != SYNC_OK)
+        p->page_failed = 1;
+    return rc;
+}
+
+int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t errlen)
+{
+    if (p->inflight < 0 || msg->corr_len != 8)
+        return SYNC_OK;
+    uint64_t corr = 0;
+    for (int k = 0; k < 8; k++)
+        corr = corr << 8 | msg->corr[k];
+    if (corr != p->corr)
+        return SYNC_OK; /* an answer to an earlier, repeated request */
+    p->page_table = NULL;
+    p->page_failed = 0;
+    int rc = sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err,
+                              errlen);
+    if (rc == 1)
+        return SYNC_OK;
+    if (rc != SYNC_OK)
+        return p->page_failed ? SYNC_ERR_DB : rc;
+    int slot = p->inflight;
+    tstate *s = &p->ts[slot];
+    const char *name = p->page_table->name;
+    double now = now_s();
+    if (s->started == 0) { /* the first page of this catch-up */
+        s->started = now;
+        s->logged = now;
+        s->total_rows = p->page.nchanges + p->page.remaining;
+    }
+    s->done_rows += p->page.nchanges;
+    if (p->page.next > s->cursor) {
+        s->cursor = p->page.next;
+        if ((rc = save_cursor(p, slot)) != SYNC_OK)
+            return sync_seterr(err, errlen, rc, "saving the cursor of '%s'", name);
+    }
+    if (s->cursor > s->head)
+        s->head = s->cursor;
+    p->inflight = -1;
+    double secs = now - s->started;
+    if (!p->page.done) {
+        s->need = 1;
+        if (now - s->logged >= 1.0) {
+            sync_notice("replica: pulling '%s': %llu/%llu rows (%.0f rows/s)", name,
+                        (unsigned long long)s->done_rows, (unsigned long long)s->total_rows,
+                        secs > 0 ? (double)s->done_rows / secs : 0.0);
+            s->logged = now;
+        }
+    } else {
+        if (s->done_rows > 0)
+            sync_notice("replica: '%s' caught up: %llu rows in %.2f s (%.0f rows/s), at %llu",
+                        name, (unsigned long long)s->done_rows, secs,
+                        secs > 0 ? (double)s->done_rows / secs : 0.0,
+                        (unsigned long long)s->cursor);
+        s->done_rows = s->total_rows = 0;
+        s->started = 0;
+        s->gap_logged = 0;
+    }
+    return SYNC_OK;
+}

@@ -1,0 +1,49 @@
+/* pull.h - catch-up for a replica: knowing how far each table is applied (its cursor), noticing
+ * when changes were missed, and pulling them from the cloud page by page.
+ *
+ * A table's cursor is the cseq up to which every change of that table is reflected locally;
+ * it is kept in _sync_cursor and moves in the same transaction as the rows it covers, so a pull
+ * interrupted by a crash resumes from the last page applied. A table needs a pull when a delta
+ * arrives whose prev_cseq is above the cursor (a gap), when the cloud's retained head says it
+ * is further than the cursor and no delta fills the difference within a grace period, and after
+ * a connect on which the broker had no session for us (first contact, expiry, broker loss).
+ * An empty replica thus rebuilds itself with a full pull from cursor 0.
+ */
+#ifndef EDGE_PULL_H
+#define EDGE_PULL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "edgedb.h"
+#include "replica.h"
+#include "sync/mqtt.h"
+
+typedef struct edge_pull edge_pull;
+
+int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out,
+                  char *err, size_t errlen);
+void edge_pull_free(edge_pull *p);
+
+/* A delta for table t was applied (inside the transaction): advances the cursor if it follows
+ * on, or marks a gap. */
+int edge_pull_on_delta(edge_pull *p, const sync_table *t, uint64_t prev, uint64_t last);
+
+/* Handles the retained head message. */
+int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, size_t errlen);
+
+/* Every table needs a pull (the broker had no session for us). */
+void edge_pull_all(edge_pull *p, const char *why);
+
+/* Handles a page (inside a transaction begun with edge_db_begin(db, 1)). A page that does not
+ * answer the request in flight is ignored. */
+int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t errlen);
+
+/* Sends the next request if a table needs one, and resends one that got no answer. */
+void edge_pull_drive(edge_pull *p, sync_mqtt *m);
+
+/* 1 while any table is behind or being pulled. */
+int edge_pull_busy(const edge_pull *p);
+
+#endif
