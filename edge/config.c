@@ -32,6 +32,8 @@ const char edge_config_help[] =
     "  keyfile FILE         client private key (mutual TLS)\n"
     "  tls_insecure BOOL    skip the broker host name check (default false; testing only)\n"
     "  replica BOOL         apply the cloud's downstream changes (default true)\n"
+    "  rebuild_corrupt BOOL a database that fails SQLite's quick_check at start is kept\n"
+    "                       as FILE.corrupt-TIME and rebuilt from the cloud (default true)\n"
     "  batch_max N          change records per batch (default 500)\n"
     "  batch_bytes N        payload bytes per batch (default 262144)\n"
     "  max_value BYTES      largest text/blob value sent; larger ones are set aside in\n"
@@ -57,6 +59,7 @@ void edge_config_init(edge_config *c)
 {
     memset(c, 0, sizeof *c);
     c->replica = 1;
+    c->rebuild_corrupt = 1;
     c->batch_max = 500;
     c->batch_bytes = 256 * 1024;
     c->max_value = 1024 * 1024;
@@ -126,6 +129,8 @@ int edge_config_set(void *ctx, const char *key, const char *value, char *err, si
                                   (long *)((char *)c + nums[i].off), err, errlen);
     if (strcmp(key, "replica") == 0)
         return sync_conf_bool(key, value, &c->replica, err, errlen);
+    if (strcmp(key, "rebuild_corrupt") == 0)
+        return sync_conf_bool(key, value, &c->rebuild_corrupt, err, errlen);
     if (strcmp(key, "tls_insecure") == 0)
         return sync_conf_bool(key, value, &c->tls_insecure, err, errlen);
     if (strcmp(key, "log_level") == 0) {

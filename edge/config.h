@@ -17,6 +17,7 @@ typedef struct edge_config {
     char *cafile, *certfile, *keyfile;
     int tls_insecure;
     int replica;         /* apply downstream deltas */
+    int rebuild_corrupt; /* move a corrupt database aside and start afresh */
     long batch_max;      /* records per batch */
     long batch_bytes;    /* payload bytes per batch */
     long max_value;      /* bytes per text/blob value (the cloud's limit) */

@@ -1,9 +1,12 @@
 /* edgedb.c - the application database as syncedge sees it (see edgedb.h). */
 #include "edgedb.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sync/err.h"
 #include "sync/hlc.h"
@@ -214,8 +217,69 @@ static int prepare_all(edge_db *e, char *err, size_t errlen)
     return SYNC_OK;
 }
 
+/* Returns 1 if the file exists and SQLite finds it damaged (not a database, or quick_check
+ * reports a problem), else 0. why receives what SQLite said. */
+static int is_corrupt(const char *path, char *why, size_t whylen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    sqlite3 *db = NULL;
+    int corrupt = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 10000);
+        sqlite3_stmt *q = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &q, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+            const char *r = (const char *)sqlite3_column_text(q, 0);
+            if (!r || strcmp(r, "ok") != 0) {
+                corrupt = 1;
+                snprintf(why, whylen, "%s", r ? r : "quick_check failed");
+            }
+        } else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB || rc == SQLITE_IOERR) {
+            corrupt = 1;
+            snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+        }
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return corrupt;
+}
+
+/* Moves a damaged database (and its WAL and shared-memory files) out of the way. */
+static int move_aside(const char *path, char *err, size_t errlen)
+{
+    char to[4096], from[4096];
+    long now = (long)time(NULL);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s%s", path, suffix[i]);
+        snprintf(to, sizeof to, "%s.corrupt-%ld%s", path, now, suffix[i]);
+        if (rename(from, to) != 0 && i == 0)
+            return sync_seterr(err, errlen, SYNC_ERR_IO, "cannot move %s aside: %s", from,
+                               strerror(errno));
+    }
+    snprintf(to, sizeof to, "%s.corrupt-%ld", path, now);
+    sync_error("the database %s is damaged and was moved to %s; rebuilding it from the cloud",
+               path, to);
+    return SYNC_OK;
+}
+
 int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *err, size_t errlen)
 {
+    char why[256];
+    if (is_corrupt(c->database, why, sizeof why)) {
+        if (!c->rebuild_corrupt)
+            return sync_seterr(err, errlen, SYNC_ERR_DB,
+                               "the database %s is damaged (%s); rebuild_corrupt is off", c->database,
+                               why);
+        sync_error("SQLite reports the database %s damaged: %s", c->database, why);
+        int mrc = move_aside(c->database, err, errlen);
+        if (mrc != SYNC_OK)
+            return mrc;
+    }
     memset(e, 0, sizeof *e);
     e->schema = s;
     int rc = select_tables(e, c, err, errlen);
