@@ -75,10 +75,10 @@ static void publish_queue(sync_mqtt *m, cloud_outq *q)
                                                   NULL, msg->corr, msg->corr_len)
                            : sync_mqtt_publish(m, msg->topic, msg->payload, msg->len, msg->qos,
                                                msg->retain);
-        if (rc == SYNC_ERR_STATE)
-            return;
+        if (rc == SYNC_ERR_STATE || rc == SYNC_ERR_BUSY)
+            return; /* keep it: publish when connected again / when the window has room */
         if (rc != SYNC_OK)
-            sync_warn("publish to %s failed; dropped", msg->topic);
+            sync_error("publish to %s is impossible (%zu bytes); dropped", msg->topic, msg->len);
         free(cloud_outq_pop(q));
     }
 }

@@ -253,12 +253,13 @@ void cloud_store_close(cloud_store *st)
             sqlite3_finalize(st->tst[i].count_after);
         }
     }
-    sqlite3_stmt *all[] = {st->begin,    st->commit,      st->rollback, st->savepoint,
+    sqlite3_stmt *all[] = {st->begin,    st->begin_read,  st->commit,   st->rollback, st->savepoint,
                            st->release,  st->rollback_to, st->dev_get,  st->dev_put,
                            st->conflict, st->save_cseq};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
-    sqlite3_close(st->db);
+    if (sqlite3_close(st->db) != SQLITE_OK)
+        sync_error("store: closing the database failed: %s", sqlite3_errmsg(st->db));
     free(st->tst);
     free(st->scratch);
     free(st);

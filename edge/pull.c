@@ -31,7 +31,8 @@ struct edge_pull {
     edge_replica *rep;
     const edge_config *cfg;
     tstate ts[EDGE_MAX_TABLES];
-    sqlite3_stmt *put_cursor;
+    sqlite3_stmt *put_cursor; /* raises a cursor */
+    sqlite3_stmt *set_cursor; /* sets it, also lower */
     char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
     /* the request in flight */
     int inflight;     /* table slot, or -1 */
@@ -80,6 +81,11 @@ int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pul
                               "INSERT INTO _sync_cursor(tbl, cseq) VALUES (?1, ?2) ON "
                               "CONFLICT(tbl) DO UPDATE SET cseq = max(cseq, excluded.cseq)",
                               &p->put_cursor, err, errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(db->db,
+                              "INSERT INTO _sync_cursor(tbl, cseq) VALUES (?1, ?2) ON "
+                              "CONFLICT(tbl) DO UPDATE SET cseq = excluded.cseq",
+                              &p->set_cursor, err, errlen);
     sqlite3_stmt *q = NULL;
     if (rc == SYNC_OK)
         rc = sync_sql_prepare(db->db, "SELECT cseq FROM _sync_cursor WHERE tbl = ?", &q, err,
@@ -108,6 +114,7 @@ void edge_pull_free(edge_pull *p)
     if (!p)
         return;
     sqlite3_finalize(p->put_cursor);
+    sqlite3_finalize(p->set_cursor);
     sync_cbuf_free(&p->buf);
     free(p);
 }
@@ -160,6 +167,24 @@ int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, 
 {
     uint64_t top;
     return sync_head_decode(payload, len, &top, on_head_table, p, err, errlen);
+}
+
+int edge_pull_rewind(edge_pull *p, const sync_table *t, uint64_t cseq)
+{
+    int i = slot_of(p, t);
+    if (i < 0)
+        return SYNC_OK;
+    p->ts[i].need = 1;
+    if (cseq >= p->ts[i].cursor)
+        return SYNC_OK;
+    sync_debug("replica: '%s' lacks rows changed after %llu; pulling from there", t->name,
+               (unsigned long long)cseq);
+    p->ts[i].cursor = cseq;
+    sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->set_cursor, 2, (sqlite3_int64)cseq);
+    int rc = sqlite3_step(p->set_cursor);
+    sqlite3_reset(p->set_cursor);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
 void edge_pull_all(edge_pull *p, const char *why)

@@ -33,6 +33,11 @@ int edge_pull_on_delta(edge_pull *p, const sync_table *t, uint64_t prev, uint64_
 /* Handles the retained head message. */
 int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, size_t errlen);
 
+/* A change with cseq `cseq + 1` or later arrived for a row this replica does not hold: moves
+ * t's cursor back to `cseq` (never forward) and pulls from there, which brings that row whole.
+ * Inside the transaction. */
+int edge_pull_rewind(edge_pull *p, const sync_table *t, uint64_t cseq);
+
 /* Every table needs a pull (the broker had no session for us). */
 void edge_pull_all(edge_pull *p, const char *why);
 

@@ -25,6 +25,8 @@ struct edge_replica {
     uint64_t max_hlc;
     const sync_table *cur; /* table of the delta being decoded (NULL: not synced here) */
     uint64_t prev, last;   /* its prev_cseq and the largest cseq in it */
+    uint64_t cseq_now;     /* cseq of the change being applied (0: not from a delta) */
+    uint64_t missing;      /* smallest cseq of a change whose row is missing here (0: none) */
     struct edge_pull *pull;
     int failed;            /* a database error happened inside a decode callback */
     char errbuf[256];
@@ -113,6 +115,15 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
         r->skipped++;
         return SYNC_OK;
     }
+    if (op == SYNC_OP_UPDATE && !force && version != held + 1) {
+        /* A partial change on top of a version we do not hold: columns changed by the versions
+         * in between would be missing. Take the whole row from a pull instead; the version is
+         * not recorded, so the pulled row is not taken for old news. */
+        if (r->cseq_now && (r->missing == 0 || r->cseq_now < r->missing))
+            r->missing = r->cseq_now;
+        r->skipped++;
+        return SYNC_OK;
+    }
     uint64_t pending;
     if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
         return SYNC_ERR_DB;
@@ -149,11 +160,16 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
             rc = sqlite3_step(ins);
             sqlite3_reset(ins);
             if (rc == SQLITE_CONSTRAINT) {
-                /* An update of a row this replica never received: it needs the full row. */
-                sync_warn("replica: cannot apply version %llu of a '%s' row: %s (the row is "
-                          "missing here)",
-                          (unsigned long long)version, t->name, sqlite3_errmsg(r->db->db));
-                rc = SQLITE_DONE;
+                /* A change to a row this replica does not hold (it missed the insert): it needs
+                 * the full row, which a pull brings. The version is not recorded, so the pulled
+                 * row is not taken for old news. */
+                sync_debug("replica: version %llu of a '%s' row changes columns of a row missing "
+                           "here; pulling the table",
+                           (unsigned long long)version, t->name);
+                if (r->cseq_now && (r->missing == 0 || r->cseq_now < r->missing))
+                    r->missing = r->cseq_now;
+                r->skipped++;
+                return SYNC_OK;
             }
         }
     }
@@ -173,6 +189,7 @@ static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
     r->cur = edge_db_table(r->db, h->table, h->table_len);
     r->prev = h->prev_cseq;
     r->last = 0;
+    r->missing = 0;
     if (!r->cur)
         sync_debug("replica: ignoring delta for table '%.*s' (not synced here)", (int)h->table_len,
                    h->table);
@@ -188,7 +205,9 @@ static int on_change(void *ctx, const sync_change *c)
         r->last = c->cseq;
     if (!r->cur)
         return 0;
+    r->cseq_now = c->cseq;
     int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0);
+    r->cseq_now = 0;
     if (rc != SYNC_OK) {
         r->failed = 1;
         return rc;
@@ -206,7 +225,8 @@ int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, c
         return sync_seterr(err, errlen, SYNC_ERR_DB, "applying a delta: %s",
                            sqlite3_errmsg(r->db->db));
     if (rc == SYNC_OK && r->cur && r->pull &&
-        edge_pull_on_delta(r->pull, r->cur, r->prev, r->last) != SYNC_OK)
+        (edge_pull_on_delta(r->pull, r->cur, r->prev, r->last) != SYNC_OK ||
+         (r->missing && edge_pull_rewind(r->pull, r->cur, r->missing - 1) != SYNC_OK)))
         return sync_seterr(err, errlen, SYNC_ERR_DB, "saving the cursor: %s",
                            sqlite3_errmsg(r->db->db));
     return rc;

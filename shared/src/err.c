@@ -41,6 +41,8 @@ const char *sync_strerror(int err)
         return "timed out";
     case SYNC_ERR_STATE:
         return "operation not valid in the current state";
+    case SYNC_ERR_BUSY:
+        return "busy: try again shortly";
     }
     return "unknown error";
 }

@@ -42,6 +42,7 @@ struct sync_mqtt {
     char last_error[256]; /* why the last attempt failed, for one log line */
     unsigned long connects;
     int session_present; /* from the last CONNACK */
+    int blocked;         /* a publish was refused for a full window: wake the owner on PUBACK */
     unsigned long delivered;
     long pending;
     int disconnect_done;
@@ -232,6 +233,10 @@ static void on_pub_ok(void *ctx, MQTTAsync_successData5 *r)
     pthread_mutex_lock(&m->mu);
     m->delivered++;
     m->pending--;
+    if (m->blocked) {
+        m->blocked = 0;
+        signal_locked(m);
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -241,6 +246,10 @@ static void on_pub_fail(void *ctx, MQTTAsync_failureData5 *r)
     sync_mqtt *m = ctx;
     pthread_mutex_lock(&m->mu);
     m->pending--;
+    if (m->blocked) {
+        m->blocked = 0;
+        signal_locked(m);
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -561,11 +570,19 @@ static int publish(sync_mqtt *m, const char *topic, const void *payload, size_t 
     int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
     MQTTProperties_free(&msg.properties); /* Paho copied them */
     if (rc != MQTTASYNC_SUCCESS) {
+        int busy = rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT || rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ||
+                   rc == MQTTASYNC_NO_MORE_MSGIDS;
         pthread_mutex_lock(&m->mu);
         m->pending--;
+        if (busy)
+            m->blocked = 1;
         pthread_mutex_unlock(&m->mu);
-        sync_debug("mqtt: publish to %s failed: %s", topic, MQTTAsync_strerror(rc));
-        return rc == MQTTASYNC_DISCONNECTED ? SYNC_ERR_STATE : SYNC_ERR_MQTT;
+        if (busy)
+            return SYNC_ERR_BUSY;
+        if (rc == MQTTASYNC_DISCONNECTED)
+            return SYNC_ERR_STATE;
+        sync_warn("mqtt: publish to %s refused: %s", topic, MQTTAsync_strerror(rc));
+        return SYNC_ERR_MQTT;
     }
     return SYNC_OK;
 }
@@ -629,13 +646,13 @@ void sync_mqtt_free(sync_mqtt *m)
     if (m->client) {
         if (MQTTAsync_isConnected(m->client)) {
             MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
-            d.timeout = 2000;
+            d.timeout = 500;
             d.onSuccess5 = on_disconnected;
             d.onFailure5 = on_disconnect_fail;
             d.context = m;
             if (MQTTAsync_disconnect(m->client, &d) == MQTTASYNC_SUCCESS) {
-                /* Wait (outside any callback) for the DISCONNECT to be sent, at most 3 s. */
-                double until = mono_now() + 3.0;
+                /* Wait (outside any callback) for the DISCONNECT to be sent, at most 1 s. */
+                double until = mono_now() + 1.0;
                 pthread_mutex_lock(&m->mu);
                 while (!m->disconnect_done && mono_now() < until) {
                     struct timespec ts;

@@ -3,8 +3,13 @@
  * See harness.h for the contract. Everything here is meant for single-threaded test
  * programs: the registries are plain static arrays, and the signal handler calls
  * th_cleanup() directly (not async-signal-safe in theory; in a test that is interrupted,
- * leaving no servers behind matters more).
+ * leaving no servers behind matters more). The TCP proxy is the one part with a thread of its
+ * own: it shares with the caller only what its mutex (and one atomic stop flag) guards.
  */
+/* accept4() and pipe2() create descriptors that are close-on-exec from the start: the proxy's
+ * thread makes sockets while the main thread forks servers, which must not inherit them. */
+#define _GNU_SOURCE
+
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -12,9 +17,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +39,10 @@
 #define TH__POLL_MS 50         /* polling period of the wait helpers */
 #define TH__TERM_GRACE_MS 3000 /* time between SIGTERM and SIGKILL in th_cleanup() */
 #define TH__TAIL_BYTES 65536   /* how far back th_log_tail() reads */
+#define TH__MAX_PROXIES 16     /* proxies th_cleanup() knows about */
+#define TH__PROXY_CONNS 32     /* connections one proxy forwards at once */
+#define TH__PROXY_BUF 65536    /* bytes buffered per direction of a connection */
+#define TH__PROXY_WAIT_S 10    /* longest th_proxy_cut() waits for the thread */
 
 struct th__proc {
     pid_t pid;     /* process id; 0 marks a free slot */
@@ -43,7 +56,34 @@ struct th__str {
     char s[];             /* the string itself */
 };
 
+/* One forwarded connection. Only the proxy's thread touches it. */
+struct th__pconn {
+    int fd[2];      /* 0: the accepted client; 1: our connection to the target */
+    int connecting; /* 1 while the connection to the target is in progress */
+    int eof[2];     /* fd[i] said end-of-file: nothing more to read from it */
+    int shut[2];    /* writing on fd[i] is shut down (its peer has seen end-of-file) */
+    size_t beg[2];  /* buf[i][beg[i] .. end[i]) came from fd[i] and waits for fd[1 - i] */
+    size_t end[2];  /* see beg */
+    unsigned char buf[2][TH__PROXY_BUF]; /* one buffer per direction */
+};
+
+struct th_proxy {
+    int lfd;                /* listening socket on 127.0.0.1 */
+    int wake[2];            /* self-pipe: callers write wake[1] so poll() in the thread returns */
+    int target_port;        /* where accepted connections are forwarded */
+    pthread_t thread;       /* the forwarding thread */
+    atomic_int stop;        /* set by th_proxy_stop(): the thread returns */
+    pthread_mutex_t lock;   /* guards cut_want, req and done */
+    pthread_cond_t applied; /* broadcast when the thread has caught up with req */
+    int cut_want;           /* requested state: 1 cut off, 0 forwarding */
+    unsigned req;           /* cut requests made */
+    unsigned done;          /* cut requests the thread has applied */
+    int cut;                /* state in force (thread only) */
+    struct th__pconn *conns[TH__PROXY_CONNS]; /* live connections, NULL = free (thread only) */
+};
+
 static struct th__proc th__procs[TH__MAX_PROCS];
+static th_proxy *th__proxies[TH__MAX_PROXIES]; /* proxies running, for th_cleanup() */
 static char *th__logs[TH__MAX_LOGS];
 static struct th__str *th__strs;
 static char th__dir[TH__PATH];  /* the temp folder as created */
@@ -886,6 +926,11 @@ void th_cleanup(void)
         }
     }
 
+    /* After the processes: a client stopping cleanly still talks through its proxy. */
+    for (i = 0; i < TH__MAX_PROXIES; i++)
+        if (th__proxies[i] != NULL)
+            th_proxy_stop(th__proxies[i]);
+
     if (th__dir[0] != '\0') {
         if (getenv("TH_KEEP") != NULL) {
             if (!th__kept)
@@ -915,4 +960,375 @@ _Noreturn void th_fail(const char *file, int line, const char *expr, const char 
     th_dump_logs(40);
     th_cleanup();
     exit(1);
+}
+
+/* ---- TCP forwarding proxy -------------------------------------------------------------- */
+
+/* Closes fd so that its peer gets a reset rather than an orderly end-of-file: what a broken
+ * network path looks like to a client once it notices. */
+static void th__close_reset(int fd)
+{
+    struct linger lg;
+
+    lg.l_onoff = 1;
+    lg.l_linger = 0;
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+/* Closes both sides of connection slot i (with resets if reset is nonzero) and frees it. */
+static void th__pconn_close(th_proxy *p, int i, int reset)
+{
+    struct th__pconn *c = p->conns[i];
+    int s;
+
+    for (s = 0; s < 2; s++) {
+        if (reset)
+            th__close_reset(c->fd[s]);
+        else
+            close(c->fd[s]);
+    }
+    free(c);
+    p->conns[i] = NULL;
+}
+
+/* Accepts every pending connection and starts its connection to the target. While the proxy
+ * is cut, or when every slot is taken, a new connection is closed at once. */
+static void th__proxy_accept(th_proxy *p)
+{
+    struct sockaddr_in sa;
+    struct th__pconn *c;
+    int cfd, tfd, i, one = 1;
+
+    for (;;) {
+        cfd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                th__err("proxy: accept: %s", strerror(errno));
+            return;
+        }
+        for (i = 0; i < TH__PROXY_CONNS && p->conns[i] != NULL; i++) {
+        }
+        if (p->cut || i == TH__PROXY_CONNS) {
+            if (!p->cut)
+                th__err("proxy: more than %d connections, closing a new one", TH__PROXY_CONNS);
+            th__close_reset(cfd);
+            continue;
+        }
+        c = calloc(1, sizeof(*c));
+        tfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c == NULL || tfd < 0) {
+            th__err("proxy: %s", c == NULL ? "out of memory" : strerror(errno));
+            free(c);
+            if (tfd >= 0)
+                close(tfd);
+            close(cfd);
+            continue;
+        }
+        /* The proxy must not add latency to small packets (MQTT acks) that the ends send at
+         * once. */
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(tfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((unsigned short)p->target_port);
+        c->fd[0] = cfd;
+        c->fd[1] = tfd;
+        if (connect(tfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            c->connecting = 0;
+        } else if (errno == EINPROGRESS || errno == EINTR) {
+            c->connecting = 1;
+        } else {
+            /* Target down: the client sees its connection closed, as with a dead server. */
+            close(tfd);
+            close(cfd);
+            free(c);
+            continue;
+        }
+        p->conns[i] = c;
+    }
+}
+
+/* Moves what can move from fd[i] to fd[1 - i] without blocking, and passes an end-of-file on
+ * once everything before it is delivered. Returns 0, or -1 if the connection is broken. */
+static int th__pump(struct th__pconn *c, int i)
+{
+    int o = 1 - i, rounds;
+    ssize_t n;
+
+    /* A bounded number of buffers per call keeps one busy connection from starving others. */
+    for (rounds = 0; rounds < 16; rounds++) {
+        if (c->beg[i] < c->end[i]) {
+            n = send(c->fd[o], c->buf[i] + c->beg[i], c->end[i] - c->beg[i], MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+            }
+            c->beg[i] += (size_t)n;
+            if (c->beg[i] < c->end[i])
+                return 0;
+            c->beg[i] = c->end[i] = 0;
+        }
+        if (c->eof[i]) {
+            if (!c->shut[o]) {
+                shutdown(c->fd[o], SHUT_WR);
+                c->shut[o] = 1;
+            }
+            return 0;
+        }
+        n = recv(c->fd[i], c->buf[i], TH__PROXY_BUF, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        if (n == 0)
+            c->eof[i] = 1;
+        c->end[i] = (size_t)n;
+    }
+    return 0;
+}
+
+/* Handles what poll() reported for connection slot k (revents of its client and target). */
+static void th__proxy_serve(th_proxy *p, int k, short rev0, short rev1)
+{
+    struct th__pconn *c = p->conns[k];
+    int err = 0, broken = 0;
+    socklen_t len = sizeof(err);
+
+    if (c->connecting) {
+        if (rev0 != 0) {
+            /* The client left (or broke) before the target answered. */
+            th__pconn_close(p, k, 0);
+            return;
+        }
+        if (rev1 == 0)
+            return;
+        if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            th__pconn_close(p, k, 0);
+            return;
+        }
+        c->connecting = 0;
+    }
+    if ((rev0 | rev1) & (POLLERR | POLLNVAL)) {
+        th__pconn_close(p, k, 0);
+        return;
+    }
+    if (th__pump(c, 0) != 0 || th__pump(c, 1) != 0)
+        broken = 1;
+    /* POLLHUP: that end is closed both ways, so nothing can be written to it any more. What
+     * it sent has just been passed on as far as possible; the connection is over. */
+    if (broken || ((rev0 | rev1) & POLLHUP) ||
+        (c->eof[0] && c->eof[1] && c->beg[0] == c->end[0] && c->beg[1] == c->end[1]))
+        th__pconn_close(p, k, 0);
+}
+
+/* Applies a pending cut request, if any, and wakes the caller waiting for it. */
+static void th__proxy_apply_cut(th_proxy *p)
+{
+    int i;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->done != p->req) {
+        p->cut = p->cut_want;
+        if (p->cut)
+            for (i = 0; i < TH__PROXY_CONNS; i++)
+                if (p->conns[i] != NULL)
+                    th__pconn_close(p, i, 1);
+        p->done = p->req;
+        pthread_cond_broadcast(&p->applied);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *th__proxy_main(void *arg)
+{
+    th_proxy *p = arg;
+    struct pollfd fds[2 + 2 * TH__PROXY_CONNS];
+    int slot[2 + 2 * TH__PROXY_CONNS]; /* connection slot of fds[j] for j >= 2 */
+    char drain[64];
+    struct th__pconn *c;
+    int nfds, i, j, s, o;
+
+    while (!atomic_load(&p->stop)) {
+        th__proxy_apply_cut(p);
+        fds[0].fd = p->wake[0];
+        fds[0].events = POLLIN;
+        fds[1].fd = p->lfd;
+        fds[1].events = POLLIN;
+        nfds = 2;
+        for (i = 0; i < TH__PROXY_CONNS; i++) {
+            c = p->conns[i];
+            if (c == NULL)
+                continue;
+            for (s = 0; s < 2; s++) {
+                o = 1 - s;
+                fds[nfds].fd = c->fd[s];
+                fds[nfds].events = 0;
+                if (c->connecting) {
+                    if (s == 1)
+                        fds[nfds].events = POLLOUT;
+                } else {
+                    if (!c->eof[s] && c->beg[s] == c->end[s])
+                        fds[nfds].events |= POLLIN;
+                    if (c->beg[o] < c->end[o])
+                        fds[nfds].events |= POLLOUT;
+                }
+                slot[nfds++] = i;
+            }
+        }
+        for (j = 0; j < nfds; j++)
+            fds[j].revents = 0;
+        if (poll(fds, (nfds_t)nfds, -1) < 0) {
+            if (errno != EINTR) {
+                th__err("proxy: poll: %s", strerror(errno));
+                th__sleep_ms(10);
+            }
+            continue;
+        }
+        if (fds[0].revents & POLLIN)
+            while (read(p->wake[0], drain, sizeof(drain)) > 0) {
+            }
+        /* Connections first: accepting may fill slots that this round's fds do not cover. */
+        for (j = 2; j + 1 < nfds; j += 2)
+            if (p->conns[slot[j]] != NULL && (fds[j].revents || fds[j + 1].revents))
+                th__proxy_serve(p, slot[j], fds[j].revents, fds[j + 1].revents);
+        if (fds[1].revents & POLLIN)
+            th__proxy_accept(p);
+    }
+    return NULL;
+}
+
+/* Wakes the thread out of poll(). Async-signal-safe, so th_cleanup() may use it too. */
+static void th__proxy_wake(th_proxy *p)
+{
+    if (write(p->wake[1], "w", 1) < 0) {
+        /* The pipe is full: the thread has wake-ups pending anyway. */
+    }
+}
+
+th_proxy *th_proxy_start(int listen_port, int target_port)
+{
+    struct sockaddr_in sa;
+    sigset_t all, old;
+    th_proxy *p;
+    int i, one = 1, rc;
+
+    th_init();
+    for (i = 0; i < TH__MAX_PROXIES && th__proxies[i] != NULL; i++) {
+    }
+    if (i == TH__MAX_PROXIES) {
+        th__err("th_proxy_start: more than %d proxies", TH__MAX_PROXIES);
+        return NULL;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        th__err("th_proxy_start: out of memory");
+        return NULL;
+    }
+    p->lfd = -1;
+    p->wake[0] = p->wake[1] = -1;
+    p->target_port = target_port;
+    atomic_init(&p->stop, 0);
+    if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        th__err("th_proxy_start: pipe: %s", strerror(errno));
+        goto err;
+    }
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->lfd < 0) {
+        th__err("th_proxy_start: socket: %s", strerror(errno));
+        goto err;
+    }
+    /* A proxy restarted on the same port must not wait for old connections in TIME_WAIT. */
+    setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((unsigned short)listen_port);
+    if (bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(p->lfd, 64) != 0) {
+        th__err("th_proxy_start: cannot listen on 127.0.0.1:%d: %s", listen_port, strerror(errno));
+        goto err;
+    }
+    if (pthread_mutex_init(&p->lock, NULL) != 0)
+        goto err;
+    if (pthread_cond_init(&p->applied, NULL) != 0) {
+        pthread_mutex_destroy(&p->lock);
+        goto err;
+    }
+    /* The thread blocks every signal, so the test's handlers (th_cleanup) run on the main
+     * thread, never on the one they are about to join. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&p->thread, NULL, th__proxy_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        th__err("th_proxy_start: pthread_create: %s", strerror(rc));
+        pthread_cond_destroy(&p->applied);
+        pthread_mutex_destroy(&p->lock);
+        goto err;
+    }
+    th__proxies[i] = p;
+    return p;
+
+err:
+    if (p->lfd >= 0)
+        close(p->lfd);
+    if (p->wake[0] >= 0) {
+        close(p->wake[0]);
+        close(p->wake[1]);
+    }
+    free(p);
+    return NULL;
+}
+
+void th_proxy_cut(th_proxy *p, int cut)
+{
+    struct timespec until;
+    unsigned mine;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->cut_want = cut != 0;
+    mine = ++p->req;
+    pthread_mutex_unlock(&p->lock);
+    th__proxy_wake(p);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += TH__PROXY_WAIT_S;
+    pthread_mutex_lock(&p->lock);
+    /* done only grows up to req: "not yet" is done lagging behind mine (wrap-safe). */
+    while ((int)(p->done - mine) < 0) {
+        if (pthread_cond_timedwait(&p->applied, &p->lock, &until) == ETIMEDOUT) {
+            th__err("th_proxy_cut: the proxy thread did not answer in %d s", TH__PROXY_WAIT_S);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+void th_proxy_stop(th_proxy *p)
+{
+    int i;
+
+    if (p == NULL)
+        return;
+    for (i = 0; i < TH__MAX_PROXIES; i++)
+        if (th__proxies[i] == p)
+            th__proxies[i] = NULL;
+    atomic_store(&p->stop, 1);
+    th__proxy_wake(p);
+    pthread_join(p->thread, NULL);
+    for (i = 0; i < TH__PROXY_CONNS; i++)
+        if (p->conns[i] != NULL)
+            th__pconn_close(p, i, 0);
+    close(p->lfd);
+    close(p->wake[0]);
+    close(p->wake[1]);
+    pthread_cond_destroy(&p->applied);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
 }

@@ -11,7 +11,9 @@
  *   - TH_CHECK(cond, fmt, ...) on failure prints file:line, the message and the tail of every
  *     registered log, cleans up and exits with status 1.
  * Errors of the helpers are printed to stderr with the prefix "harness: ".
- * Single-threaded tests only: the registry has no lock.
+ * Single-threaded tests only: the registry has no lock. The one exception is th_proxy, which
+ * runs its own background thread; its functions are still meant to be called from the test's
+ * main thread.
  */
 #ifndef SYNC_TEST_HARNESS_H
 #define SYNC_TEST_HARNESS_H
@@ -104,9 +106,10 @@ int th_register_log(const char *path);
 /* Prints the tail of every registered log to stderr. */
 void th_dump_logs(int nlines);
 
-/* Stops every registered process that is still alive (SIGTERM, then SIGKILL after 3 s), and
- * removes the temporary folder unless TH_KEEP is set in the environment (then prints its
- * path). Safe to call more than once; runs by itself at exit and on those signals. */
+/* Stops every registered process that is still alive (SIGTERM, then SIGKILL after 3 s), then
+ * every proxy still running, and removes the temporary folder unless TH_KEEP is set in the
+ * environment (then prints its path). Safe to call more than once; runs by itself at exit and
+ * on those signals. */
 void th_cleanup(void);
 
 /* Returns a printf-formatted string owned by the harness (freed at exit), or aborts on
@@ -118,6 +121,30 @@ const char *th_shq(const char *s);
 
 /* Returns a monotonic clock reading in seconds, for measuring durations. */
 double th_now(void);
+
+/* ---- TCP forwarding proxy (network faults) ---------------------------------------------- */
+
+/* A TCP proxy on 127.0.0.1 that forwards every accepted connection to 127.0.0.1:target_port,
+ * bytes both ways and untouched (TLS passes through), on one background thread. A test puts it
+ * between a client and a server to cut the network between them at will. */
+typedef struct th_proxy th_proxy;
+
+/* Listens on 127.0.0.1:listen_port and starts forwarding. Each accepted connection gets its own
+ * connection to the target; if the target does not accept it (server down), the client's
+ * connection is closed. Returns the proxy (owned by the caller, released by th_proxy_stop(); a
+ * proxy still running at th_cleanup() is stopped there), or NULL with a message if the port
+ * cannot be bound or the thread cannot be started. */
+th_proxy *th_proxy_start(int listen_port, int target_port);
+
+/* cut = 1: closes every current connection at once, with a reset to both ends (as a router or
+ * NAT that lost the flow answers), and closes each new one as soon as it is accepted, until
+ * called with cut = 0, which restores normal forwarding for new connections. Returns when the
+ * proxy has done it (or after 10 s with a message if its thread does not answer). */
+void th_proxy_cut(th_proxy *p, int cut);
+
+/* Stops the thread, closes every connection and the listening socket, frees p. NULL is a no-op.
+ * Must not be called twice for the same proxy. */
+void th_proxy_stop(th_proxy *p);
 
 /* Reports a failure and exits with status 1 after printing log tails and cleaning up. expr is
  * the failed condition's text, or NULL. Use TH_CHECK/TH_FAIL rather than calling it directly. */

@@ -64,7 +64,9 @@ int sync_mqtt_subscribe(sync_mqtt *m, const char *filter, int qos);
 int sync_mqtt_start(sync_mqtt *m, char *err, size_t errlen);
 
 /* Publishes asynchronously. Returns SYNC_OK once Paho has taken the message, SYNC_ERR_STATE
- * when not connected, SYNC_ERR_MQTT on other failures. */
+ * when not connected, SYNC_ERR_BUSY when max_inflight publishes await their PUBACK (try again
+ * after the next sync_mqtt_poll, which returns as soon as one completes), SYNC_ERR_MQTT on
+ * other failures (a message that can never be sent). */
 int sync_mqtt_publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                       int retain);
 
