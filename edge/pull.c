@@ -145,8 +145,11 @@ int edge_pull_on_delta(edge_pull *p, const sync_table *t, uint64_t prev, uint64_
         return SYNC_OK;
     }
     if (!s->gap_logged) {
-        sync_notice("replica: changes %llu..%llu of '%s' never arrived; pulling them",
-                    (unsigned long long)s->cursor + 1, (unsigned long long)prev, t->name);
+        if (s->cursor == 0)
+            sync_notice("replica: '%s' is empty here; pulling it whole", t->name);
+        else
+            sync_notice("replica: changes %llu..%llu of '%s' never arrived; pulling them",
+                        (unsigned long long)s->cursor + 1, (unsigned long long)prev, t->name);
         s->gap_logged = 1;
     }
     s->need = 1;
@@ -335,11 +338,13 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
             s->logged = now;
         }
     } else {
-        if (s->done_rows > 0)
+        if (s->done_rows >= 1000 && secs >= 0.01)
             sync_notice("replica: '%s' caught up: %llu rows in %.2f s (%.0f rows/s), at %llu",
                         name, (unsigned long long)s->done_rows, secs,
-                        secs > 0 ? (double)s->done_rows / secs : 0.0,
-                        (unsigned long long)s->cursor);
+                        (double)s->done_rows / secs, (unsigned long long)s->cursor);
+        else if (s->done_rows > 0)
+            sync_notice("replica: '%s' caught up: %llu rows, at %llu", name,
+                        (unsigned long long)s->done_rows, (unsigned long long)s->cursor);
         s->done_rows = s->total_rows = 0;
         s->started = 0;
         s->gap_logged = 0;

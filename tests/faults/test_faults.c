@@ -157,10 +157,11 @@ struct edge {
     long long applied;   /* latest cloud _sync_devices.applied of this device (-1 unknown) */
 };
 
-enum fault_kind { F_BROKER, F_CLOUD, F_EDGE, F_CUT, F_WIPE, F_NKINDS };
+enum fault_kind { F_BROKER, F_CLOUD, F_EDGE, F_CUT, F_WIPE, F_CORRUPT, F_NKINDS };
 
 static const char *const kind_name[F_NKINDS] = {
-    "broker kill -9", "synccloud kill -9", "syncedge kill -9", "network cut", "replica wipe",
+    "broker kill -9", "synccloud kill -9", "syncedge kill -9",
+    "network cut",    "replica wipe",      "replica corrupt",
 };
 
 struct fault {
@@ -874,6 +875,7 @@ static int fault_resource(const struct fault *f)
     case F_CUT:
         return 2 + FT_EDGES + f->who;
     case F_WIPE:
+    case F_CORRUPT:
         return 2 + FT_REPLICA;
     default:
         return f->kind;
@@ -939,6 +941,7 @@ static void plan_faults(struct rng *r)
         total = 12;
     total += below(r, 3);
     /* The wipe late in the writing phase, then one of each kind and each writer's kill. */
+    plan_one(r, F_CORRUPT, FT_REPLICA, 0.35, 0.55);
     plan_one(r, F_WIPE, FT_REPLICA, 0.65, 0.80);
     plan_one(r, F_BROKER, 0, 0.06, 0.85);
     plan_one(r, F_CLOUD, 0, 0.06, 0.85);
@@ -1004,6 +1007,26 @@ static void fault_start(struct fault *f, double now)
         e->cut = 1;
         log_mark(e->log, what);
         break;
+    case F_CORRUPT: {
+        what = th_fmt("kill -9 syncedge %s (pid %ld), overwrite its database header, restart in "
+                      "%.2f s",
+                      e->name, (long)e->pid, f->length);
+        say("%s", what);
+        kill9(e->pid, e->name);
+        e->pid = 0;
+        /* Garbage over the header and the WAL lost, as a failing SD card leaves it (with the WAL
+         * in place SQLite would read page 1 from it and never notice): SQLite no longer
+         * recognises the file, and syncedge must move it aside and rebuild from the cloud. */
+        FILE *fp = fopen(e->db, "r+b");
+        TH_CHECK(fp != NULL, "cannot open %s to damage it", e->db);
+        for (int k = 0; k < 512; k++)
+            fputc((k * 131 + 7) & 0xff, fp);
+        fclose(fp);
+        unlink(th_fmt("%s-wal", e->db));
+        unlink(th_fmt("%s-shm", e->db));
+        log_mark(e->log, what);
+        break;
+    }
     default:
         what = th_fmt("kill -9 syncedge %s (pid %ld), delete its database, restart in %.2f s",
                       e->name, (long)e->pid, f->length);
@@ -1043,7 +1066,9 @@ static void fault_end(struct fault *f, double now)
     default:
         e->pid = spawn(e->log, e->args.v);
         say("syncedge %s restarted (pid %ld)%s", e->name, (long)e->pid,
-            f->kind == F_WIPE ? " on an empty database" : "");
+            f->kind == F_WIPE      ? " on an empty database"
+            : f->kind == F_CORRUPT ? " on a damaged database"
+                                   : "");
         break;
     }
 }
@@ -1470,7 +1495,7 @@ int main(void)
     for (i = 0; i < T.nfaults; i++) {
         const struct fault *f = &T.faults[i];
         printf("faults:   %6.1f  %s", f->at, kind_name[f->kind]);
-        if (f->kind == F_EDGE || f->kind == F_CUT || f->kind == F_WIPE)
+        if (f->kind == F_EDGE || f->kind == F_CUT || f->kind == F_WIPE || f->kind == F_CORRUPT)
             printf(" edge-%c", 'a' + f->who);
         printf(" for %.1f s\n", f->length);
     }
@@ -1550,6 +1575,11 @@ int main(void)
              "%lld application transactions found their own rows changed under them (see the "
              "ANOMALY lines)",
              anomalies);
+
+    /* The damaged replica must have been noticed and rebuilt, not silently reused. */
+    TH_CHECK(file_contains(T.edges[FT_REPLICA].log, "is damaged and was moved to"),
+             "%s never reported its damaged database as moved aside",
+             T.edges[FT_REPLICA].name);
 
     /* ---- orderly stop ---- */
     for (i = 0; i < FT_EDGES; i++)
