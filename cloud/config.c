@@ -55,6 +55,42 @@ const char cloud_config_help[] =
     "  -h, --help           this help\n"
     "  --version            print the version\n";
 
+#define OPT(k, t, f, lo, hi)                                                                       \
+    {                                                                                              \
+        k, t, offsetof(cloud_config, f), lo, hi                                                    \
+    }
+static const sync_opt cloud_opts[] = {
+    OPT("database", SYNC_OPT_STR, database, 0, 0),
+    OPT("schema", SYNC_OPT_STR, schema, 0, 0),
+    OPT("tenant", SYNC_OPT_STR, tenant, 0, 0),
+    OPT("broker", SYNC_OPT_STR, broker, 0, 0),
+    OPT("client_id", SYNC_OPT_STR, client_id, 0, 0),
+    OPT("username", SYNC_OPT_STR, username, 0, 0),
+    OPT("password_file", SYNC_OPT_STR, password_file, 0, 0),
+    OPT("cafile", SYNC_OPT_STR, cafile, 0, 0),
+    OPT("certfile", SYNC_OPT_STR, certfile, 0, 0),
+    OPT("keyfile", SYNC_OPT_STR, keyfile, 0, 0),
+    OPT("tls_insecure", SYNC_OPT_BOOL, tls_insecure, 0, 0),
+    OPT("publish_rows", SYNC_OPT_BOOL, publish_rows, 0, 0),
+    OPT("sync_full", SYNC_OPT_BOOL, sync_full, 0, 0),
+    OPT("max_records", SYNC_OPT_LONG, max_records, 1, 1000000),
+    OPT("max_value", SYNC_OPT_LONG, max_value, 16, 256L * 1024 * 1024),
+    OPT("max_batch_bytes", SYNC_OPT_LONG, max_batch_bytes, 1024, 256L * 1024 * 1024),
+    OPT("max_tx_batches", SYNC_OPT_LONG, max_tx_batches, 1, 100000),
+    OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
+    OPT("pull_bytes", SYNC_OPT_LONG, pull_bytes, 4096, 64L * 1024 * 1024),
+    OPT("head_interval", SYNC_OPT_LONG, head_interval, 1, 86400),
+    OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
+    OPT("keepalive", SYNC_OPT_LONG, keepalive, 5, 65535),
+    OPT("retry_min", SYNC_OPT_LONG, retry_min, 1, 3600),
+    OPT("retry_max", SYNC_OPT_LONG, retry_max, 1, 86400),
+    OPT("max_inflight", SYNC_OPT_LONG, max_inflight, 1, 65535),
+    OPT("log_level", SYNC_OPT_LOGLEVEL, log_level, 0, 0),
+    OPT("log_dest", SYNC_OPT_LOGDEST, log_syslog, 0, 0),
+};
+#undef OPT
+#define NOPTS (sizeof cloud_opts / sizeof cloud_opts[0])
+
 void cloud_config_init(cloud_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -78,68 +114,12 @@ void cloud_config_init(cloud_config *c)
 
 void cloud_config_free(cloud_config *c)
 {
-    char **strs[] = {&c->database, &c->schema,        &c->tenant, &c->broker,   &c->client_id,
-                     &c->username, &c->password_file, &c->cafile, &c->certfile, &c->keyfile};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        free(*strs[i]);
-        *strs[i] = NULL;
-    }
+    sync_conf_free(cloud_opts, NOPTS, c);
 }
 
 int cloud_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
 {
     cloud_config *c = ctx;
-    static const struct {
-        const char *key;
-        size_t off;
-    } strs[] = {
-        {"database", offsetof(cloud_config, database)},
-        {"schema", offsetof(cloud_config, schema)},
-        {"tenant", offsetof(cloud_config, tenant)},
-        {"broker", offsetof(cloud_config, broker)},
-        {"client_id", offsetof(cloud_config, client_id)},
-        {"username", offsetof(cloud_config, username)},
-        {"password_file", offsetof(cloud_config, password_file)},
-        {"cafile", offsetof(cloud_config, cafile)},
-        {"certfile", offsetof(cloud_config, certfile)},
-        {"keyfile", offsetof(cloud_config, keyfile)},
-    };
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        if (strcmp(key, strs[i].key) == 0)
-            return sync_conf_str((char **)((char *)c + strs[i].off), value, err, errlen);
-    static const struct {
-        const char *key;
-        size_t off;
-        long min, max;
-    } nums[] = {
-        {"max_records", offsetof(cloud_config, max_records), 1, 1000000},
-        {"max_value", offsetof(cloud_config, max_value), 16, 256L * 1024 * 1024},
-        {"max_batch_bytes", offsetof(cloud_config, max_batch_bytes), 1024, 256L * 1024 * 1024},
-        {"max_tx_batches", offsetof(cloud_config, max_tx_batches), 1, 100000},
-        {"pull_rows", offsetof(cloud_config, pull_rows), 1, 100000},
-        {"pull_bytes", offsetof(cloud_config, pull_bytes), 4096, 64L * 1024 * 1024},
-        {"head_interval", offsetof(cloud_config, head_interval), 1, 86400},
-        {"session_expiry", offsetof(cloud_config, session_expiry), 0, 0xFFFFFFFFL},
-        {"keepalive", offsetof(cloud_config, keepalive), 5, 65535},
-        {"retry_min", offsetof(cloud_config, retry_min), 1, 3600},
-        {"retry_max", offsetof(cloud_config, retry_max), 1, 86400},
-        {"max_inflight", offsetof(cloud_config, max_inflight), 1, 65535},
-    };
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-        if (strcmp(key, nums[i].key) == 0)
-            return sync_conf_long(key, value, nums[i].min, nums[i].max,
-                                  (long *)((char *)c + nums[i].off), err, errlen);
-    static const struct {
-        const char *key;
-        size_t off;
-    } bools[] = {
-        {"tls_insecure", offsetof(cloud_config, tls_insecure)},
-        {"publish_rows", offsetof(cloud_config, publish_rows)},
-        {"sync_full", offsetof(cloud_config, sync_full)},
-    };
-    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (strcmp(key, bools[i].key) == 0)
-            return sync_conf_bool(key, value, (int *)((char *)c + bools[i].off), err, errlen);
     if (strcmp(key, "events") == 0) {
         static const char *const levels[] = {"none", "batches", "changes"};
         for (int i = 0; i < 3; i++) {
@@ -151,25 +131,7 @@ int cloud_config_set(void *ctx, const char *key, const char *value, char *err, s
         return sync_seterr(err, errlen, SYNC_ERR_INVAL,
                            "Invalid events value (%s): none, batches or changes", value);
     }
-    if (strcmp(key, "log_level") == 0) {
-        sync_log_level l;
-        if (sync_log_parse_level(value, &l) != 0)
-            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                               "Invalid log_level value (%s): debug, info, notice, warning or "
-                               "error",
-                               value);
-        c->log_level = (int)l;
-        return SYNC_OK;
-    }
-    if (strcmp(key, "log_dest") == 0) {
-        if (strcmp(value, "stderr") && strcmp(value, "syslog"))
-            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                               "Invalid log_dest value (%s): stderr or syslog", value);
-        c->log_syslog = strcmp(value, "syslog") == 0;
-        return SYNC_OK;
-    }
-    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Unknown option '%s' (see synccloud --help)",
-                       key);
+    return sync_conf_set(cloud_opts, NOPTS, ctx, "synccloud", key, value, err, errlen);
 }
 
 int cloud_config_finish(cloud_config *c, char *err, size_t errlen)

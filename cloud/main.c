@@ -5,7 +5,6 @@
  * are the acks, deltas, row states and events published. A crash before the commit loses
  * nothing: the edges send unacknowledged batches again.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "pull.h"
 #include "store.h"
 #include "sync/conf.h"
+#include "sync/daemon.h"
 #include "sync/err.h"
 #include "sync/log.h"
 #include "sync/mqtt.h"
@@ -24,14 +24,6 @@
 #include "sync/topic.h"
 
 #define CLOUD_VERSION "0.1.0"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static double mono_s(void)
 {
@@ -197,7 +189,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     unsigned long connects = 0;
     int head_dirty = 1;
     double head_at = 0;
-    while (!stop_requested) {
+    while (!sync_stop_requested()) {
         sync_mqtt_msg *list = sync_mqtt_poll(m, 100);
         sync_mqtt_msg *pulls = NULL;
         while (list)
@@ -252,45 +244,43 @@ out:
     return status;
 }
 
+static int finish(void *cfg, char *err, size_t errlen)
+{
+    return cloud_config_finish(cfg, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
     cloud_config c;
     cloud_config_init(&c);
-    sync_args a = {.flags = "checksum"};
+    sync_daemon d = {
+        .name = "synccloud",
+        .version = CLOUD_VERSION,
+        .help = cloud_config_help,
+        .flags = "checksum",
+        .set = cloud_config_set,
+        .finish = finish,
+        .cfg = &c,
+        .log_level = &c.log_level,
+        .log_syslog = &c.log_syslog,
+    };
+    unsigned flags = 0;
+    int rc = sync_daemon_start(&d, argc, argv, &flags);
+    if (rc >= 0) {
+        cloud_config_free(&c);
+        return rc;
+    }
     char err[1024];
-    sync_log_setup("synccloud", SYNC_LOG_INFO, 0);
-    if (sync_conf_parse_args(argc, argv, &a, cloud_config_set, &c, err, sizeof err) != SYNC_OK) {
-        fprintf(stderr, "%s\n", err);
-        cloud_config_free(&c);
-        return 2;
-    }
-    if (a.help || a.version) {
-        fputs(a.help ? cloud_config_help : "synccloud " CLOUD_VERSION "\n", stdout);
-        cloud_config_free(&c);
-        return 0;
-    }
-    sync_log_setup("synccloud", (sync_log_level)c.log_level, c.log_syslog);
-    if (cloud_config_finish(&c, err, sizeof err) != SYNC_OK) {
-        fprintf(stderr, "%s\n", err);
-        cloud_config_free(&c);
-        return 2;
-    }
     sync_schema *schema;
     if (sync_schema_load(c.schema, &schema, err, sizeof err) != SYNC_OK) {
         fprintf(stderr, "synccloud: %s\n", err);
         cloud_config_free(&c);
         return 2;
     }
-    int rc;
-    if (a.set & 1u) {
+    if (flags & 1u) {
         rc = print_checksums(&c, schema);
     } else {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        sync_signals_setup();
         rc = run(&c, schema);
     }
     sync_schema_free(schema);

@@ -14,12 +14,12 @@ struct cloud_puller {
     cloud_store *st;
     const sync_schema *schema;
     const cloud_config *cfg;
-    sync_cbuf body;   /* the page's changes */
-    sync_cbuf hdr;    /* the page's header */
-    size_t n;         /* changes in body */
-    uint64_t last;    /* cseq of the last change in body */
+    sync_cbuf body; /* the page's changes */
+    sync_cbuf hdr;  /* the page's header */
+    size_t n;       /* changes in body */
+    uint64_t last;  /* cseq of the last change in body */
     const sync_table *t;
-    sync_change chg;  /* scratch, large */
+    sync_change chg; /* scratch, large */
     unsigned long pages, rows;
 };
 
@@ -93,8 +93,8 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     /* Answers go only to the asking device's own topic: a request cannot aim them elsewhere. */
     if (msg->response_topic && strcmp(msg->response_topic, resp) != 0)
         return sync_seterr(err, errlen, SYNC_ERR_TOPIC,
-                           "pull from %s names response topic '%s'; only '%s' is allowed",
-                           device, msg->response_topic, resp);
+                           "pull from %s names response topic '%s'; only '%s' is allowed", device,
+                           msg->response_topic, resp);
     sync_pull req;
     char derr[256];
     int rc = sync_pull_decode(msg->payload, msg->len, &req, derr, sizeof derr);
@@ -104,8 +104,8 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     if (!p->t)
         return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "pull from %s: unknown table '%.*s'",
                            device, (int)req.table_len, req.table);
-    uint64_t limit = req.limit < (uint64_t)p->cfg->pull_rows ? req.limit
-                                                             : (uint64_t)p->cfg->pull_rows;
+    uint64_t limit =
+        req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
     sync_cbuf_reset(&p->body);
     p->n = 0;
     p->last = req.after;
@@ -130,7 +130,7 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     p->pages++;
     p->rows += p->n;
-    sync_debug("pull: %s gets %zu rows of '%s' after %llu (%llu more)", device, p->n,
-               p->t->name, (unsigned long long)req.after, (unsigned long long)h.remaining);
+    sync_debug("pull: %s gets %zu rows of '%s' after %llu (%llu more)", device, p->n, p->t->name,
+               (unsigned long long)req.after, (unsigned long long)h.remaining);
     return SYNC_OK;
 }

@@ -22,8 +22,8 @@ struct cloud_store {
     sqlite3 *db;
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
-    sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to, *dev_get, *dev_put,
-        *conflict, *save_cseq;
+    sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to,
+        *dev_get, *dev_put, *conflict, *save_cseq;
     uint64_t cseq;    /* last handed out */
     uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
     uint64_t cseq_sp; /* value at SAVEPOINT */
@@ -253,9 +253,9 @@ void cloud_store_close(cloud_store *st)
             sqlite3_finalize(st->tst[i].count_after);
         }
     }
-    sqlite3_stmt *all[] = {st->begin,    st->begin_read,  st->commit,   st->rollback, st->savepoint,
-                           st->release,  st->rollback_to, st->dev_get,  st->dev_put,
-                           st->conflict, st->save_cseq};
+    sqlite3_stmt *all[] = {st->begin,     st->begin_read, st->commit,      st->rollback,
+                           st->savepoint, st->release,    st->rollback_to, st->dev_get,
+                           st->dev_put,   st->conflict,   st->save_cseq};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(st->db) != SQLITE_OK)

@@ -55,6 +55,42 @@ const char edge_config_help[] =
     "  -h, --help           this help\n"
     "  --version            print the version\n";
 
+#define OPT(k, t, f, lo, hi)                                                                       \
+    {                                                                                              \
+        k, t, offsetof(edge_config, f), lo, hi                                                     \
+    }
+static const sync_opt edge_opts[] = {
+    OPT("database", SYNC_OPT_STR, database, 0, 0),
+    OPT("schema", SYNC_OPT_STR, schema, 0, 0),
+    OPT("tables", SYNC_OPT_STR, tables, 0, 0),
+    OPT("tenant", SYNC_OPT_STR, tenant, 0, 0),
+    OPT("device", SYNC_OPT_STR, device, 0, 0),
+    OPT("broker", SYNC_OPT_STR, broker, 0, 0),
+    OPT("client_id", SYNC_OPT_STR, client_id, 0, 0),
+    OPT("username", SYNC_OPT_STR, username, 0, 0),
+    OPT("password_file", SYNC_OPT_STR, password_file, 0, 0),
+    OPT("cafile", SYNC_OPT_STR, cafile, 0, 0),
+    OPT("certfile", SYNC_OPT_STR, certfile, 0, 0),
+    OPT("keyfile", SYNC_OPT_STR, keyfile, 0, 0),
+    OPT("tls_insecure", SYNC_OPT_BOOL, tls_insecure, 0, 0),
+    OPT("replica", SYNC_OPT_BOOL, replica, 0, 0),
+    OPT("rebuild_corrupt", SYNC_OPT_BOOL, rebuild_corrupt, 0, 0),
+    OPT("batch_max", SYNC_OPT_LONG, batch_max, 1, 10000),
+    OPT("batch_bytes", SYNC_OPT_LONG, batch_bytes, 1024, 64L * 1024 * 1024),
+    OPT("max_value", SYNC_OPT_LONG, max_value, 16, 256L * 1024 * 1024),
+    OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
+    OPT("ack_timeout", SYNC_OPT_LONG, ack_timeout, 1, 86400),
+    OPT("poll_ms", SYNC_OPT_LONG, poll_ms, 1, 60000),
+    OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
+    OPT("keepalive", SYNC_OPT_LONG, keepalive, 5, 65535),
+    OPT("retry_min", SYNC_OPT_LONG, retry_min, 1, 3600),
+    OPT("retry_max", SYNC_OPT_LONG, retry_max, 1, 86400),
+    OPT("log_level", SYNC_OPT_LOGLEVEL, log_level, 0, 0),
+    OPT("log_dest", SYNC_OPT_LOGDEST, log_syslog, 0, 0),
+};
+#undef OPT
+#define NOPTS (sizeof edge_opts / sizeof edge_opts[0])
+
 void edge_config_init(edge_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -75,83 +111,12 @@ void edge_config_init(edge_config *c)
 
 void edge_config_free(edge_config *c)
 {
-    char **strs[] = {&c->database,      &c->schema, &c->tables,    &c->tenant,
-                     &c->device,        &c->broker, &c->client_id, &c->username,
-                     &c->password_file, &c->cafile, &c->certfile,  &c->keyfile};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        free(*strs[i]);
-        *strs[i] = NULL;
-    }
+    sync_conf_free(edge_opts, NOPTS, c);
 }
 
 int edge_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
 {
-    edge_config *c = ctx;
-    static const struct {
-        const char *key;
-        size_t off;
-    } strs[] = {
-        {"database", offsetof(edge_config, database)},
-        {"schema", offsetof(edge_config, schema)},
-        {"tables", offsetof(edge_config, tables)},
-        {"tenant", offsetof(edge_config, tenant)},
-        {"device", offsetof(edge_config, device)},
-        {"broker", offsetof(edge_config, broker)},
-        {"client_id", offsetof(edge_config, client_id)},
-        {"username", offsetof(edge_config, username)},
-        {"password_file", offsetof(edge_config, password_file)},
-        {"cafile", offsetof(edge_config, cafile)},
-        {"certfile", offsetof(edge_config, certfile)},
-        {"keyfile", offsetof(edge_config, keyfile)},
-    };
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        if (strcmp(key, strs[i].key) == 0)
-            return sync_conf_str((char **)((char *)c + strs[i].off), value, err, errlen);
-    static const struct {
-        const char *key;
-        size_t off;
-        long min, max;
-    } nums[] = {
-        {"batch_max", offsetof(edge_config, batch_max), 1, 10000},
-        {"batch_bytes", offsetof(edge_config, batch_bytes), 1024, 64L * 1024 * 1024},
-        {"max_value", offsetof(edge_config, max_value), 16, 256L * 1024 * 1024},
-        {"pull_rows", offsetof(edge_config, pull_rows), 1, 100000},
-        {"ack_timeout", offsetof(edge_config, ack_timeout), 1, 86400},
-        {"poll_ms", offsetof(edge_config, poll_ms), 1, 60000},
-        {"session_expiry", offsetof(edge_config, session_expiry), 0, 0xFFFFFFFFL},
-        {"keepalive", offsetof(edge_config, keepalive), 5, 65535},
-        {"retry_min", offsetof(edge_config, retry_min), 1, 3600},
-        {"retry_max", offsetof(edge_config, retry_max), 1, 86400},
-    };
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-        if (strcmp(key, nums[i].key) == 0)
-            return sync_conf_long(key, value, nums[i].min, nums[i].max,
-                                  (long *)((char *)c + nums[i].off), err, errlen);
-    if (strcmp(key, "replica") == 0)
-        return sync_conf_bool(key, value, &c->replica, err, errlen);
-    if (strcmp(key, "rebuild_corrupt") == 0)
-        return sync_conf_bool(key, value, &c->rebuild_corrupt, err, errlen);
-    if (strcmp(key, "tls_insecure") == 0)
-        return sync_conf_bool(key, value, &c->tls_insecure, err, errlen);
-    if (strcmp(key, "log_level") == 0) {
-        sync_log_level l;
-        if (sync_log_parse_level(value, &l) != 0)
-            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                               "Invalid log_level value (%s): debug, info, notice, warning or "
-                               "error",
-                               value);
-        c->log_level = (int)l;
-        return SYNC_OK;
-    }
-    if (strcmp(key, "log_dest") == 0) {
-        if (strcmp(value, "stderr") && strcmp(value, "syslog"))
-            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                               "Invalid log_dest value (%s): stderr or syslog", value);
-        c->log_syslog = strcmp(value, "syslog") == 0;
-        return SYNC_OK;
-    }
-    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Unknown option '%s' (see syncedge --help)",
-                       key);
+    return sync_conf_set(edge_opts, NOPTS, ctx, "syncedge", key, value, err, errlen);
 }
 
 int edge_config_finish(edge_config *c, char *err, size_t errlen)

@@ -262,8 +262,8 @@ static int move_aside(const char *path, char *err, size_t errlen)
                                strerror(errno));
     }
     snprintf(to, sizeof to, "%s.corrupt-%ld", path, now);
-    sync_error("the database %s is damaged and was moved to %s; rebuilding it from the cloud",
-               path, to);
+    sync_error("the database %s is damaged and was moved to %s; rebuilding it from the cloud", path,
+               to);
     return SYNC_OK;
 }
 
@@ -273,8 +273,8 @@ int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *e
     if (is_corrupt(c->database, why, sizeof why)) {
         if (!c->rebuild_corrupt)
             return sync_seterr(err, errlen, SYNC_ERR_DB,
-                               "the database %s is damaged (%s); rebuild_corrupt is off", c->database,
-                               why);
+                               "the database %s is damaged (%s); rebuild_corrupt is off",
+                               c->database, why);
         sync_error("SQLite reports the database %s damaged: %s", c->database, why);
         int mrc = move_aside(c->database, err, errlen);
         if (mrc != SYNC_OK)

@@ -4,7 +4,6 @@
  * Paho's threads, applies acks and deltas in one transaction per wake-up, and publishes the
  * next batch when none is in flight.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "replica.h"
 #include "sync/checksum.h"
 #include "sync/conf.h"
+#include "sync/daemon.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
 #include "sync/log.h"
@@ -24,14 +24,6 @@
 #include "sync/topic.h"
 
 #define EDGE_VERSION "0.1.0"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static double now_s(void)
 {
@@ -305,7 +297,7 @@ static int run(edge_config *c, const sync_schema *schema)
                 c->device, c->tenant, c->database, e.db.ntables, e.db.ntables == 1 ? "" : "s",
                 edge_db_outbox_count(&e.db), edge_db_outbox_count(&e.db) == 1 ? "" : "s");
     sync_mqtt_start(e.mqtt, err, sizeof err);
-    while (!stop_requested) {
+    while (!sync_stop_requested()) {
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
         handle_messages(&e, msgs);
         pump(&e);
@@ -340,45 +332,43 @@ out:
     return status;
 }
 
+static int finish(void *cfg, char *err, size_t errlen)
+{
+    return edge_config_finish(cfg, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
     edge_config c;
     edge_config_init(&c);
-    sync_args a = {.flags = "checksum"};
+    sync_daemon d = {
+        .name = "syncedge",
+        .version = EDGE_VERSION,
+        .help = edge_config_help,
+        .flags = "checksum",
+        .set = edge_config_set,
+        .finish = finish,
+        .cfg = &c,
+        .log_level = &c.log_level,
+        .log_syslog = &c.log_syslog,
+    };
+    unsigned flags = 0;
+    int rc = sync_daemon_start(&d, argc, argv, &flags);
+    if (rc >= 0) {
+        edge_config_free(&c);
+        return rc;
+    }
     char err[1024];
-    sync_log_setup("syncedge", SYNC_LOG_INFO, 0);
-    if (sync_conf_parse_args(argc, argv, &a, edge_config_set, &c, err, sizeof err) != SYNC_OK) {
-        fprintf(stderr, "%s\n", err);
-        edge_config_free(&c);
-        return 2;
-    }
-    if (a.help || a.version) {
-        fputs(a.help ? edge_config_help : "syncedge " EDGE_VERSION "\n", stdout);
-        edge_config_free(&c);
-        return 0;
-    }
-    sync_log_setup("syncedge", (sync_log_level)c.log_level, c.log_syslog);
-    if (edge_config_finish(&c, err, sizeof err) != SYNC_OK) {
-        fprintf(stderr, "%s\n", err);
-        edge_config_free(&c);
-        return 2;
-    }
     sync_schema *schema;
     if (sync_schema_load(c.schema, &schema, err, sizeof err) != SYNC_OK) {
         fprintf(stderr, "syncedge: %s\n", err);
         edge_config_free(&c);
         return 2;
     }
-    int rc;
-    if (a.set & 1u) {
+    if (flags & 1u) {
         rc = print_checksums(&c, schema);
     } else {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        sync_signals_setup();
         rc = run(&c, schema);
     }
     sync_schema_free(schema);

@@ -16,10 +16,10 @@
 #define HEAD_GRACE 2.0    /* seconds a head may lead the cursor before we pull */
 
 typedef struct tstate {
-    uint64_t cursor;      /* everything up to here is applied */
-    uint64_t head;        /* newest cseq the cloud told us of */
-    double behind_since;  /* when head first led cursor (0: it does not) */
-    int need;             /* a pull is wanted */
+    uint64_t cursor;     /* everything up to here is applied */
+    uint64_t head;       /* newest cseq the cloud told us of */
+    double behind_since; /* when head first led cursor (0: it does not) */
+    int need;            /* a pull is wanted */
     int gap_logged;
     /* progress of the current catch-up */
     uint64_t done_rows, total_rows;
@@ -35,9 +35,9 @@ struct edge_pull {
     sqlite3_stmt *set_cursor; /* sets it, also lower */
     char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
     /* the request in flight */
-    int inflight;     /* table slot, or -1 */
+    int inflight; /* table slot, or -1 */
     uint64_t after;
-    uint64_t corr;    /* correlation number */
+    uint64_t corr; /* correlation number */
     double sent_at;
     sync_cbuf buf;
     sync_limits lim;
@@ -61,8 +61,8 @@ static int slot_of(const edge_pull *p, const sync_table *t)
     return -1;
 }
 
-int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out,
-                  char *err, size_t errlen)
+int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out, char *err,
+                  size_t errlen)
 {
     *out = NULL;
     edge_pull *p = calloc(1, sizeof *p);
@@ -212,8 +212,8 @@ static int send_request(edge_pull *p, sync_mqtt *m, int slot)
     uint8_t corr[8];
     for (int k = 0; k < 8; k++)
         corr[k] = (uint8_t)(p->corr >> (56 - 8 * k));
-    int rc = sync_mqtt_publish_rr(m, p->req_topic, p->buf.data, p->buf.len, 1, p->resp_topic,
-                                  corr, sizeof corr);
+    int rc = sync_mqtt_publish_rr(m, p->req_topic, p->buf.data, p->buf.len, 1, p->resp_topic, corr,
+                                  sizeof corr);
     if (rc == SYNC_OK) {
         p->inflight = slot;
         p->after = req.after;
@@ -286,8 +286,8 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
 static int on_page_row(void *ctx, const sync_change *c)
 {
     edge_pull *p = ctx;
-    int rc = edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols,
-                              c->version, 0);
+    int rc =
+        edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols, c->version, 0);
     if (rc != SYNC_OK)
         p->page_failed = 1;
     return rc;
@@ -304,8 +304,8 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
         return SYNC_OK; /* an answer to an earlier, repeated request */
     p->page_table = NULL;
     p->page_failed = 0;
-    int rc = sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err,
-                              errlen);
+    int rc =
+        sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err, errlen);
     if (rc == 1)
         return SYNC_OK;
     if (rc != SYNC_OK)
@@ -339,9 +339,9 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
         }
     } else {
         if (s->done_rows >= 1000 && secs >= 0.01)
-            sync_notice("replica: '%s' caught up: %llu rows in %.2f s (%.0f rows/s), at %llu",
-                        name, (unsigned long long)s->done_rows, secs,
-                        (double)s->done_rows / secs, (unsigned long long)s->cursor);
+            sync_notice("replica: '%s' caught up: %llu rows in %.2f s (%.0f rows/s), at %llu", name,
+                        (unsigned long long)s->done_rows, secs, (double)s->done_rows / secs,
+                        (unsigned long long)s->cursor);
         else if (s->done_rows > 0)
             sync_notice("replica: '%s' caught up: %llu rows, at %llu", name,
                         (unsigned long long)s->done_rows, (unsigned long long)s->cursor);

@@ -22,8 +22,8 @@
 
 typedef struct edge_pull edge_pull;
 
-int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out,
-                  char *err, size_t errlen);
+int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out, char *err,
+                  size_t errlen);
 void edge_pull_free(edge_pull *p);
 
 /* A delta for table t was applied (inside the transaction): advances the cursor if it follows

@@ -28,7 +28,7 @@ struct edge_replica {
     uint64_t cseq_now;     /* cseq of the change being applied (0: not from a delta) */
     uint64_t missing;      /* smallest cseq of a change whose row is missing here (0: none) */
     struct edge_pull *pull;
-    int failed;            /* a database error happened inside a decode callback */
+    int failed; /* a database error happened inside a decode callback */
     char errbuf[256];
 };
 

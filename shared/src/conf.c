@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "sync/err.h"
+#include "sync/log.h"
 
 static char *trim(char *s)
 {
@@ -240,4 +241,51 @@ int sync_conf_read_secret(const char *path, char *buf, size_t n, char *err, size
     if (buf[0] == '\0')
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "password file %s is empty", path);
     return SYNC_OK;
+}
+
+int sync_conf_set(const sync_opt *opts, size_t n, void *obj, const char *prog, const char *key,
+                  const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sync_opt *o = &opts[i];
+        if (strcmp(key, o->key) != 0)
+            continue;
+        void *field = (char *)obj + o->off;
+        switch (o->type) {
+        case SYNC_OPT_STR:
+            return sync_conf_str((char **)field, value, err, errlen);
+        case SYNC_OPT_LONG:
+            return sync_conf_long(key, value, o->min, o->max, (long *)field, err, errlen);
+        case SYNC_OPT_BOOL:
+            return sync_conf_bool(key, value, (int *)field, err, errlen);
+        case SYNC_OPT_LOGLEVEL: {
+            sync_log_level l;
+            if (sync_log_parse_level(value, &l) != 0)
+                return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                   "Invalid %s value (%s): debug, info, notice, warning or error",
+                                   key, value);
+            *(int *)field = (int)l;
+            return SYNC_OK;
+        }
+        case SYNC_OPT_LOGDEST:
+            if (strcmp(value, "stderr") != 0 && strcmp(value, "syslog") != 0)
+                return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                   "Invalid %s value (%s): stderr or syslog", key, value);
+            *(int *)field = strcmp(value, "syslog") == 0;
+            return SYNC_OK;
+        }
+    }
+    return sync_seterr(err, errlen, SYNC_ERR_INVAL, "Unknown option '%s' (see %s --help)", key,
+                       prog);
+}
+
+void sync_conf_free(const sync_opt *opts, size_t n, void *obj)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (opts[i].type != SYNC_OPT_STR)
+            continue;
+        char **field = (char **)((char *)obj + opts[i].off);
+        free(*field);
+        *field = NULL;
+    }
 }

@@ -114,10 +114,10 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     q->payload = p;
     q->len = (size_t)(msg->payloadlen > 0 ? msg->payloadlen : 0);
     q->retained = msg->retained;
-    MQTTProperty *rt = MQTTProperties_getProperty(&msg->properties,
-                                                  MQTTPROPERTY_CODE_RESPONSE_TOPIC);
-    MQTTProperty *cd = MQTTProperties_getProperty(&msg->properties,
-                                                  MQTTPROPERTY_CODE_CORRELATION_DATA);
+    MQTTProperty *rt =
+        MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+    MQTTProperty *cd =
+        MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
     if (rt && rt->value.data.len > 0) {
         q->response_topic = malloc((size_t)rt->value.data.len + 1);
         if (q->response_topic) {

@@ -1144,8 +1144,8 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
     return rec__finish(&d);
 }
 
-static const char *const rec__page_keys[] = {"table", "after", "next", "done", "remaining",
-                                             "changes"};
+static const char *const rec__page_keys[] = {"table", "after",     "next",
+                                             "done",  "remaining", "changes"};
 
 int sync_page_encode_hdr(sync_cbuf *b, const sync_page_hdr *hdr)
 {

@@ -1578,8 +1578,7 @@ int main(void)
 
     /* The damaged replica must have been noticed and rebuilt, not silently reused. */
     TH_CHECK(file_contains(T.edges[FT_REPLICA].log, "is damaged and was moved to"),
-             "%s never reported its damaged database as moved aside",
-             T.edges[FT_REPLICA].name);
+             "%s never reported its damaged database as moved aside", T.edges[FT_REPLICA].name);
 
     /* ---- orderly stop ---- */
     for (i = 0; i < FT_EDGES; i++)

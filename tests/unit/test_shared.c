@@ -13,6 +13,7 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include "sync/checksum.h"
 #include "sync/conf.h"
+#include "sync/log.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
 #include "sync/json.h"
@@ -1794,6 +1796,60 @@ static void test_sqlutil(void)
     sqlite3_close(db);
 }
 
+/* The option table behind both daemons' configuration. */
+struct opt_cfg {
+    char *name;
+    long n;
+    int flag;
+    int level;
+    int use_syslog;
+};
+
+static void test_conf_table(void)
+{
+    static const sync_opt opts[] = {
+        {"name", SYNC_OPT_STR, offsetof(struct opt_cfg, name), 0, 0},
+        {"n", SYNC_OPT_LONG, offsetof(struct opt_cfg, n), 1, 10},
+        {"flag", SYNC_OPT_BOOL, offsetof(struct opt_cfg, flag), 0, 0},
+        {"log_level", SYNC_OPT_LOGLEVEL, offsetof(struct opt_cfg, level), 0, 0},
+        {"log_dest", SYNC_OPT_LOGDEST, offsetof(struct opt_cfg, use_syslog), 0, 0},
+    };
+    const size_t n = sizeof opts / sizeof opts[0];
+    struct opt_cfg c = {NULL, 0, 0, 0, 0};
+    char err[256];
+
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "name", "first", err, sizeof err), SYNC_OK, err);
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "name", "second", err, sizeof err), SYNC_OK, err);
+    CHECK_STR(c.name, "second");
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "n", "7", err, sizeof err), SYNC_OK, err);
+    CHECK(c.n == 7);
+    strcpy(err, "");
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "n", "11", err, sizeof err), SYNC_ERR_INVAL, err);
+    CHECK_HAS(err, "Invalid n value (11)");
+    CHECK(c.n == 7);
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "flag", "on", err, sizeof err), SYNC_OK, err);
+    CHECK(c.flag == 1);
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "flag", "maybe", err, sizeof err), SYNC_ERR_INVAL,
+             err);
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "log_level", "warning", err, sizeof err), SYNC_OK,
+             err);
+    CHECK(c.level == SYNC_LOG_WARNING);
+    strcpy(err, "");
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "log_level", "loud", err, sizeof err),
+             SYNC_ERR_INVAL, err);
+    CHECK_HAS(err, "Invalid log_level value (loud)");
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "log_dest", "syslog", err, sizeof err), SYNC_OK,
+             err);
+    CHECK(c.use_syslog == 1);
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "log_dest", "file", err, sizeof err),
+             SYNC_ERR_INVAL, err);
+    strcpy(err, "");
+    CHECK_RC(sync_conf_set(opts, n, &c, "prog", "nope", "1", err, sizeof err), SYNC_ERR_INVAL, err);
+    CHECK_HAS(err, "Unknown option 'nope' (see prog --help)");
+    sync_conf_free(opts, n, &c);
+    CHECK(c.name == NULL);
+}
+
 int main(void)
 {
     if (tmp_setup() != 0)
@@ -1804,6 +1860,7 @@ int main(void)
     test_conf_file();
     test_conf_args();
     test_conf_typed();
+    test_conf_table();
     test_conf_secret();
     test_topic_build();
     test_topic_ids();

@@ -41,8 +41,8 @@ void sync_mqtt_opts_default(sync_mqtt_opts *o);
 
 typedef struct sync_mqtt_msg {
     struct sync_mqtt_msg *next;
-    char *topic;          /* NUL-terminated, owned by the message */
-    uint8_t *payload;     /* owned by the message (may be NULL when len == 0) */
+    char *topic;      /* NUL-terminated, owned by the message */
+    uint8_t *payload; /* owned by the message (may be NULL when len == 0) */
     size_t len;
     int retained;
     char *response_topic; /* MQTT 5 Response Topic, NUL-terminated, owned; NULL if absent */

@@ -166,15 +166,15 @@ int sync_row_decode(const void *buf, size_t len, const sync_limits *lim, sync_ch
 typedef struct sync_pull {
     const char *table; /* not NUL-terminated */
     size_t table_len;
-    uint64_t after;    /* the replica's cursor: rows with cseq > after are wanted */
-    uint64_t limit;    /* rows per page wanted (the cloud may send fewer) */
+    uint64_t after; /* the replica's cursor: rows with cseq > after are wanted */
+    uint64_t limit; /* rows per page wanted (the cloud may send fewer) */
 } sync_pull;
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p);
 int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, size_t errlen);
 
 typedef struct sync_page_hdr {
-    const char *table;  /* not NUL-terminated */
+    const char *table; /* not NUL-terminated */
     size_t table_len;
     uint64_t after;     /* the request's cursor, echoed */
     uint64_t next;      /* the cursor after this page */

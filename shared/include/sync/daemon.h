@@ -1,0 +1,34 @@
+/* daemon.h - what syncedge and synccloud do alike before and around their main loop: command
+ * line and config file, --help/--version, logging setup, and stopping on SIGINT/SIGTERM.
+ */
+#ifndef SYNC_DAEMON_H
+#define SYNC_DAEMON_H
+
+#include <stddef.h>
+
+#include "sync/conf.h"
+
+typedef struct sync_daemon {
+    const char *name;    /* "syncedge" */
+    const char *version; /* "0.1.0" */
+    const char *help;    /* the --help text */
+    const char *flags;   /* boolean flags the program takes, e.g. "checksum" */
+    sync_conf_cb set;    /* applies one key/value to cfg */
+    int (*finish)(void *cfg, char *err, size_t errlen); /* checks and completes cfg */
+    void *cfg;                                          /* the program's config struct */
+    const int *log_level, *log_syslog;                  /* its logging fields, read after parsing */
+} sync_daemon;
+
+/* Parses argv into d->cfg, answers --help and --version, validates, and sets up logging.
+ * Returns -1 when the program should go on (*flags then holds the bits of d->flags given), or
+ * the exit status to return now (0 after --help/--version, 2 after a configuration error,
+ * which has been printed). */
+int sync_daemon_start(const sync_daemon *d, int argc, char **argv, unsigned *flags);
+
+/* Makes SIGINT and SIGTERM request a stop (see sync_stop_requested) and ignores SIGPIPE. */
+void sync_signals_setup(void);
+
+/* Nonzero once SIGINT or SIGTERM has arrived. */
+int sync_stop_requested(void);
+
+#endif
