@@ -25,7 +25,8 @@ struct cloud_applier {
     const cloud_config *cfg;
     sync_limits lim;
     cloud_outq acks, rows, events;
-    tdelta *deltas; /* one per schema table */
+    tdelta *deltas;          /* one per schema table */
+    cloud_table_rule *rules; /* one per schema table */
     cloud_stats stats;
 
     /* The batch being handled. */
@@ -70,6 +71,13 @@ int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config 
         free(a);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
+    a->rules = calloc((size_t)n, sizeof *a->rules);
+    if (!a->rules) {
+        cloud_applier_free(a);
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++)
+        a->rules[i] = cloud_config_rule(c, sync_schema_table(s, i)->name);
     for (int i = 0; i < n; i++) {
         sync_cbuf_init(&a->deltas[i].body, 0);
         if (cloud_store_table_cseq(st, sync_schema_table(s, i), &a->deltas[i].published) !=
@@ -94,6 +102,7 @@ void cloud_applier_free(cloud_applier *a)
     for (int i = 0; i < sync_schema_ntables(a->schema); i++)
         sync_cbuf_free(&a->deltas[i].body);
     free(a->deltas);
+    free(a->rules);
     sync_cbuf_free(&a->ack_body);
     sync_cbuf_free(&a->scratch);
     sync_cbuf_free(&a->scratch2);
@@ -213,9 +222,12 @@ static void fill_cols_from_row(sync_colval *cols, size_t *ncols, const sync_tabl
     *ncols = (size_t)t->ncols;
 }
 
+static const char *const policy_name[] = {"lww", "server-wins", "priority", "merge", "manual"};
+
 static int log_conflict(cloud_applier *a, const sync_table *t, const sync_record *r,
-                        const sync_value *key, const char *outcome)
+                        const sync_value *key, const char *outcome, int64_t *id)
 {
+    const char *policy = policy_name[a->rules[t->index].policy];
     sync_cbuf_reset(&a->scratch);
     sync_cbuf_reset(&a->scratch2);
     if (r->op == SYNC_OP_DELETE) {
@@ -245,10 +257,10 @@ static int log_conflict(cloud_applier *a, const sync_table *t, const sync_record
         .client_len = a->scratch.len,
         .server_cbor = a->scratch2.data,
         .server_len = a->scratch2.len,
-        .policy = "lww",
+        .policy = policy,
         .outcome = outcome,
     };
-    if (cloud_store_conflict(a->st, &c) != SYNC_OK)
+    if (cloud_store_conflict(a->st, &c, id) != SYNC_OK)
         return SYNC_ERR_DB;
     a->stats.conflicts++;
     a->n_conflicts++;
@@ -262,7 +274,7 @@ static int log_conflict(cloud_applier *a, const sync_table *t, const sync_record
         sync_json_key(&j, "key");
         sync_json_value(&j, key);
         sync_json_key(&j, "policy");
-        sync_json_cstr(&j, "lww");
+        sync_json_cstr(&j, policy);
         sync_json_key(&j, "outcome");
         sync_json_cstr(&j, outcome);
         sync_json_key(&j, "base_version");
@@ -285,7 +297,7 @@ static const char *op_name(sync_op op)
 /* Queues the downstream effects of an applied change: the delta entry, the retained row state
  * and the change event. */
 static int publish_change(cloud_applier *a, const sync_table *t, const sync_record *r,
-                          const sync_value *key)
+                          const sync_value *key, uint64_t setmask)
 {
     sync_change *c = &a->change;
     c->key = *key;
@@ -297,8 +309,10 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
     c->origin_len = strlen(a->device);
     c->ncols = 0;
     if (r->op != SYNC_OP_DELETE) {
-        for (size_t i = 0; i < r->ncols; i++) {
-            int ci = sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+        /* The columns this change set, in schema order, with their stored values. */
+        for (int ci = 0; ci < t->ncols; ci++) {
+            if (!(setmask & (1ull << ci)))
+                continue;
             c->cols[c->ncols].name = t->cols[ci].name;
             c->cols[c->ncols].name_len = strlen(t->cols[ci].name);
             c->cols[c->ncols].v = a->next.vals[ci];
@@ -388,6 +402,46 @@ static int add_result(cloud_applier *a, uint64_t seq, sync_result code, uint64_t
                                                                                  : SYNC_ERR_NOMEM;
 }
 
+/* Records a refusal of one change by a rule (the batch goes on). */
+static int refuse_record(cloud_applier *a, const sync_table *t, const sync_record *r,
+                         const char *why)
+{
+    a->stats.refused++;
+    sync_warn("refused change #%llu of device %s to '%s': %s", (unsigned long long)r->seq,
+              a->device, t->name, why);
+    if (a->cfg->events >= 1) {
+        char buf[512];
+        sync_json j;
+        sync_json_init(&j, buf, sizeof buf);
+        json_head(&j, "rejected", a->device);
+        sync_json_key(&j, "seq");
+        sync_json_u64(&j, r->seq);
+        sync_json_key(&j, "table");
+        sync_json_cstr(&j, t->name);
+        sync_json_key(&j, "reason");
+        sync_json_cstr(&j, why);
+        sync_json_end(&j);
+        event(a, "rejected", &j);
+    }
+    sync_ack_result *res = &a->result;
+    res->seq = r->seq;
+    res->result = SYNC_R_REJECTED;
+    res->version = 0;
+    res->has_row = res->deleted = 0;
+    res->ncols = 0;
+    res->reason = why;
+    res->reason_len = strlen(why);
+    return sync_ack_result_encode(&a->ack_body, res, a->hdr.base_seq) == SYNC_OK ? SYNC_OK
+                                                                                 : SYNC_ERR_NOMEM;
+}
+
+/* Later hybrid logical clock wins; equal clocks go to the larger device id, so every consumer
+ * decides the same way. */
+static int client_is_later(const cloud_applier *a, const sync_record *r, const cloud_row *row)
+{
+    return r->hlc > row->hlc || (r->hlc == row->hlc && strcmp(a->device, row->origin) > 0);
+}
+
 static int ap_rec(void *ctx, const sync_record *r)
 {
     cloud_applier *a = ctx;
@@ -399,6 +453,14 @@ static int ap_rec(void *ctx, const sync_record *r)
         a->stats.duplicates++;
         return add_result(a, r->seq, SYNC_R_DUPLICATE, 0, t, 0);
     }
+    if (t->owner[0] && strcmp(t->owner, a->device) != 0) {
+        char why[256];
+        snprintf(why, sizeof why,
+                 "table '%s' is owned by device '%s'; other devices may not write it", t->name,
+                 t->owner);
+        return refuse_record(a, t, r, why);
+    }
+    const cloud_table_rule *rule = &a->rules[t->index];
     sync_value key = r->key;
     sync_column_check(t, t->key, &key, NULL, 0);
     if (cloud_store_row_get(a->st, t, &key, &a->row) != SYNC_OK) {
@@ -408,23 +470,86 @@ static int ap_rec(void *ctx, const sync_record *r)
     cloud_row *row = &a->row;
     int same_writer = row->exists && strcmp(row->origin, a->device) == 0;
     int clean = !row->exists || row->version == r->base_version || same_writer;
-    int won = 1;
     int rc;
+    /* The columns this change sets (by schema index) and which of them it may set. */
+    uint64_t cmask = 0;
+    for (size_t i = 0; i < r->ncols; i++)
+        cmask |= 1ull << sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+    uint64_t take = cmask;
+    sync_result code = clean ? SYNC_R_APPLIED : SYNC_R_WON;
+    const char *outcome = "client-wins";
     if (row->exists && row->deleted && r->op != SYNC_OP_INSERT) {
-        /* An update or delete of a deleted row never brings it back. */
         if (r->op == SYNC_OP_DELETE)
             return add_result(a, r->seq, SYNC_R_APPLIED, row->version, t, 0);
-        if (!clean && (rc = log_conflict(a, t, r, &key, "server-wins")) != SYNC_OK) {
+        /* An update of a deleted row brings it back only where the table's rule says so and the
+         * update wins; otherwise the tombstone stands. */
+        int back = rule->resurrect && (clean || client_is_later(a, r, row));
+        if (!back) {
+            if (!clean && (rc = log_conflict(a, t, r, &key, "server-wins", NULL)) != SYNC_OK) {
+                a->db_failed = rc == SYNC_ERR_DB;
+                return rc;
+            }
+            return add_result(a, r->seq, SYNC_R_LOST, row->version, t, 1);
+        }
+        if (!clean && (rc = log_conflict(a, t, r, &key, "client-wins", NULL)) != SYNC_OK) {
             a->db_failed = rc == SYNC_ERR_DB;
             return rc;
         }
-        return add_result(a, r->seq, SYNC_R_LOST, row->version, t, 1);
-    }
-    if (!clean) {
-        /* Last writer wins, by hybrid logical clock; ties go to the larger device id so every
-         * consumer decides the same way. */
-        won = r->hlc > row->hlc || (r->hlc == row->hlc && strcmp(a->device, row->origin) > 0);
-        if ((rc = log_conflict(a, t, r, &key, won ? "client-wins" : "server-wins")) != SYNC_OK) {
+        clean = 1; /* applied as a fresh row below */
+        row->deleted = 1;
+    } else if (!clean) {
+        int won = 0;
+        switch (rule->policy) {
+        case CLOUD_SERVER_WINS:
+            won = 0;
+            break;
+        case CLOUD_PRIORITY: {
+            int mine = cloud_config_rank(a->cfg, a->device);
+            int theirs = cloud_config_rank(a->cfg, row->origin);
+            won = mine != theirs ? mine < theirs : client_is_later(a, r, row);
+            break;
+        }
+        case CLOUD_MERGE:
+            if (r->op == SYNC_OP_UPDATE && !row->deleted) {
+                /* Columns the server changed since the edit's base version conflict; the rest
+                 * of the edit applies as it is. Conflicting columns go to the later clock. */
+                int later = client_is_later(a, r, row);
+                take = 0;
+                for (int c = 0; c < t->ncols; c++) {
+                    if (!(cmask & (1ull << c)))
+                        continue;
+                    if (row->colver[c] <= r->base_version || later)
+                        take |= 1ull << c;
+                }
+                won = take != 0;
+                if (won) {
+                    code = SYNC_R_MERGED;
+                    outcome = "merged";
+                }
+                break;
+            }
+            won = client_is_later(a, r, row);
+            break;
+        case CLOUD_MANUAL: {
+            int64_t id = 0;
+            if ((rc = log_conflict(a, t, r, &key, "pending", &id)) != SYNC_OK) {
+                a->db_failed = rc == SYNC_ERR_DB;
+                return rc;
+            }
+            /* The row keeps the server's value and is flagged until a person resolves it. */
+            row->conflict = id;
+            if (cloud_store_row_put(a->st, t, &key, row) != SYNC_OK) {
+                a->db_failed = 1;
+                return SYNC_ERR_DB;
+            }
+            return add_result(a, r->seq, SYNC_R_PENDING, row->version, t, 1);
+        }
+        case CLOUD_LWW:
+        default:
+            won = client_is_later(a, r, row);
+            break;
+        }
+        if ((rc = log_conflict(a, t, r, &key, won ? outcome : "server-wins", NULL)) != SYNC_OK) {
             a->db_failed = rc == SYNC_ERR_DB;
             return rc;
         }
@@ -437,18 +562,25 @@ static int ap_rec(void *ctx, const sync_record *r)
     nx->version = row->version + 1;
     nx->hlc = r->hlc;
     nx->cseq = cloud_store_next_cseq(a->st);
+    nx->conflict = row->exists ? row->conflict : 0;
     snprintf(nx->origin, sizeof nx->origin, "%s", a->device);
+    int keep = r->op == SYNC_OP_UPDATE && row->exists && !row->deleted;
     for (int i = 0; i < t->ncols; i++) {
-        /* An update keeps the columns it does not name; an insert or delete replaces all. */
-        if (r->op == SYNC_OP_UPDATE && row->exists && !row->deleted)
-            nx->vals[i] = row->vals[i];
-        else
+        /* An update keeps the columns it does not set; an insert or delete replaces all. */
+        nx->vals[i] = row->vals[i];
+        nx->colver[i] = row->colver[i];
+        if (!keep) {
             nx->vals[i].type = SYNC_NULL;
+            nx->colver[i] = (uint32_t)nx->version;
+        }
     }
     nx->vals[t->key] = key;
     for (size_t i = 0; i < r->ncols; i++) {
         int c = sync_table_col(t, r->cols[i].name, r->cols[i].name_len);
+        if (!(take & (1ull << c)))
+            continue;
         nx->vals[c] = r->cols[i].v;
+        nx->colver[c] = (uint32_t)nx->version;
         sync_column_check(t, c, &nx->vals[c], NULL, 0);
     }
     if (cloud_store_row_put(a->st, t, &key, nx) != SYNC_OK) {
@@ -457,9 +589,15 @@ static int ap_rec(void *ctx, const sync_record *r)
     }
     a->n_applied++;
     a->stats.applied++;
-    if ((rc = publish_change(a, t, r, &key)) != SYNC_OK)
+    uint64_t setmask = r->op == SYNC_OP_UPDATE && keep ? take : ~0ull >> (64 - t->ncols);
+    if ((rc = publish_change(a, t, r, &key, setmask)) != SYNC_OK)
         return rc;
-    return add_result(a, r->seq, clean ? SYNC_R_APPLIED : SYNC_R_WON, nx->version, t, 0);
+    if (code == SYNC_R_MERGED) {
+        /* The writer gets the merged row, which is neither its value nor the old one. */
+        *row = *nx;
+        return add_result(a, r->seq, SYNC_R_MERGED, nx->version, t, 1);
+    }
+    return add_result(a, r->seq, code, nx->version, t, 0);
 }
 
 static int ap_hdr(void *ctx, const sync_batch_hdr *h)

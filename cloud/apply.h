@@ -28,6 +28,7 @@ typedef struct cloud_stats {
     uint64_t conflicts;  /* conflicts (won + lost) */
     uint64_t duplicates; /* records already applied earlier */
     uint64_t rejected;   /* batches refused */
+    uint64_t refused;    /* single changes refused by a rule (table owned by another device) */
 } cloud_stats;
 
 int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config *c,

@@ -8,6 +8,7 @@
 #include "sync/conf.h"
 #include "sync/err.h"
 #include "sync/log.h"
+#include "sync/schema.h"
 #include "sync/topic.h"
 
 const char cloud_config_help[] =
@@ -45,6 +46,11 @@ const char cloud_config_help[] =
     "  keepalive SEC        MQTT keepalive (default 30)\n"
     "  retry_min SEC        first reconnect delay (default 1)\n"
     "  retry_max SEC        largest reconnect delay (default 30)\n"
+    "  policy TABLE P [resurrect]  conflict policy of a table (repeatable): lww (default),\n"
+    "                       server-wins, priority, merge or manual; resurrect lets a winning\n"
+    "                       update bring a deleted row back\n"
+    "  role DEVICE ROLE     the role of a device, for the priority policy (repeatable)\n"
+    "  priority ROLES       roles by rank, highest first, comma-separated (e.g. manager,clerk)\n"
     "  log_level LEVEL      debug, info, notice, warning or error (default info)\n"
     "  log_dest DEST        stderr or syslog (default stderr)\n"
     "\n"
@@ -87,6 +93,7 @@ static const sync_opt cloud_opts[] = {
     OPT("max_inflight", SYNC_OPT_LONG, max_inflight, 1, 65535),
     OPT("log_level", SYNC_OPT_LOGLEVEL, log_level, 0, 0),
     OPT("log_dest", SYNC_OPT_LOGDEST, log_syslog, 0, 0),
+    OPT("priority", SYNC_OPT_STR, priority, 0, 0),
 };
 #undef OPT
 #define NOPTS (sizeof cloud_opts / sizeof cloud_opts[0])
@@ -115,11 +122,124 @@ void cloud_config_init(cloud_config *c)
 void cloud_config_free(cloud_config *c)
 {
     sync_conf_free(cloud_opts, NOPTS, c);
+    free(c->rules);
+    free(c->roles);
+    c->rules = NULL;
+    c->roles = NULL;
+    c->nrules = c->nroles = 0;
+}
+
+static const char *const policy_names[] = {"lww", "server-wins", "priority", "merge", "manual"};
+
+static int add_rule(cloud_config *c, const char *value, char *err, size_t errlen)
+{
+    char table[128], policy[32], extra[32];
+    extra[0] = '\0';
+    int n = sscanf(value, "%127s %31s %31s", table, policy, extra);
+    if (n < 2 || (n == 3 && strcmp(extra, "resurrect") != 0))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid policy value (%s): expected 'TABLE POLICY [resurrect]'", value);
+    cloud_table_rule r;
+    memset(&r, 0, sizeof r);
+    if (strlen(table) > SYNC_MAX_NAME)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid policy value (%s): table name "
+                           "too long",
+                           value);
+    memcpy(r.table, table, strlen(table) + 1); /* length checked above */
+    int found = 0;
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(policy, policy_names[i]) == 0) {
+            r.policy = (cloud_policy)i;
+            found = 1;
+        }
+    }
+    if (!found)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid policy value (%s): '%s' is not lww, server-wins, priority, "
+                           "merge or manual",
+                           value, policy);
+    r.resurrect = n == 3;
+    cloud_table_rule *nr = realloc(c->rules, (size_t)(c->nrules + 1) * sizeof *nr);
+    if (!nr)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    c->rules = nr;
+    for (int i = 0; i < c->nrules; i++)
+        if (strcmp(c->rules[i].table, r.table) == 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid policy value (%s): table '%s' already has a policy", value,
+                               r.table);
+    c->rules[c->nrules++] = r;
+    return SYNC_OK;
+}
+
+static int add_role(cloud_config *c, const char *value, char *err, size_t errlen)
+{
+    char device[128], role[128];
+    if (sscanf(value, "%127s %127s", device, role) != 2 || !sync_id_valid(device, strlen(device)) ||
+        !sync_id_valid(role, strlen(role)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid role value (%s): expected 'DEVICE ROLE', both ids", value);
+    cloud_role *nr = realloc(c->roles, (size_t)(c->nroles + 1) * sizeof *nr);
+    if (!nr)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    c->roles = nr;
+    /* Both were checked to be ids of at most SYNC_MAX_ID bytes. */
+    memcpy(c->roles[c->nroles].device, device, strlen(device) + 1);
+    memcpy(c->roles[c->nroles].role, role, strlen(role) + 1);
+    c->nroles++;
+    return SYNC_OK;
+}
+
+cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table)
+{
+    for (int i = 0; i < c->nrules; i++)
+        if (strcmp(c->rules[i].table, table) == 0)
+            return c->rules[i];
+    cloud_table_rule def;
+    memset(&def, 0, sizeof def);
+    snprintf(def.table, sizeof def.table, "%s", table);
+    return def;
+}
+
+int cloud_config_rank(const cloud_config *c, const char *device)
+{
+    const char *role = NULL;
+    for (int i = 0; i < c->nroles; i++)
+        if (strcmp(c->roles[i].device, device) == 0)
+            role = c->roles[i].role;
+    int rank = 0;
+    size_t rl = role ? strlen(role) : 0;
+    for (const char *p = c->priority; role && p && *p; rank++) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == rl && strncmp(p, role, n) == 0)
+            return rank;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 1 << 20; /* unranked */
+}
+
+int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s, char *err,
+                              size_t errlen)
+{
+    for (int i = 0; i < c->nrules; i++)
+        if (!sync_schema_find(s, c->rules[i].table, strlen(c->rules[i].table)))
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "policy for table '%s', which the schema does not declare",
+                               c->rules[i].table);
+    return SYNC_OK;
 }
 
 int cloud_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
 {
     cloud_config *c = ctx;
+    if (strcmp(key, "policy") == 0)
+        return add_rule(c, value, err, errlen);
+    if (strcmp(key, "role") == 0)
+        return add_role(c, value, err, errlen);
     if (strcmp(key, "events") == 0) {
         static const char *const levels[] = {"none", "batches", "changes"};
         for (int i = 0; i < 3; i++) {

@@ -4,6 +4,28 @@
 
 #include <stddef.h>
 
+#include "sync/record.h"
+
+/* How a table settles a conflict (docs/protocol.md, "Versions and conflicts"). */
+typedef enum cloud_policy {
+    CLOUD_LWW = 0,         /* the later hybrid logical clock wins (default) */
+    CLOUD_SERVER_WINS = 1, /* the stored row always wins */
+    CLOUD_PRIORITY = 2,    /* the writer whose role ranks higher wins; equal ranks: lww */
+    CLOUD_MERGE = 3,       /* columns changed on one side only all apply; overlaps: lww */
+    CLOUD_MANUAL = 4,      /* the stored row stays, the conflict waits for a person */
+} cloud_policy;
+
+typedef struct cloud_table_rule {
+    char table[SYNC_MAX_NAME + 1];
+    cloud_policy policy;
+    int resurrect; /* an update that wins against a tombstone brings the row back */
+} cloud_table_rule;
+
+typedef struct cloud_role {
+    char device[SYNC_MAX_ID + 1];
+    char role[SYNC_MAX_ID + 1];
+} cloud_role;
+
 typedef struct cloud_config {
     char *database; /* SQLite store file */
     char *schema;   /* schema file shared with the edges */
@@ -30,7 +52,22 @@ typedef struct cloud_config {
     long max_inflight;
     int log_level;
     int log_syslog;
+    cloud_table_rule *rules; /* `policy` lines */
+    int nrules;
+    cloud_role *roles; /* `role` lines */
+    int nroles;
+    char *priority; /* roles, highest first, comma-separated */
 } cloud_config;
+
+/* The rule for a table (the default lww rule when none is configured). */
+cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table);
+/* Rank of a device for the priority policy: 0 is highest; devices without a role, or whose role
+ * is not listed in `priority`, rank below every listed role. */
+int cloud_config_rank(const cloud_config *c, const char *device);
+/* Checks that every `policy` line names a table of the schema. */
+struct sync_schema;
+int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s, char *err,
+                              size_t errlen);
 
 void cloud_config_init(cloud_config *c);
 void cloud_config_free(cloud_config *c);

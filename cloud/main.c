@@ -147,6 +147,10 @@ static int run(cloud_config *c, const sync_schema *schema)
     cloud_outq q;
     cloud_outq_init(&q);
     int status = 1;
+    if (cloud_config_check_schema(c, schema, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        return 2;
+    }
     if (cloud_store_open(c->database, schema, c->sync_full, &st, err, sizeof err) != SYNC_OK ||
         cloud_applier_new(st, schema, c, &ap, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);

@@ -1,9 +1,10 @@
 /* store.h - the cloud's store: synced tables with per-row version metadata, the device table
  * that deduplicates by sequence number, the conflict log, and the server change sequence.
  *
- * Each synced table gets five bookkeeping columns: _version (only goes up), _deleted
- * (tombstone), _origin (device that wrote the current state), _hlc (its timestamp) and _cseq
- * (server change sequence of the current state, indexed for catch-up).
+ * Each synced table gets bookkeeping columns: _version (only goes up), _deleted (tombstone),
+ * _origin (device that wrote the current state), _hlc (its timestamp), _cseq (server change
+ * sequence of the current state, indexed for catch-up), _colver (per column, the version that
+ * last set it: what the merge policy compares) and _conflict (a pending manual conflict).
  *
  * Everything the applier writes for a group of batches is one transaction, and each batch a
  * savepoint inside it, so a batch is applied whole or not at all, and the device's last_seq
@@ -25,6 +26,8 @@ typedef struct cloud_row {
     int deleted; /* it is a tombstone */
     uint64_t version, hlc, cseq;
     char origin[SYNC_MAX_ID + 1];
+    uint32_t colver[SYNC_MAX_COLS]; /* per column: the row version that last set it (merge) */
+    int64_t conflict;               /* id of a pending (manual) conflict on the row, or 0 */
     sync_value vals[SYNC_MAX_COLS]; /* every column; from row_get they point into the store's
                                        scratch memory, valid until the next row_get */
 } cloud_row;
@@ -76,7 +79,8 @@ int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *
 /* Writes row (every column of row->vals plus metadata) for key. */
 int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *key,
                         const cloud_row *row);
-int cloud_store_conflict(cloud_store *st, const cloud_conflict *c);
+/* Logs a conflict; *id (may be NULL) receives its id. */
+int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id);
 
 /* Hands out the next server change sequence number. The counter is saved by the transaction
  * and rewound by a rollback. */

@@ -53,12 +53,27 @@ static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t 
                i == t->key ? " PRIMARY KEY NOT NULL" : "");
     SQLCAT(sql, at,
            "_version INTEGER NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0, _origin TEXT NOT NULL,"
-           " _hlc INTEGER NOT NULL, _cseq INTEGER NOT NULL);"
+           " _hlc INTEGER NOT NULL, _cseq INTEGER NOT NULL, _colver BLOB, _conflict INTEGER);"
            "CREATE INDEX IF NOT EXISTS \"_sync_%s_cseq\" ON \"%s\"(_cseq);",
            t->name, t->name);
     int rc = sync_sql_exec(st->db, sql, "creating a table", err, errlen);
     if (rc != SYNC_OK)
         return rc;
+    /* Stores made before these bookkeeping columns existed get them. */
+    static const char *const added[] = {"_colver BLOB", "_conflict INTEGER"};
+    for (int i = 0; i < 2; i++) {
+        char probe[256], col[32];
+        sscanf(added[i], "%31s", col);
+        snprintf(probe, sizeof probe, "SELECT %s FROM \"%s\" LIMIT 0", col, t->name);
+        sqlite3_stmt *p = NULL;
+        int exists = sqlite3_prepare_v2(st->db, probe, -1, &p, NULL) == SQLITE_OK;
+        sqlite3_finalize(p);
+        if (exists)
+            continue;
+        snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" ADD COLUMN %s", t->name, added[i]);
+        if ((rc = sync_sql_exec(st->db, sql, "adding a column", err, errlen)) != SYNC_OK)
+            return rc;
+    }
     for (int i = 0; i < t->ncols; i++) {
         char probe[256];
         snprintf(probe, sizeof probe, "SELECT \"%s\" FROM \"%s\" LIMIT 0", t->cols[i].name,
@@ -89,7 +104,9 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     SQLCAT(sql, at, "SELECT ");
     for (int i = 0; i < t->ncols; i++)
         SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
-    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" WHERE \"%s\" = ?",
+    SQLCAT(sql, at,
+           "_version, _deleted, _origin, _hlc, _cseq, _colver, _conflict FROM \"%s\" WHERE "
+           "\"%s\" = ?",
            t->name, t->cols[t->key].name);
     int rc = sync_sql_prepare(st->db, sql, &ts->get, err, errlen);
     if (rc != SYNC_OK)
@@ -98,8 +115,8 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     SQLCAT(sql, at, "INSERT INTO \"%s\"(", t->name);
     for (int i = 0; i < t->ncols; i++)
         SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
-    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq) VALUES (");
-    for (int i = 0; i < t->ncols + 5; i++)
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq, _colver, _conflict) VALUES (");
+    for (int i = 0; i < t->ncols + 7; i++)
         SQLCAT(sql, at, "%s?%d", i ? ", " : "", i + 1);
     SQLCAT(sql, at, ") ON CONFLICT(\"%s\") DO UPDATE SET ", t->cols[t->key].name);
     for (int i = 0; i < t->ncols; i++)
@@ -107,7 +124,8 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
             SQLCAT(sql, at, "\"%s\" = excluded.\"%s\", ", t->cols[i].name, t->cols[i].name);
     SQLCAT(sql, at,
            "_version = excluded._version, _deleted = excluded._deleted, _origin = "
-           "excluded._origin, _hlc = excluded._hlc, _cseq = excluded._cseq");
+           "excluded._origin, _hlc = excluded._hlc, _cseq = excluded._cseq, _colver = "
+           "excluded._colver, _conflict = excluded._conflict");
     if ((rc = sync_sql_prepare(st->db, sql, &ts->put, err, errlen)) != SYNC_OK)
         return rc;
     snprintf(sql, sizeof sql, "SELECT max(_cseq) FROM \"%s\"", t->name);
@@ -363,6 +381,8 @@ int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *
         sqlite3_reset(q);
         row->deleted = 0;
         row->version = row->hlc = row->cseq = 0;
+        row->conflict = 0;
+        memset(row->colver, 0, sizeof row->colver);
         row->origin[0] = '\0';
         for (int i = 0; i < t->ncols; i++)
             row->vals[i].type = SYNC_NULL;
@@ -393,6 +413,17 @@ int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *
     snprintf(row->origin, sizeof row->origin, "%s", origin ? origin : "");
     row->hlc = (uint64_t)sqlite3_column_int64(q, t->ncols + 3);
     row->cseq = (uint64_t)sqlite3_column_int64(q, t->ncols + 4);
+    const uint8_t *cv = sqlite3_column_blob(q, t->ncols + 5);
+    int cvn = sqlite3_column_bytes(q, t->ncols + 5);
+    for (int i = 0; i < t->ncols; i++) {
+        /* Stored little-endian, 4 bytes a column; a missing entry (older row, wider schema)
+         * counts as set by version 0. */
+        row->colver[i] = 0;
+        if (cv && (i + 1) * 4 <= cvn)
+            row->colver[i] = (uint32_t)cv[4 * i] | (uint32_t)cv[4 * i + 1] << 8 |
+                             (uint32_t)cv[4 * i + 2] << 16 | (uint32_t)cv[4 * i + 3] << 24;
+    }
+    row->conflict = sqlite3_column_int64(q, t->ncols + 6);
     sqlite3_reset(q);
     return SYNC_OK;
 }
@@ -408,10 +439,22 @@ int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *
     sqlite3_bind_text(q, t->ncols + 3, row->origin, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, t->ncols + 4, (sqlite3_int64)row->hlc);
     sqlite3_bind_int64(q, t->ncols + 5, (sqlite3_int64)row->cseq);
+    uint8_t cv[4 * SYNC_MAX_COLS];
+    for (int i = 0; i < t->ncols; i++) {
+        cv[4 * i] = (uint8_t)row->colver[i];
+        cv[4 * i + 1] = (uint8_t)(row->colver[i] >> 8);
+        cv[4 * i + 2] = (uint8_t)(row->colver[i] >> 16);
+        cv[4 * i + 3] = (uint8_t)(row->colver[i] >> 24);
+    }
+    sqlite3_bind_blob(q, t->ncols + 6, cv, 4 * t->ncols, SQLITE_STATIC);
+    if (row->conflict)
+        sqlite3_bind_int64(q, t->ncols + 7, row->conflict);
+    else
+        sqlite3_bind_null(q, t->ncols + 7);
     return run(q);
 }
 
-int cloud_store_conflict(cloud_store *st, const cloud_conflict *c)
+int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id)
 {
     sqlite3_stmt *q = st->conflict;
     sqlite3_bind_int64(q, 1, (sqlite3_int64)sync_wall_ms());
@@ -429,7 +472,10 @@ int cloud_store_conflict(cloud_store *st, const cloud_conflict *c)
     sqlite3_bind_blob(q, 13, c->server_cbor, (int)c->server_len, SQLITE_STATIC);
     sqlite3_bind_text(q, 14, c->policy, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 15, c->outcome, -1, SQLITE_STATIC);
-    return run(q);
+    int rc = run(q);
+    if (id)
+        *id = rc == SYNC_OK ? (int64_t)sqlite3_last_insert_rowid(st->db) : 0;
+    return rc;
 }
 
 uint64_t cloud_store_next_cseq(cloud_store *st)

@@ -58,6 +58,7 @@ static unsigned long long full_mask(const sync_table *t)
 
 static int install_table(edge_db *e, const sync_table *t, int first, char *err, size_t errlen)
 {
+    static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
     static sqlbuf b; /* big; the daemon is single-threaded here */
     const char *key = t->cols[t->key].name;
     b.n = 0;
@@ -66,6 +67,23 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
         "DROP TRIGGER IF EXISTS \"_sync_%s_ins\"; DROP TRIGGER IF EXISTS \"_sync_%s_upd\"; "
         "DROP TRIGGER IF EXISTS \"_sync_%s_del\";\n",
         t->name, t->name, t->name);
+    for (int k = 0; k < 3; k++)
+        add(&b, "DROP TRIGGER IF EXISTS \"_sync_%s_ro_%s\";\n", t->name, ops[k]);
+
+    if (t->owner[0] && strcmp(t->owner, e->device) != 0) {
+        /* Master mode, and we are not the master: the application may read this table but not
+         * write it (the cloud would refuse the changes). syncedge's own applies still go in. */
+        for (int k = 0; k < 3; k++)
+            add(&b,
+                "CREATE TRIGGER \"_sync_%s_ro_%s\" BEFORE %s ON \"%s\" WHEN " ACTIVE " BEGIN "
+                "SELECT RAISE(ABORT, 'table %s is owned by device %s: read-only on this device');"
+                " END;\n",
+                t->name, ops[k], ops[k], t->name, t->name, t->owner);
+        if (first)
+            add(&b, "INSERT INTO _sync_tables(tbl, attached) VALUES ('%s', " NOW_MS ");\n",
+                t->name);
+        goto run;
+    }
 
     /* INSERT: the full row. */
     add(&b, "CREATE TRIGGER \"_sync_%s_ins\" AFTER INSERT ON \"%s\" WHEN " ACTIVE " BEGIN\n",
@@ -126,6 +144,7 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
         add(&b, " FROM \"%s\" ORDER BY \"%s\";\n", t->name, key);
         add(&b, "INSERT INTO _sync_tables(tbl, attached) VALUES ('%s', " NOW_MS ");\n", t->name);
     }
+run:
     if (b.over)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "table '%s': trigger SQL too long",
                            t->name);

@@ -208,6 +208,7 @@ static int prepare_all(edge_db *e, char *err, size_t errlen)
         {&e->pending, "SELECT op, mask FROM _sync_outbox WHERE tbl = ? AND pk = ?"},
         {&e->data_version_st, "PRAGMA data_version"},
         {&e->outbox_count, "SELECT count(*) FROM _sync_outbox"},
+        {&e->version_del, "DELETE FROM _sync_rows WHERE tbl = ? AND pk = ?"},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         int rc = sync_sql_prepare(e->db, list[i].sql, list[i].st, err, errlen);
@@ -282,6 +283,7 @@ int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *e
     }
     memset(e, 0, sizeof *e);
     e->schema = s;
+    snprintf(e->device, sizeof e->device, "%s", c->device);
     int rc = select_tables(e, c, err, errlen);
     if (rc != SYNC_OK)
         return rc;
@@ -334,9 +336,9 @@ int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char
 
 void edge_db_close(edge_db *e)
 {
-    sqlite3_stmt *all[] = {e->begin,        e->commit,          e->rollback,
-                           e->set_applying, e->version_get,     e->version_put,
-                           e->pending,      e->data_version_st, e->outbox_count};
+    sqlite3_stmt *all[] = {e->begin,        e->commit,      e->rollback, e->set_applying,
+                           e->version_get,  e->version_put, e->pending,  e->data_version_st,
+                           e->outbox_count, e->version_del};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(e->db);
@@ -398,6 +400,13 @@ int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, 
     sync_sql_bind(e->version_put, 2, key);
     sqlite3_bind_int64(e->version_put, 3, (sqlite3_int64)version);
     return step_reset(e->version_put);
+}
+
+int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key)
+{
+    sqlite3_bind_text(e->version_del, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->version_del, 2, key);
+    return step_reset(e->version_del);
 }
 
 int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask)

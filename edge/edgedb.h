@@ -21,10 +21,11 @@ typedef struct edge_db {
     const sync_schema *schema; /* borrowed */
     int ntables;               /* synced tables */
     const sync_table *tables[EDGE_MAX_TABLES];
-    int nv;           /* value columns v0..v(nv-1) in the outbox */
-    int data_version; /* last PRAGMA data_version seen */
+    int nv;                       /* value columns v0..v(nv-1) in the outbox */
+    int data_version;             /* last PRAGMA data_version seen */
+    char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
     sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
-        *data_version_st, *outbox_count;
+        *data_version_st, *outbox_count, *version_del;
 } edge_db;
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,
@@ -48,6 +49,8 @@ void edge_db_rollback(edge_db *e);
 int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version);
 /* Raises the known server version of a row (never lowers it). */
 int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version);
+/* Forgets the server version known for a row. */
+int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key);
 /* Columns of a row with local changes not yet acknowledged: the OR of the outbox masks, all
  * bits when an insert or delete is pending, 0 when nothing is. */
 int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask);

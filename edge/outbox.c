@@ -37,6 +37,11 @@ struct edge_outbox {
     const sync_table *ack_table; /* scratch for the ack callbacks */
     int ack_failed;
     int ack_done;
+    struct refused {
+        uint64_t seq;
+        char reason[200];
+    } * rejected; /* changes of the acked batch the cloud refused one by one */
+    size_t nrejected, rejected_cap;
     sync_record rec; /* scratch, large: kept off the stack */
 };
 
@@ -106,6 +111,7 @@ void edge_outbox_free(edge_outbox *o)
     sync_cbuf_free(&o->out);
     free(o->sent);
     free(o->keybuf);
+    free(o->rejected);
     free(o);
 }
 
@@ -242,6 +248,10 @@ int edge_outbox_prepare(edge_outbox *o, const uint8_t **payload, size_t *len)
     sync_cbuf_reset(&o->recs);
     o->nsent = 0;
     o->keylen = 0;
+    /* Edits made after seeing others' changes must carry later clocks than those changes, even
+     * when this device's wall clock is behind: take in every clock seen downstream. */
+    if (o->rep)
+        sync_hlc_observe(&o->hlc, edge_replica_max_hlc(o->rep));
     uint64_t base = 0, last = 0;
     uint64_t bad_seq[64];
     char bad_why[64][160];
@@ -414,10 +424,19 @@ static int on_ack_result(void *ctx, const sync_ack_result *r)
         rc = edge_db_set_version(o->db, s->t, &s->key, r->version);
         break;
     case SYNC_R_LOST:
-        /* Our change lost a conflict: take the winner so this replica converges. */
-        o->stats.lost++;
+    case SYNC_R_MERGED:
+    case SYNC_R_PENDING:
+        /* The row is not what we wrote (the server's value won, a merge of both, or the server's
+         * value kept until a person decides): take the cloud's row so this replica converges. */
+        if (r->result == SYNC_R_LOST)
+            o->stats.lost++;
         rc = edge_replica_put(o->rep, s->t, &s->key, r->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT,
                               r->cols, r->ncols, r->version, 1);
+        break;
+    case SYNC_R_REJECTED:
+        /* Set aside before the batch's rows were dropped (see edge_outbox_on_ack); the table is
+         * pulled again so the refused local change gives way to the cloud's state. */
+        rc = edge_replica_refused(o->rep, s->t, &s->key);
         break;
     case SYNC_R_DUPLICATE:
         break;
@@ -429,13 +448,57 @@ static int on_ack_result(void *ctx, const sync_ack_result *r)
     return 0;
 }
 
+/* Pass 1 helpers: skip acks of other batches, collect per-record refusals. */
+static int on_ack_stale(void *ctx, const sync_ack_hdr *h)
+{
+    edge_outbox *o = ctx;
+    return !o->inflight || h->base_seq != o->base_seq || h->status != SYNC_ACK_OK;
+}
+
+static int on_ack_rejected(void *ctx, const sync_ack_result *r)
+{
+    edge_outbox *o = ctx;
+    if (r->result != SYNC_R_REJECTED || !find_sent(o, r->seq))
+        return 0;
+    if (o->nrejected == o->rejected_cap) {
+        size_t cap = o->rejected_cap ? o->rejected_cap * 2 : 16;
+        struct refused *nr = realloc(o->rejected, cap * sizeof *nr);
+        if (!nr) {
+            o->ack_failed = 1;
+            return SYNC_ERR_NOMEM;
+        }
+        o->rejected = nr;
+        o->rejected_cap = cap;
+    }
+    struct refused *x = &o->rejected[o->nrejected++];
+    x->seq = r->seq;
+    snprintf(x->reason, sizeof x->reason, "%.*s", (int)r->reason_len, r->reason);
+    return 0;
+}
+
 int edge_outbox_on_ack(edge_outbox *o, const void *payload, size_t len, int *done, char *err,
                        size_t errlen)
 {
     *done = 0;
     o->ack_failed = 0;
     o->ack_done = 0;
-    int rc = sync_ack_decode(payload, len, &o->lim, on_ack_hdr, on_ack_result, o, err, errlen);
+    /* Pass 1: changes refused one by one go to _sync_dead with their reason, while their rows
+     * are still in the outbox. */
+    o->nrejected = 0;
+    int rc = sync_ack_decode(payload, len, &o->lim, on_ack_stale, on_ack_rejected, o, NULL, 0);
+    if (rc == SYNC_OK && o->nrejected > 0 && o->ack_failed == 0) {
+        for (size_t i = 0; i < o->nrejected; i++) {
+            sync_error("outbox: the cloud refused change #%llu: %s; moved to _sync_dead",
+                       (unsigned long long)o->rejected[i].seq, o->rejected[i].reason);
+            if (bury(o, o->rejected[i].seq, o->rejected[i].seq, o->rejected[i].reason,
+                     strlen(o->rejected[i].reason)) != SYNC_OK)
+                return sync_seterr(err, errlen, SYNC_ERR_DB, "setting refused changes aside: %s",
+                                   sqlite3_errmsg(o->db->db));
+            o->stats.rejected++;
+        }
+    }
+    /* Pass 2: drop the batch's rows and take in the results. */
+    rc = sync_ack_decode(payload, len, &o->lim, on_ack_hdr, on_ack_result, o, err, errlen);
     if (o->ack_failed)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "applying an ack: %s",
                            sqlite3_errmsg(o->db->db));

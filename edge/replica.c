@@ -232,6 +232,19 @@ int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, c
     return rc;
 }
 
+int edge_replica_refused(edge_replica *r, const sync_table *t, const sync_value *key)
+{
+    int slot = table_slot(r, t);
+    if (slot < 0)
+        return SYNC_ERR_SCHEMA;
+    sync_sql_bind(r->st[slot].del, 1, key);
+    int rc = sqlite3_step(r->st[slot].del);
+    sqlite3_reset(r->st[slot].del);
+    if (rc != SQLITE_DONE || edge_db_forget(r->db, t, key) != SYNC_OK)
+        return SYNC_ERR_DB;
+    return r->pull ? edge_pull_rewind(r->pull, t, 0) : SYNC_OK;
+}
+
 void edge_replica_set_pull(edge_replica *r, struct edge_pull *p)
 {
     r->pull = p;

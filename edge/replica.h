@@ -28,6 +28,11 @@ void edge_replica_free(edge_replica *r);
 int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key, sync_op op,
                      const sync_colval *cols, size_t ncols, uint64_t version, int force);
 
+/* A local change to this row was refused by the cloud: drops the local row and the version held
+ * for it, and pulls the table again from the start, which restores the cloud's row if it has
+ * one. Inside a transaction begun with edge_db_begin(db, 1). */
+int edge_replica_refused(edge_replica *r, const sync_table *t, const sync_value *key);
+
 /* Decodes and applies one delta message. Returns SYNC_OK, or an error for a malformed message
  * (nothing more is applied from it) or a database failure. */
 int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,

@@ -564,7 +564,8 @@ int sync_batch_decode(const void *buf, size_t len, const sync_limits *lim, sync_
 
 static const char *const rec__ack_keys[] = {"base_seq", "last_seq", "status", "reason", "results"};
 static const char *const rec__result_fields[] = {"offset", "code", "version", "row"};
-static const char *const rec__result_names[] = {"applied", "won", "lost", "duplicate"};
+static const char *const rec__result_names[] = {"applied", "won",     "lost",    "duplicate",
+                                                "merged",  "pending", "rejected"};
 
 /* Reads one result array: [offset, code, version] or, for code 2, [offset, 2, version, row]. */
 static int rec__result(rec__dec *d, uint64_t base_seq, sync_ack_result *r)
@@ -592,13 +593,13 @@ static int rec__result(rec__dec *d, uint64_t base_seq, sync_ack_result *r)
     rc = rec__uint(d, &code);
     if (rc != SYNC_OK)
         return rc;
-    if (code > SYNC_R_DUPLICATE)
+    if (code > SYNC_R_REJECTED)
         return rec__fail(d, SYNC_ERR_DECODE,
-                         "code %" PRIu64 " at byte %zu is not 0 (applied), 1 (won), 2 (lost) or "
-                         "3 (duplicate)",
+                         "code %" PRIu64 " at byte %zu is not 0 (applied), 1 (won), 2 (lost), "
+                         "3 (duplicate), 4 (merged), 5 (pending) or 6 (rejected)",
                          code, code_at);
     r->result = (sync_result)code;
-    want = r->result == SYNC_R_LOST ? 4 : 3;
+    want = SYNC_RESULT_HAS_ROW(r->result) || r->result == SYNC_R_REJECTED ? 4 : 3;
     if (t.u.count != want) {
         d->field = NULL;
         return rec__fail(d, SYNC_ERR_DECODE,
@@ -608,9 +609,23 @@ static int rec__result(rec__dec *d, uint64_t base_seq, sync_ack_result *r)
     }
     d->field = rec__result_fields[2];
     rc = rec__uint(d, &r->version);
-    if (rc != SYNC_OK || r->result != SYNC_R_LOST)
+    r->reason = NULL;
+    r->reason_len = 0;
+    if (rc != SYNC_OK || want == 3)
         return rc;
     d->field = rec__result_fields[3];
+    if (r->result == SYNC_R_REJECTED) {
+        size_t rat = rec__at(d);
+        rc = rec__expect(d, &t, SYNC_C_TEXT);
+        if (rc != SYNC_OK)
+            return rc;
+        if (t.u.s.n > d->lim.max_value)
+            return rec__fail(d, SYNC_ERR_TOOBIG, "reason of %zu bytes at byte %zu is too long",
+                             t.u.s.n, rat);
+        r->reason = (const char *)t.u.s.p;
+        r->reason_len = t.u.s.n;
+        return SYNC_OK;
+    }
     r->has_row = 1;
     return rec__cols_or_null(d, &r->deleted, r->cols, &r->ncols);
 }
@@ -1004,15 +1019,20 @@ int sync_ack_encode_hdr(sync_cbuf *b, const sync_ack_hdr *hdr)
  * (SYNC_ERR_INVAL) an unknown code, seq < base_seq, and a LOST result without a valid row. */
 int sync_ack_result_encode(sync_cbuf *b, const sync_ack_result *r, uint64_t base_seq)
 {
-    int lost = r->result == SYNC_R_LOST;
+    int lost = SYNC_RESULT_HAS_ROW(r->result);
+    int rejected = r->result == SYNC_R_REJECTED;
 
-    if ((unsigned)r->result > SYNC_R_DUPLICATE || r->seq < base_seq ||
-        (lost && (!r->has_row || (!r->deleted && !rec__cols_ok(r->cols, r->ncols)))))
+    if ((unsigned)r->result > SYNC_R_REJECTED || r->seq < base_seq ||
+        (lost && (!r->has_row || (!r->deleted && !rec__cols_ok(r->cols, r->ncols)))) ||
+        (rejected &&
+         (r->reason == NULL || sync_utf8_check(r->reason, r->reason_len) != r->reason_len)))
         return rec__inval(b);
-    sync_cbor_put_array(b, lost ? 4 : 3);
+    sync_cbor_put_array(b, lost || rejected ? 4 : 3);
     sync_cbor_put_uint(b, r->seq - base_seq);
     sync_cbor_put_uint(b, r->result);
     sync_cbor_put_uint(b, r->version);
+    if (rejected)
+        return sync_cbor_put_text(b, r->reason, r->reason_len);
     if (lost) {
         if (r->deleted)
             sync_cbor_put_null(b);

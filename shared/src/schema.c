@@ -9,6 +9,7 @@
 
 #include "sync/cbor.h"
 #include "sync/err.h"
+#include "sync/topic.h"
 
 #define SCHEMA_MAX_TABLES 256
 
@@ -109,11 +110,18 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
             s->version = (uint32_t)v;
             have_version = 1;
         } else if (strcmp(w[0], "table") == 0) {
-            if (nw != 2 || !ident_ok(w[1])) {
+            if ((nw != 2 && nw != 4) || !ident_ok(w[1])) {
                 rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
-                                 "%s:%d: 'table NAME' needs an SQL identifier (letters, digits, "
-                                 "_; at most %d bytes; not starting with _)",
+                                 "%s:%d: 'table NAME [owner DEVICE]' needs an SQL identifier "
+                                 "(letters, digits, _; at most %d bytes; not starting with _)",
                                  path, lineno, SYNC_MAX_NAME);
+                break;
+            }
+            if (nw == 4 && (strcmp(w[2], "owner") != 0 || !sync_id_valid(w[3], strlen(w[3])))) {
+                rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                                 "%s:%d: expected 'owner DEVICE' after the table name, with a "
+                                 "device id of 1-64 of A-Z a-z 0-9 _ . -",
+                                 path, lineno);
                 break;
             }
             if (cur && (rc = table_done(cur, path, lineno, err, errlen)) != SYNC_OK)
@@ -139,6 +147,8 @@ int sync_schema_load(const char *path, sync_schema **out, char *err, size_t errl
             snprintf(cur->name, sizeof cur->name, "%s", w[1]);
             cur->index = s->ntables++;
             cur->key = -1;
+            if (nw == 4)
+                snprintf(cur->owner, sizeof cur->owner, "%s", w[3]);
         } else if (strcmp(w[0], "column") == 0) {
             sync_vtype t;
             if (!cur) {

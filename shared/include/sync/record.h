@@ -93,7 +93,15 @@ typedef enum sync_result {
     SYNC_R_WON = 1,       /* conflict, the edge's change won (applied); version is new */
     SYNC_R_LOST = 2,      /* conflict, the server's value was kept; row holds the winner */
     SYNC_R_DUPLICATE = 3, /* seq already applied earlier; nothing done */
+    SYNC_R_MERGED = 4,    /* conflict, merged column by column; row holds the merged state */
+    SYNC_R_PENDING = 5,   /* conflict left for a person (manual policy); row holds the server's
+                             state, which stays until the conflict is resolved */
+    SYNC_R_REJECTED = 6,  /* refused by a rule (e.g. the table is owned by another device);
+                             reason says why; nothing applied */
 } sync_result;
+
+/* 1 if a result of this code carries the row state (lost, merged, pending). */
+#define SYNC_RESULT_HAS_ROW(r) ((r) == SYNC_R_LOST || (r) == SYNC_R_MERGED || (r) == SYNC_R_PENDING)
 
 typedef struct sync_ack_hdr {
     uint64_t base_seq; /* the acked batch's base_seq */
@@ -107,9 +115,11 @@ typedef struct sync_ack_hdr {
 typedef struct sync_ack_result {
     uint64_t seq; /* absolute seq of the record */
     sync_result result;
-    uint64_t version; /* row version after the record (0 for DUPLICATE) */
-    int has_row;      /* LOST only: 1 if the winning row follows, with deleted/cols */
-    int deleted;      /* LOST: the winning state is a tombstone */
+    uint64_t version;   /* row version after the record (0 for DUPLICATE and REJECTED) */
+    int has_row;        /* LOST, MERGED, PENDING: the row state follows, with deleted/cols */
+    int deleted;        /* that state is a tombstone */
+    const char *reason; /* REJECTED: why, not NUL-terminated */
+    size_t reason_len;
     size_t ncols;
     sync_colval cols[SYNC_MAX_COLS];
 } sync_ack_result;

@@ -2,6 +2,7 @@
  *
  * File format (plain text, `#` comments):
  *     version 3
+ *     table forms owner pi-master     (master mode: only that device writes it)
  *     table items
  *     column id integer key
  *     column name text notnull
@@ -30,6 +31,7 @@ typedef struct sync_table {
     int index;                    /* position in the schema (0-based) */
     int key;                      /* index of the primary key column in cols */
     int ncols;                    /* number of columns */
+    char owner[SYNC_MAX_ID + 1];  /* master mode: the only device that may write it ("" = any) */
     sync_column cols[SYNC_MAX_COLS];
 } sync_table;
 
