@@ -1,0 +1,500 @@
+/* test_policies.c - every conflict policy on hand-made cases: batches go through the real
+ * cloud applier and SQLite store exactly as synccloud runs them (validate, dedup, version
+ * check, policy, commit, flush), and the test reads the acks and the stored rows back.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cloud/apply.h"
+#include "cloud/config.h"
+#include "cloud/outq.h"
+#include "cloud/store.h"
+#include "sync/err.h"
+#include "sync/hlc.h"
+#include "sync/log.h"
+#include "sync/record.h"
+#include "sync/schema.h"
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* ---- a cloud on a temp store ---- */
+
+typedef struct cloud {
+    char dir[64];
+    cloud_config cfg;
+    sync_schema *schema;
+    cloud_store *st;
+    cloud_applier *ap;
+    uint64_t seq[8]; /* next seq per device index */
+} cloud;
+
+static const char *const devices[] = {"dev-a", "dev-b", "dev-c", "mgr", "clerk", "pi"};
+
+static void cloud_open(cloud *c, const char *const *policy_lines)
+{
+    char err[512];
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/policiesXXXXXX");
+    if (!mkdtemp(c->dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/schema.conf", c->dir);
+    FILE *f = fopen(path, "w");
+    fputs("version 1\ntable items\ncolumn id integer key\ncolumn a text\ncolumn b integer\n"
+          "table forms owner pi\ncolumn id integer key\ncolumn v text\n",
+          f);
+    fclose(f);
+    if (sync_schema_load(path, &c->schema, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "schema: %s\n", err);
+        exit(1);
+    }
+    cloud_config_init(&c->cfg);
+    cloud_config_set(&c->cfg, "tenant", "t", err, sizeof err);
+    snprintf(path, sizeof path, "%s/cloud.db", c->dir);
+    cloud_config_set(&c->cfg, "database", path, err, sizeof err);
+    cloud_config_set(&c->cfg, "sync_full", "false", err, sizeof err);
+    cloud_config_set(&c->cfg, "role", "mgr manager", err, sizeof err);
+    cloud_config_set(&c->cfg, "role", "clerk clerk", err, sizeof err);
+    cloud_config_set(&c->cfg, "priority", "manager,clerk", err, sizeof err);
+    for (int i = 0; policy_lines && policy_lines[i]; i++)
+        if (cloud_config_set(&c->cfg, "policy", policy_lines[i], err, sizeof err) != SYNC_OK) {
+            fprintf(stderr, "policy: %s\n", err);
+            exit(1);
+        }
+    if (cloud_store_open(path, c->schema, 0, &c->st, err, sizeof err) != SYNC_OK ||
+        cloud_applier_new(c->st, c->schema, &c->cfg, &c->ap, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "cloud: %s\n", err);
+        exit(1);
+    }
+    for (int i = 0; i < 8; i++)
+        c->seq[i] = 1000;
+}
+
+static void cloud_close(cloud *c)
+{
+    char path[160];
+    cloud_applier_free(c->ap);
+    cloud_store_close(c->st);
+    sync_schema_free(c->schema);
+    cloud_config_free(&c->cfg);
+    static const char *const files[] = {"schema.conf", "cloud.db", "cloud.db-wal", "cloud.db-shm"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", c->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(c->dir);
+}
+
+/* ---- one change, sent as a one-record batch ---- */
+
+typedef struct change {
+    const char *table;
+    int64_t id;
+    sync_op op;
+    uint64_t base;
+    uint64_t hlc;
+    const char *a; /* NULL: not set (update) / NULL value (insert) */
+    int64_t b;     /* -1: not set */
+} change;
+
+typedef struct result {
+    sync_result code;
+    uint64_t version;
+    int deleted;
+    char a[64];
+    int64_t b;
+    char reason[256];
+    int refused_batch;
+} result;
+
+static int take_result(void *ctx, const sync_ack_result *r)
+{
+    result *out = ctx;
+    out->code = r->result;
+    out->version = r->version;
+    out->deleted = r->deleted;
+    out->a[0] = '\0';
+    out->b = -1;
+    for (size_t i = 0; i < r->ncols; i++) {
+        if (r->cols[i].name_len == 1 && r->cols[i].name[0] == 'a' && r->cols[i].v.type == SYNC_TEXT)
+            snprintf(out->a, sizeof out->a, "%.*s", (int)r->cols[i].v.u.b.n,
+                     (const char *)r->cols[i].v.u.b.p);
+        if (r->cols[i].name_len == 1 && r->cols[i].name[0] == 'b' && r->cols[i].v.type == SYNC_INT)
+            out->b = r->cols[i].v.u.i;
+    }
+    if (r->result == SYNC_R_REJECTED)
+        snprintf(out->reason, sizeof out->reason, "%.*s", (int)r->reason_len, r->reason);
+    return 0;
+}
+
+static int take_hdr(void *ctx, const sync_ack_hdr *h)
+{
+    result *out = ctx;
+    out->refused_batch = h->status == SYNC_ACK_REJECTED;
+    if (out->refused_batch)
+        snprintf(out->reason, sizeof out->reason, "%.*s", (int)h->reason_len, h->reason);
+    return 0;
+}
+
+/* Sends `ch` from device dev (index into devices) with a fresh seq (or `seq` if nonzero, to
+ * resend), applies it in its own transaction, and returns the ack's result. */
+static result send_seq(cloud *c, int dev, const change *ch, uint64_t seq)
+{
+    sync_record r;
+    memset(&r, 0, sizeof r);
+    r.table = ch->table;
+    r.table_len = strlen(ch->table);
+    r.key.type = SYNC_INT;
+    r.key.u.i = ch->id;
+    r.op = ch->op;
+    r.base_version = ch->base;
+    r.hlc = ch->hlc;
+    r.seq = seq ? seq : ++c->seq[dev];
+    if (ch->op != SYNC_OP_DELETE) {
+        if (ch->a || ch->op == SYNC_OP_INSERT) {
+            sync_colval *cv = &r.cols[r.ncols++];
+            cv->name = strcmp(ch->table, "items") == 0 ? "a" : "v";
+            cv->name_len = 1;
+            cv->v.type = ch->a ? SYNC_TEXT : SYNC_NULL;
+            if (ch->a) {
+                cv->v.u.b.p = (const uint8_t *)ch->a;
+                cv->v.u.b.n = strlen(ch->a);
+            }
+        }
+        if (ch->b >= 0) {
+            sync_colval *cv = &r.cols[r.ncols++];
+            cv->name = "b";
+            cv->name_len = 1;
+            cv->v.type = SYNC_INT;
+            cv->v.u.i = ch->b;
+        }
+    }
+    sync_cbuf b;
+    sync_cbuf_init(&b, 0);
+    sync_batch_hdr h = {1, devices[dev], strlen(devices[dev]), r.seq, 1};
+    sync_batch_encode_hdr(&b, &h);
+    sync_record_encode(&b, &r, r.seq);
+    result out;
+    memset(&out, 0, sizeof out);
+    out.code = (sync_result)-1;
+    if (b.err) {
+        fprintf(stderr, "encode failed\n");
+        exit(1);
+    }
+    if (cloud_store_begin(c->st) != SYNC_OK ||
+        cloud_applier_batch(c->ap, devices[dev], b.data, b.len) != SYNC_OK ||
+        cloud_store_commit(c->st) != SYNC_OK) {
+        fprintf(stderr, "apply failed: %s\n", cloud_store_errmsg(c->st));
+        exit(1);
+    }
+    cloud_outq q;
+    cloud_outq_init(&q);
+    cloud_applier_flush(c->ap, &q);
+    char ack_topic[128];
+    snprintf(ack_topic, sizeof ack_topic, "sync/t/dev/%s/ack", devices[dev]);
+    for (cloud_msg *m = q.head; m; m = m->next)
+        if (strcmp(m->topic, ack_topic) == 0)
+            sync_ack_decode(m->payload, m->len, NULL, take_hdr, take_result, &out, NULL, 0);
+    cloud_outq_clear(&q);
+    sync_cbuf_free(&b);
+    return out;
+}
+
+static result send(cloud *c, int dev, change ch)
+{
+    return send_seq(c, dev, &ch, 0);
+}
+
+/* Reads a stored row of items through the store's own query. */
+typedef struct stored {
+    int exists, deleted;
+    uint64_t version;
+    char a[64];
+    int64_t b;
+    int64_t conflict;
+    char origin[80];
+} stored;
+
+static stored get(cloud *c, const char *table, int64_t id)
+{
+    stored s;
+    memset(&s, 0, sizeof s);
+    s.b = -1;
+    cloud_row row;
+    sync_value key = {.type = SYNC_INT, .u.i = id};
+    const sync_table *t = sync_schema_find(c->schema, table, strlen(table));
+    if (cloud_store_row_get(c->st, t, &key, &row) != SYNC_OK)
+        exit(1);
+    s.exists = row.exists;
+    s.deleted = row.deleted;
+    s.version = row.version;
+    s.conflict = row.conflict;
+    snprintf(s.origin, sizeof s.origin, "%s", row.origin);
+    if (row.vals[1].type == SYNC_TEXT)
+        snprintf(s.a, sizeof s.a, "%.*s", (int)row.vals[1].u.b.n, (const char *)row.vals[1].u.b.p);
+    if (t->ncols > 2 && row.vals[2].type == SYNC_INT)
+        s.b = row.vals[2].u.i;
+    return s;
+}
+
+/* Counts conflict log rows with this outcome (NULL: all) through a second connection. */
+#include <sqlite3.h>
+static int conflicts(cloud *c, const char *outcome)
+{
+    char path[128], sql[256];
+    snprintf(path, sizeof path, "%s/cloud.db", c->dir);
+    sqlite3 *db;
+    sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM _sync_conflicts%s%s%s",
+             outcome ? " WHERE outcome = '" : "", outcome ? outcome : "", outcome ? "'" : "");
+    sqlite3_stmt *st;
+    int n = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+enum { A, B, C, MGR, CLERK, PI };
+#define HLC(ms) ((uint64_t)(ms) << 16)
+
+/* ---- the cases ---- */
+
+static void test_lww(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    result r = send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    CHECK(r.code == SYNC_R_APPLIED && r.version == 1, "insert: code %d v%llu", r.code,
+          (unsigned long long)r.version);
+    r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "from-b", -1});
+    CHECK(r.code == SYNC_R_APPLIED && r.version == 2, "clean update: code %d", r.code);
+    /* A edits on version 1 with a later clock: a conflict that A wins. */
+    r = send(&c, A, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(300), "from-a", -1});
+    CHECK(r.code == SYNC_R_WON && r.version == 3, "later clock: code %d v%llu", r.code,
+          (unsigned long long)r.version);
+    CHECK(strcmp(get(&c, "items", 1).a, "from-a") == 0, "stored a = %s", get(&c, "items", 1).a);
+    /* C edits on version 1 with an earlier clock: loses, and learns the winning row. */
+    r = send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(150), "from-c", -1});
+    CHECK(r.code == SYNC_R_LOST && r.version == 3 && strcmp(r.a, "from-a") == 0,
+          "earlier clock: code %d a=%s", r.code, r.a);
+    CHECK(strcmp(get(&c, "items", 1).a, "from-a") == 0, "loser not applied");
+    /* The same device editing on top of its own unacknowledged change is not a conflict. */
+    r = send(&c, A, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(50), "a-again", -1});
+    CHECK(r.code == SYNC_R_APPLIED, "own chain: code %d", r.code);
+    /* Equal clocks: the larger device id wins, whoever comes second. */
+    r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(50), "tie-b", -1});
+    CHECK(r.code == SYNC_R_WON, "tie goes to dev-b > dev-a: code %d", r.code);
+    CHECK(conflicts(&c, NULL) == 3 && conflicts(&c, "client-wins") == 2 &&
+              conflicts(&c, "server-wins") == 1,
+          "conflict log: %d total", conflicts(&c, NULL));
+    cloud_close(&c);
+
+    /* A device whose wall clock is three hours behind. Without having seen B's edit its own
+     * later edit carries an earlier clock and loses (that is what clocks can know); once it has
+     * seen B's change (as a replica does, through the delta), its hybrid clock moves past B's
+     * and its next edit wins, however slow its wall clock is. */
+    cloud_open(&c, NULL);
+    const uint64_t t0 = 1795000000000ull, three_hours = 3ull * 3600 * 1000;
+    sync_hlc clock_b = {0}, clock_c = {0};
+    uint64_t hb = sync_hlc_tick(&clock_b, t0);
+    send(&c, A,
+         (change){"items", 7, SYNC_OP_INSERT, 0, sync_hlc_tick(&clock_b, t0 - 1000), "x", 1});
+    send(&c, B, (change){"items", 7, SYNC_OP_UPDATE, 1, hb + 10, "b", -1});
+    r = send(&c, C,
+             (change){"items", 7, SYNC_OP_UPDATE, 1,
+                      sync_hlc_tick(&clock_c, t0 + 60000 - three_hours), "c-unaware", -1});
+    CHECK(r.code == SYNC_R_LOST, "skewed device unaware of b: code %d", r.code);
+    sync_hlc_observe(&clock_c, hb + 10);
+    r = send(&c, C,
+             (change){"items", 7, SYNC_OP_UPDATE, 2,
+                      sync_hlc_tick(&clock_c, t0 + 120000 - three_hours), "c-aware", -1});
+    CHECK(r.code == SYNC_R_APPLIED && strcmp(get(&c, "items", 7).a, "c-aware") == 0,
+          "skewed device after seeing b: code %d", r.code);
+    r = send(&c, A, (change){"items", 7, SYNC_OP_UPDATE, 2, hb + 5, "a-stale", -1});
+    CHECK(r.code == SYNC_R_LOST, "an edit older than c's, on an old version, loses: code %d",
+          r.code);
+    cloud_close(&c);
+}
+
+static void test_server_wins(void)
+{
+    const char *const pol[] = {"items server-wins", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "b", -1});
+    result r = send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "c", -1});
+    CHECK(r.code == SYNC_R_LOST && strcmp(r.a, "b") == 0, "server keeps b: code %d a=%s", r.code,
+          r.a);
+    CHECK(conflicts(&c, "server-wins") == 1, "logged");
+    cloud_close(&c);
+}
+
+static void test_priority(void)
+{
+    const char *const pol[] = {"items priority", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, MGR, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "manager", -1});
+    /* The clerk's later edit on the old version loses to the manager's. */
+    result r = send(&c, CLERK, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "clerk", -1});
+    CHECK(r.code == SYNC_R_LOST && strcmp(r.a, "manager") == 0, "clerk loses: code %d", r.code);
+    send(&c, CLERK, (change){"items", 2, SYNC_OP_INSERT, 0, HLC(100), "c", 1});
+    /* The manager's earlier edit on an old version still beats the clerk's state. */
+    r = send(&c, MGR, (change){"items", 2, SYNC_OP_UPDATE, 0, HLC(50), "mgr", -1});
+    CHECK(r.code == SYNC_R_WON && strcmp(get(&c, "items", 2).a, "mgr") == 0,
+          "manager wins with an earlier clock: code %d", r.code);
+    /* Equal ranks (two unranked devices) fall back to lww. */
+    send(&c, A, (change){"items", 3, SYNC_OP_INSERT, 0, HLC(100), "a", 1});
+    r = send(&c, B, (change){"items", 3, SYNC_OP_UPDATE, 0, HLC(50), "b", -1});
+    CHECK(r.code == SYNC_R_LOST, "unranked: lww, earlier loses: code %d", r.code);
+    cloud_close(&c);
+}
+
+static void test_merge(void)
+{
+    const char *const pol[] = {"items merge", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "y", -1}); /* a, v2 */
+    /* C changes b on version 1: disjoint from B's change, both apply. */
+    result r = send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(150), NULL, 5});
+    stored s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_MERGED && strcmp(r.a, "y") == 0 && r.b == 5,
+          "disjoint: code %d a=%s b=%lld", r.code, r.a, (long long)r.b);
+    CHECK(strcmp(s.a, "y") == 0 && s.b == 5 && s.version == 3, "merged row a=%s b=%lld v%llu", s.a,
+          (long long)s.b, (unsigned long long)s.version);
+    /* A changes a and b on version 1 with an early clock: a overlaps B (earlier: server keeps y)
+     * and b overlaps C (earlier clock than C? C was 150, A is 120: keeps 5) -> nothing taken. */
+    r = send(&c, A, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(120), "z", 9});
+    CHECK(r.code == SYNC_R_LOST, "all overlapping and earlier: code %d", r.code);
+    /* Overlapping with a later clock: taken. */
+    r = send(&c, A, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(400), "w", -1});
+    s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_MERGED && strcmp(s.a, "w") == 0 && s.b == 5,
+          "later overlap: a=%s b=%lld", s.a, (long long)s.b);
+    CHECK(conflicts(&c, "merged") == 2 && conflicts(&c, "server-wins") == 1, "log: merged %d",
+          conflicts(&c, "merged"));
+    cloud_close(&c);
+}
+
+static void test_manual(void)
+{
+    const char *const pol[] = {"items manual", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "b", -1});
+    result r = send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "c", -1});
+    stored s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_PENDING && strcmp(r.a, "b") == 0, "pending, server row: code %d a=%s",
+          r.code, r.a);
+    CHECK(strcmp(s.a, "b") == 0 && s.version == 2 && s.conflict > 0,
+          "row keeps b at v2, flagged: a=%s conflict=%lld", s.a, (long long)s.conflict);
+    CHECK(conflicts(&c, "pending") == 1, "logged as pending");
+    cloud_close(&c);
+}
+
+static void test_tombstones(void)
+{
+    const char *const pol[] = {"forms lww", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    result r = send(&c, A, (change){"items", 1, SYNC_OP_DELETE, 1, HLC(200), NULL, -1});
+    CHECK(r.code == SYNC_R_APPLIED && r.version == 2, "delete: code %d v%llu", r.code,
+          (unsigned long long)r.version);
+    /* B updates the row it still has: the tombstone stands, B learns it. */
+    r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "b", -1});
+    stored s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_LOST && r.deleted, "update of a deleted row: code %d deleted %d", r.code,
+          r.deleted);
+    CHECK(s.exists && s.deleted && s.version == 2, "still a tombstone at v2");
+    /* A new insert under the same key brings a new row. */
+    r = send(&c, C, (change){"items", 1, SYNC_OP_INSERT, 2, HLC(950), "new", 7});
+    s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_APPLIED && !s.deleted && strcmp(s.a, "new") == 0 && s.version == 3,
+          "re-insert: code %d", r.code);
+    cloud_close(&c);
+
+    const char *const res[] = {"items lww resurrect", NULL};
+    cloud_open(&c, res);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, A, (change){"items", 1, SYNC_OP_DELETE, 1, HLC(200), NULL, -1});
+    r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(150), "early", -1});
+    CHECK(r.code == SYNC_R_LOST, "resurrect table, earlier update still loses: code %d", r.code);
+    r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(300), "later", -1});
+    s = get(&c, "items", 1);
+    CHECK(r.code == SYNC_R_WON && !s.deleted && strcmp(s.a, "later") == 0 && s.b == -1,
+          "resurrect table, later update brings it back (a new row of its columns): code %d "
+          "deleted %d",
+          r.code, s.deleted);
+    cloud_close(&c);
+}
+
+static void test_master_mode(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    result r = send(&c, A, (change){"forms", 1, SYNC_OP_INSERT, 0, HLC(100), "from-a", -1});
+    CHECK(r.code == SYNC_R_REJECTED && strstr(r.reason, "owned by device 'pi'"),
+          "non-owner refused: code %d reason '%s'", r.code, r.reason);
+    CHECK(!get(&c, "forms", 1).exists, "nothing stored");
+    r = send(&c, PI, (change){"forms", 1, SYNC_OP_INSERT, 0, HLC(100), "from-pi", -1});
+    CHECK(r.code == SYNC_R_APPLIED && strcmp(get(&c, "forms", 1).a, "from-pi") == 0,
+          "owner applies: code %d", r.code);
+    cloud_close(&c);
+}
+
+static void test_duplicates(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    change ch = {"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1};
+    result r = send_seq(&c, A, &ch, 5000);
+    CHECK(r.code == SYNC_R_APPLIED, "first: code %d", r.code);
+    change ch2 = {"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "changed", -1};
+    r = send_seq(&c, A, &ch2, 5000); /* the same seq again, even with other content */
+    CHECK(r.code == SYNC_R_DUPLICATE && strcmp(get(&c, "items", 1).a, "x") == 0,
+          "redelivery is acked, not applied: code %d", r.code);
+    cloud_close(&c);
+}
+
+int main(void)
+{
+    sync_log_setup("test_policies", SYNC_LOG_ERR, 0);
+    test_lww();
+    test_server_wins();
+    test_priority();
+    test_merge();
+    test_manual();
+    test_tombstones();
+    test_master_mode();
+    test_duplicates();
+    if (failures) {
+        fprintf(stderr, "test_policies: %d of %d checks failed\n", failures, checks);
+        return 1;
+    }
+    printf("test_policies: all %d checks passed\n", checks);
+    return 0;
+}
