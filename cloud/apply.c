@@ -449,9 +449,17 @@ static int ap_rec(void *ctx, const sync_record *r)
         a->max_seq = r->seq;
     const sync_table *t = sync_schema_find(a->schema, r->table, r->table_len);
     if (r->seq <= a->last_seq) {
+        /* Processed before; its first ack may never have arrived, and with it what became of
+         * the change. Tell the row's current state so the edge converges anyway. */
         a->n_dups++;
         a->stats.duplicates++;
-        return add_result(a, r->seq, SYNC_R_DUPLICATE, 0, t, 0);
+        sync_value dkey = r->key;
+        sync_column_check(t, t->key, &dkey, NULL, 0);
+        if (cloud_store_row_get(a->st, t, &dkey, &a->row) != SYNC_OK) {
+            a->db_failed = 1;
+            return SYNC_ERR_DB;
+        }
+        return add_result(a, r->seq, SYNC_R_DUPLICATE, a->row.version, t, 1);
     }
     if (t->owner[0] && strcmp(t->owner, a->device) != 0) {
         char why[256];

@@ -117,6 +117,8 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
         " tenant TEXT NOT NULL, device TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_tables(tbl TEXT PRIMARY KEY, attached INTEGER);"
         "CREATE TABLE IF NOT EXISTS _sync_cursor(tbl TEXT PRIMARY KEY, cseq INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _sync_dirty(tbl TEXT NOT NULL, pk NOT NULL,"
+        " after INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_rows(tbl TEXT NOT NULL, pk NOT NULL,"
         " version INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -209,6 +211,10 @@ static int prepare_all(edge_db *e, char *err, size_t errlen)
         {&e->data_version_st, "PRAGMA data_version"},
         {&e->outbox_count, "SELECT count(*) FROM _sync_outbox"},
         {&e->version_del, "DELETE FROM _sync_rows WHERE tbl = ? AND pk = ?"},
+        {&e->dirty_put, "INSERT INTO _sync_dirty(tbl, pk, after) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT(tbl, pk) DO UPDATE SET after = min(after, excluded.after)"},
+        {&e->dirty_del, "DELETE FROM _sync_dirty WHERE tbl = ? AND pk = ?"},
+        {&e->dirty_all, "SELECT tbl, pk, after FROM _sync_dirty"},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         int rc = sync_sql_prepare(e->db, list[i].sql, list[i].st, err, errlen);
@@ -336,9 +342,10 @@ int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char
 
 void edge_db_close(edge_db *e)
 {
-    sqlite3_stmt *all[] = {e->begin,        e->commit,      e->rollback, e->set_applying,
-                           e->version_get,  e->version_put, e->pending,  e->data_version_st,
-                           e->outbox_count, e->version_del};
+    sqlite3_stmt *all[] = {e->begin,        e->commit,      e->rollback,  e->set_applying,
+                           e->version_get,  e->version_put, e->pending,   e->data_version_st,
+                           e->outbox_count, e->version_del, e->dirty_put, e->dirty_del,
+                           e->dirty_all};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(e->db);
@@ -407,6 +414,21 @@ int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key)
     sqlite3_bind_text(e->version_del, 1, t->name, -1, SQLITE_STATIC);
     sync_sql_bind(e->version_del, 2, key);
     return step_reset(e->version_del);
+}
+
+int edge_db_mark_dirty(edge_db *e, const sync_table *t, const sync_value *key, uint64_t after)
+{
+    sqlite3_bind_text(e->dirty_put, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->dirty_put, 2, key);
+    sqlite3_bind_int64(e->dirty_put, 3, (sqlite3_int64)after);
+    return step_reset(e->dirty_put);
+}
+
+int edge_db_clear_dirty(edge_db *e, const sync_table *t, const sync_value *key)
+{
+    sqlite3_bind_text(e->dirty_del, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(e->dirty_del, 2, key);
+    return step_reset(e->dirty_del);
 }
 
 int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask)

@@ -25,7 +25,7 @@ typedef struct edge_db {
     int data_version;             /* last PRAGMA data_version seen */
     char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
     sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
-        *data_version_st, *outbox_count, *version_del;
+        *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all;
 } edge_db;
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,
@@ -49,6 +49,12 @@ void edge_db_rollback(edge_db *e);
 int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version);
 /* Raises the known server version of a row (never lowers it). */
 int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version);
+/* A row whose local values lag its held version (a downstream change was applied only in part
+ * because local changes to it were pending): remembered in _sync_dirty with the cseq after which
+ * a pull returns the row, until it can be re-read (see edge_replica_settle). */
+int edge_db_mark_dirty(edge_db *e, const sync_table *t, const sync_value *key, uint64_t after);
+int edge_db_clear_dirty(edge_db *e, const sync_table *t, const sync_value *key);
+
 /* Forgets the server version known for a row. */
 int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key);
 /* Columns of a row with local changes not yet acknowledged: the OR of the outbox masks, all

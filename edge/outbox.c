@@ -1,6 +1,8 @@
 /* outbox.c - batches out, acks in (see outbox.h). */
 #include "outbox.h"
 
+#include "pull.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@ typedef struct sent_rec {
     const sync_table *t;
     sync_value key; /* text/blob bytes live in keybuf */
     size_t key_off; /* offset of the key bytes in keybuf */
+    int stale;      /* the ack found the row behind a newer version: leave its version alone */
+    sync_op op;
+    uint64_t mask; /* columns the change sets (all bits for an insert or delete) */
 } sent_rec;
 
 struct edge_outbox {
@@ -42,8 +47,17 @@ struct edge_outbox {
         char reason[200];
     } * rejected; /* changes of the acked batch the cloud refused one by one */
     size_t nrejected, rejected_cap;
-    sync_record rec; /* scratch, large: kept off the stack */
+    uint64_t cursor_at_send[EDGE_MAX_TABLES]; /* tables' cursors when the batch was built */
+    sync_record rec;                          /* scratch, large: kept off the stack */
 };
+
+static int edge_slot(const edge_outbox *o, const sync_table *t)
+{
+    for (int i = 0; i < o->db->ntables; i++)
+        if (o->db->tables[i] == t)
+            return i;
+    return 0;
+}
 
 int edge_outbox_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_outbox **out,
                     char *err, size_t errlen)
@@ -146,7 +160,8 @@ static int bury(edge_outbox *o, uint64_t from, uint64_t to, const char *reason, 
     return SYNC_OK;
 }
 
-static int remember(edge_outbox *o, uint64_t seq, const sync_table *t, const sync_value *key)
+static int remember(edge_outbox *o, uint64_t seq, sync_op op, uint64_t mask, const sync_table *t,
+                    const sync_value *key)
 {
     if (o->nsent == o->sent_cap) {
         size_t cap = o->sent_cap ? o->sent_cap * 2 : 256;
@@ -158,6 +173,9 @@ static int remember(edge_outbox *o, uint64_t seq, const sync_table *t, const syn
     }
     sent_rec *s = &o->sent[o->nsent++];
     s->seq = seq;
+    s->stale = 0;
+    s->op = op;
+    s->mask = op == SYNC_OP_UPDATE ? mask : ~0ull;
     s->t = t;
     s->key = *key;
     if (key->type == SYNC_TEXT || key->type == SYNC_BLOB) {
@@ -252,6 +270,9 @@ int edge_outbox_prepare(edge_outbox *o, const uint8_t **payload, size_t *len)
      * when this device's wall clock is behind: take in every clock seen downstream. */
     if (o->rep)
         sync_hlc_observe(&o->hlc, edge_replica_max_hlc(o->rep));
+    struct edge_pull *pull = o->rep ? edge_replica_pull(o->rep) : NULL;
+    for (int i = 0; i < o->db->ntables; i++)
+        o->cursor_at_send[i] = pull ? edge_pull_cursor(pull, o->db->tables[i]) : 0;
     uint64_t base = 0, last = 0;
     uint64_t bad_seq[64];
     char bad_why[64][160];
@@ -294,7 +315,8 @@ int edge_outbox_prepare(edge_outbox *o, const uint8_t **payload, size_t *len)
             o->recs.len = before; /* this record starts the next batch */
             break;
         }
-        if (remember(o, seq, t, &o->rec.key) != SYNC_OK) {
+        if (remember(o, seq, o->rec.op, (uint64_t)sqlite3_column_int64(o->select, 6), t,
+                     &o->rec.key) != SYNC_OK) {
             sqlite3_reset(o->select);
             return SYNC_ERR_NOMEM;
         }
@@ -411,7 +433,7 @@ static int on_ack_hdr(void *ctx, const sync_ack_hdr *h)
 static int on_ack_result(void *ctx, const sync_ack_result *r)
 {
     edge_outbox *o = ctx;
-    const sent_rec *s = find_sent(o, r->seq);
+    sent_rec *s = (sent_rec *)find_sent(o, r->seq);
     if (!s) {
         sync_warn("outbox: ack names change #%llu that was not in the batch",
                   (unsigned long long)r->seq);
@@ -420,25 +442,50 @@ static int on_ack_result(void *ctx, const sync_ack_result *r)
     int rc = SYNC_OK;
     switch (r->result) {
     case SYNC_R_APPLIED:
-    case SYNC_R_WON:
-        rc = edge_db_set_version(o->db, s->t, &s->key, r->version);
+    case SYNC_R_WON: {
+        if (s->stale)
+            break;
+        uint64_t held;
+        rc = edge_db_version(o->db, s->t, &s->key, &held);
+        /* Our values are the row's only if nothing came between: no later version seen while
+         * the change was pending, and for an update (which keeps the other columns) exactly
+         * the version below it held here. */
+        int behind = held > r->version || (s->op == SYNC_OP_UPDATE && held + 1 != r->version);
+        if (rc == SYNC_OK && behind) {
+            rc = edge_replica_stale(o->rep, s->t, &s->key, r->version,
+                                    o->cursor_at_send[edge_slot(o, s->t)]);
+            for (size_t i = 0; i < o->nsent; i++)
+                if (o->sent[i].t == s->t && sync_value_equal(&o->sent[i].key, &s->key))
+                    o->sent[i].stale = 1;
+        } else if (rc == SYNC_OK) {
+            rc = edge_db_set_version(o->db, s->t, &s->key, r->version);
+        }
         break;
+    }
     case SYNC_R_LOST:
     case SYNC_R_MERGED:
     case SYNC_R_PENDING:
-        /* The row is not what we wrote (the server's value won, a merge of both, or the server's
-         * value kept until a person decides): take the cloud's row so this replica converges. */
+    case SYNC_R_DUPLICATE:
+        /* The row may not be what we wrote (the server's value won, a merge of both, the
+         * server's value kept until a person decides, or an outcome whose first ack was lost):
+         * take the cloud's row so this replica converges. */
         if (r->result == SYNC_R_LOST)
             o->stats.lost++;
-        rc = edge_replica_put(o->rep, s->t, &s->key, r->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT,
-                              r->cols, r->ncols, r->version, 1);
+        {
+            /* Later changes of this batch to the same row are ours and newer than this state. */
+            uint64_t later = 0;
+            for (const sent_rec *x = s + 1; x < o->sent + o->nsent; x++)
+                if (x->t == s->t && sync_value_equal(&x->key, &s->key))
+                    later |= x->mask;
+            rc = edge_replica_put(o->rep, s->t, &s->key,
+                                  r->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT, r->cols, r->ncols,
+                                  r->version, 1, o->cursor_at_send[edge_slot(o, s->t)], later);
+        }
         break;
     case SYNC_R_REJECTED:
         /* Set aside before the batch's rows were dropped (see edge_outbox_on_ack); the table is
          * pulled again so the refused local change gives way to the cloud's state. */
         rc = edge_replica_refused(o->rep, s->t, &s->key);
-        break;
-    case SYNC_R_DUPLICATE:
         break;
     }
     if (rc != SYNC_OK) {
@@ -509,6 +556,10 @@ int edge_outbox_on_ack(edge_outbox *o, const void *payload, size_t len, int *don
     if (o->ack_done) {
         o->inflight = 0;
         *done = 1;
+        /* Rows that had to lag while these changes were pending can now be re-read. */
+        if (o->rep && edge_replica_settle(o->rep) != SYNC_OK)
+            return sync_seterr(err, errlen, SYNC_ERR_DB, "re-reading rows: %s",
+                               sqlite3_errmsg(o->db->db));
     }
     return SYNC_OK;
 }

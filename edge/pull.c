@@ -40,6 +40,7 @@ struct edge_pull {
     uint64_t corr; /* correlation number */
     double sent_at;
     sync_cbuf buf;
+    uint8_t corrbuf[8];
     sync_limits lim;
     const sync_table *page_table;
     sync_page_hdr page; /* header of the page being applied */
@@ -172,6 +173,12 @@ int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, 
     return sync_head_decode(payload, len, &top, on_head_table, p, err, errlen);
 }
 
+uint64_t edge_pull_cursor(const edge_pull *p, const sync_table *t)
+{
+    int i = slot_of(p, t);
+    return i < 0 ? 0 : p->ts[i].cursor;
+}
+
 int edge_pull_rewind(edge_pull *p, const sync_table *t, uint64_t cseq)
 {
     int i = slot_of(p, t);
@@ -197,7 +204,8 @@ void edge_pull_all(edge_pull *p, const char *why)
         p->ts[i].need = 1;
 }
 
-static int send_request(edge_pull *p, sync_mqtt *m, int slot)
+/* Encodes the request for table slot into p->buf and p->corrbuf and marks it in flight. */
+static void make_request(edge_pull *p, int slot)
 {
     const sync_table *t = p->db->tables[slot];
     sync_pull req = {
@@ -207,23 +215,16 @@ static int send_request(edge_pull *p, sync_mqtt *m, int slot)
         .limit = (uint64_t)p->cfg->pull_rows,
     };
     sync_cbuf_reset(&p->buf);
-    if (sync_pull_encode(&p->buf, &req) != SYNC_OK)
-        return SYNC_ERR_NOMEM;
-    uint8_t corr[8];
+    sync_pull_encode(&p->buf, &req);
     for (int k = 0; k < 8; k++)
-        corr[k] = (uint8_t)(p->corr >> (56 - 8 * k));
-    int rc = sync_mqtt_publish_rr(m, p->req_topic, p->buf.data, p->buf.len, 1, p->resp_topic, corr,
-                                  sizeof corr);
-    if (rc == SYNC_OK) {
-        p->inflight = slot;
-        p->after = req.after;
-        p->sent_at = now_s();
-        p->ts[slot].need = 0;
-    }
-    return rc;
+        p->corrbuf[k] = (uint8_t)(p->corr >> (56 - 8 * k));
+    p->inflight = slot;
+    p->after = req.after;
+    p->sent_at = now_s();
+    p->ts[slot].need = 0;
 }
 
-void edge_pull_drive(edge_pull *p, sync_mqtt *m)
+int edge_pull_next(edge_pull *p, edge_pull_req *req)
 {
     double now = now_s();
     for (int i = 0; i < p->db->ntables; i++) {
@@ -242,24 +243,54 @@ void edge_pull_drive(edge_pull *p, sync_mqtt *m)
             s->behind_since = 0;
         }
     }
+    int slot = -1;
+    if (p->inflight >= 0) {
+        if (now - p->sent_at <= PULL_TIMEOUT)
+            return 0;
+        /* Same correlation data: a late answer to the first request is still welcome. */
+        sync_warn("replica: no answer to the pull of '%s' after %.0f s; asking again",
+                  p->db->tables[p->inflight]->name, now - p->sent_at);
+        slot = p->inflight;
+    } else {
+        for (int i = 0; i < p->db->ntables && slot < 0; i++)
+            if (p->ts[i].need)
+                slot = i;
+        if (slot < 0)
+            return 0;
+        p->corr++;
+    }
+    make_request(p, slot);
+    if (p->buf.err != SYNC_OK) {
+        p->inflight = -1;
+        p->ts[slot].need = 1;
+        return SYNC_ERR_NOMEM;
+    }
+    req->topic = p->req_topic;
+    req->response_topic = p->resp_topic;
+    req->payload = p->buf.data;
+    req->len = p->buf.len;
+    req->corr = p->corrbuf;
+    req->corr_len = sizeof p->corrbuf;
+    return 1;
+}
+
+void edge_pull_unsent(edge_pull *p)
+{
+    if (p->inflight >= 0) {
+        p->ts[p->inflight].need = 1;
+        p->inflight = -1;
+    }
+}
+
+void edge_pull_drive(edge_pull *p, sync_mqtt *m)
+{
     if (!sync_mqtt_connected(m))
         return;
-    if (p->inflight >= 0) {
-        if (now - p->sent_at > PULL_TIMEOUT) {
-            /* Same correlation data: a late answer to the first request is still welcome. */
-            sync_warn("replica: no answer to the pull of '%s' after %.0f s; asking again",
-                      p->db->tables[p->inflight]->name, now - p->sent_at);
-            send_request(p, m, p->inflight);
-        }
-        return;
-    }
-    for (int i = 0; i < p->db->ntables; i++) {
-        if (p->ts[i].need) {
-            p->corr++;
-            send_request(p, m, i);
-            return;
-        }
-    }
+    edge_pull_req req;
+    if (edge_pull_next(p, &req) == 1 &&
+        sync_mqtt_publish_rr(m, req.topic, req.payload, req.len, 1, req.response_topic, req.corr,
+                             req.corr_len) != SYNC_OK)
+        edge_pull_unsent(p); /* try again on the next round */
 }
 
 int edge_pull_busy(const edge_pull *p)
@@ -286,8 +317,8 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
 static int on_page_row(void *ctx, const sync_change *c)
 {
     edge_pull *p = ctx;
-    int rc =
-        edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols, c->version, 0);
+    int rc = edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols, c->version,
+                              0, c->cseq ? c->cseq - 1 : 0, 0);
     if (rc != SYNC_OK)
         p->page_failed = 1;
     return rc;

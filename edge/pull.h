@@ -33,6 +33,9 @@ int edge_pull_on_delta(edge_pull *p, const sync_table *t, uint64_t prev, uint64_
 /* Handles the retained head message. */
 int edge_pull_on_head(edge_pull *p, const void *payload, size_t len, char *err, size_t errlen);
 
+/* The cursor of table t (0 if t is not synced here). */
+uint64_t edge_pull_cursor(const edge_pull *p, const sync_table *t);
+
 /* A change with cseq `cseq + 1` or later arrived for a row this replica does not hold: moves
  * t's cursor back to `cseq` (never forward) and pulls from there, which brings that row whole.
  * Inside the transaction. */
@@ -45,7 +48,20 @@ void edge_pull_all(edge_pull *p, const char *why);
  * answer the request in flight is ignored. */
 int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t errlen);
 
-/* Sends the next request if a table needs one, and resends one that got no answer. */
+/* A request to publish: everything points into p and stays valid until the next call. */
+typedef struct edge_pull_req {
+    const char *topic, *response_topic;
+    const uint8_t *payload, *corr;
+    size_t len, corr_len;
+} edge_pull_req;
+
+/* Returns 1 and fills *req when a request should go out now (a table needs a pull, or the one in
+ * flight got no answer in time), 0 when none, or an error. The request counts as in flight. */
+int edge_pull_next(edge_pull *p, edge_pull_req *req);
+/* The request from edge_pull_next could not be published: it will be made again. */
+void edge_pull_unsent(edge_pull *p);
+
+/* Publishes the next request on m, if any (edge_pull_next + publish). */
 void edge_pull_drive(edge_pull *p, sync_mqtt *m);
 
 /* 1 while any table is behind or being pulled. */

@@ -103,7 +103,8 @@ void edge_replica_free(edge_replica *r)
 }
 
 int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key, sync_op op,
-                     const sync_colval *cols, size_t ncols, uint64_t version, int force)
+                     const sync_colval *cols, size_t ncols, uint64_t version, int force,
+                     uint64_t reread_from, uint64_t also_pending)
 {
     int slot = table_slot(r, t);
     if (slot < 0)
@@ -111,6 +112,19 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     uint64_t held;
     if (edge_db_version(r->db, t, key, &held) != SYNC_OK)
         return SYNC_ERR_DB;
+    if (sync_log_enabled(SYNC_LOG_DEBUG)) {
+        uint64_t pend = 0;
+        edge_db_pending(r->db, t, key, &pend);
+        char k[72];
+        if (key->type == SYNC_INT)
+            snprintf(k, sizeof k, "%lld", (long long)key->u.i);
+        else
+            snprintf(k, sizeof k, "'%.*s'", (int)(key->u.b.n > 64 ? 64 : key->u.b.n),
+                     (const char *)key->u.b.p);
+        sync_debug("replica %s: %s key %s op %d version %llu (held %llu, pending %llx%s)",
+                   r->db->device, t->name, k, (int)op, (unsigned long long)version,
+                   (unsigned long long)held, (unsigned long long)pend, force ? ", forced" : "");
+    }
     if (version < held || (version == held && !force)) {
         r->skipped++;
         return SYNC_OK;
@@ -127,7 +141,21 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     uint64_t pending;
     if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
         return SYNC_ERR_DB;
+    pending |= also_pending;
     int rc = SQLITE_DONE;
+    /* Columns of this change that local pending changes keep from being applied: the row will
+     * then lag the version recorded below, and is re-read once nothing is pending. */
+    uint64_t setcols = 0;
+    for (size_t i = 0; i < ncols; i++) {
+        int c = sync_table_col(t, cols[i].name, cols[i].name_len);
+        if (c >= 0 && c != t->key)
+            setcols |= 1ull << c;
+    }
+    int partial = pending != 0 && (op == SYNC_OP_DELETE || pending == ~0ull || (pending & setcols));
+    if (partial && edge_db_mark_dirty(r->db, t, key, reread_from) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (!partial && op != SYNC_OP_UPDATE && edge_db_clear_dirty(r->db, t, key) != SYNC_OK)
+        return SYNC_ERR_DB;
     if (op == SYNC_OP_DELETE) {
         /* A local change still on its way wins locally until the cloud has decided on it. */
         if (pending == 0) {
@@ -206,7 +234,8 @@ static int on_change(void *ctx, const sync_change *c)
     if (!r->cur)
         return 0;
     r->cseq_now = c->cseq;
-    int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0);
+    int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0,
+                              c->cseq ? c->cseq - 1 : 0, 0);
     r->cseq_now = 0;
     if (rc != SYNC_OK) {
         r->failed = 1;
@@ -243,6 +272,82 @@ int edge_replica_refused(edge_replica *r, const sync_table *t, const sync_value 
     if (rc != SQLITE_DONE || edge_db_forget(r->db, t, key) != SYNC_OK)
         return SYNC_ERR_DB;
     return r->pull ? edge_pull_rewind(r->pull, t, 0) : SYNC_OK;
+}
+
+int edge_replica_settle(edge_replica *r)
+{
+    /* Collect first: the rows are deleted below. There are few, and usually none. */
+    struct dirty {
+        const sync_table *t;
+        sync_value key;
+        uint8_t bytes[256];
+        uint64_t after;
+    } d[64];
+    int n = 0, more = 0, rc;
+    sqlite3_stmt *q = r->db->dirty_all;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *tbl = (const char *)sqlite3_column_text(q, 0);
+        const sync_table *t = tbl ? edge_db_table(r->db, tbl, strlen(tbl)) : NULL;
+        if (!t)
+            continue;
+        if (n == 64) {
+            more = 1;
+            break;
+        }
+        sync_value k;
+        sync_sql_column(q, 1, &k);
+        if ((k.type == SYNC_TEXT || k.type == SYNC_BLOB) && k.u.b.n > sizeof d[n].bytes)
+            continue; /* huge keys: handled by a whole-table pull below */
+        d[n].t = t;
+        d[n].key = k;
+        if (k.type == SYNC_TEXT || k.type == SYNC_BLOB) {
+            memcpy(d[n].bytes, k.u.b.p, k.u.b.n);
+            d[n].key.u.b.p = d[n].bytes;
+        }
+        d[n].after = (uint64_t)sqlite3_column_int64(q, 2);
+        n++;
+    }
+    sqlite3_reset(q);
+    (void)more; /* the rest is settled on the next call */
+    for (int i = 0; i < n; i++) {
+        uint64_t pending;
+        if (edge_db_pending(r->db, d[i].t, &d[i].key, &pending) != SYNC_OK)
+            return SYNC_ERR_DB;
+        if (pending)
+            continue;
+        sync_debug("replica %s: re-reading a '%s' row that lags its version, from %llu",
+                   r->db->device, d[i].t->name, (unsigned long long)d[i].after);
+        if (edge_db_forget(r->db, d[i].t, &d[i].key) != SYNC_OK ||
+            edge_db_clear_dirty(r->db, d[i].t, &d[i].key) != SYNC_OK)
+            return SYNC_ERR_DB;
+        if (r->pull && edge_pull_rewind(r->pull, d[i].t, d[i].after) != SYNC_OK)
+            return SYNC_ERR_DB;
+    }
+    return SYNC_OK;
+}
+
+struct edge_pull *edge_replica_pull(const edge_replica *r)
+{
+    return r->pull;
+}
+
+int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *key,
+                       uint64_t version, uint64_t cursor)
+{
+    uint64_t pending;
+    if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (pending)
+        return SYNC_OK; /* the answer to the later change will settle the row */
+    sync_debug("replica %s: %s row was left behind a newer version while our change was on its "
+               "way; pulling from %llu",
+               r->db->device, t->name, (unsigned long long)cursor);
+    (void)version;
+    /* No version is held for the row until the pull brings its current state, so that state is
+     * not mistaken for old news. */
+    if (edge_db_forget(r->db, t, key) != SYNC_OK)
+        return SYNC_ERR_DB;
+    return r->pull ? edge_pull_rewind(r->pull, t, cursor) : SYNC_OK;
 }
 
 void edge_replica_set_pull(edge_replica *r, struct edge_pull *p)

@@ -26,7 +26,27 @@ void edge_replica_free(edge_replica *r);
  * force=1 applies even when the held version equals `version` (an ack telling us our change
  * lost: the local row holds the losing value at the same server version). */
 int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key, sync_op op,
-                     const sync_colval *cols, size_t ncols, uint64_t version, int force);
+                     const sync_colval *cols, size_t ncols, uint64_t version, int force,
+                     uint64_t reread_from, uint64_t also_pending);
+/* reread_from: a cseq after which a pull returns this row's state (the change's cseq - 1, or
+ * a table cursor from before it), used if pending local changes keep part of it out.
+ * also_pending: columns to treat as pending besides the outbox's (later changes of the same
+ * acknowledged batch, whose rows are already gone from the outbox); all bits for a row. */
+
+/* Re-reads rows that lag their version (see edge_db_mark_dirty) once no local change to them is
+ * pending: forgets their version and pulls their table from where they lag. Call after acks. */
+int edge_replica_settle(edge_replica *r);
+
+/* The catch-up tracker set with edge_replica_set_pull (may be NULL). */
+struct edge_pull *edge_replica_pull(const edge_replica *r);
+
+/* Our own change to a row was applied by the cloud at `version`, but this replica has since
+ * seen (and, because the change was pending, not fully applied) a later version of the row:
+ * unless more local changes to the row are pending, forgets the version held for the row and
+ * pulls the table again from `cursor` (the table's cursor when the change was sent, below
+ * every later change of the row), which brings the row's current state. */
+int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *key,
+                       uint64_t version, uint64_t cursor);
 
 /* A local change to this row was refused by the cloud: drops the local row and the version held
  * for it, and pulls the table again from the start, which restores the cloud's row if it has

@@ -1338,6 +1338,73 @@ static void ack_expect(const uint8_t *p, size_t n, const sync_limits *lim, int r
 /* ack header pieces: base_seq 10, last_seq 12, status ok */
 #define AH 0x00, 0x0a, 0x01, 0x0c, 0x02, 0x00
 
+/* merged and pending carry a row, rejected a reason; an encoder refuses a rejected result
+ * without a reason and a merged one without a row. */
+typedef struct got_result {
+    sync_result code[4];
+    char reason[64];
+    size_t ncols[4];
+    int n;
+} got_result;
+
+static int on_got(void *ctx, const sync_ack_result *r)
+{
+    got_result *g = ctx;
+    if (g->n < 4) {
+        g->code[g->n] = r->result;
+        g->ncols[g->n] = r->ncols;
+        if (r->result == SYNC_R_REJECTED)
+            snprintf(g->reason, sizeof g->reason, "%.*s", (int)r->reason_len, r->reason);
+        g->n++;
+    }
+    return 0;
+}
+
+static void test_ack_outcomes(void)
+{
+    sync_cbuf b;
+    sync_ack_hdr h;
+    sync_ack_result r;
+    got_result g;
+    char err[256] = "";
+
+    memset(&h, 0, sizeof h);
+    memset(&g, 0, sizeof g);
+    h.base_seq = 10;
+    h.last_seq = 12;
+    h.nresults = 3;
+    sync_cbuf_init(&b, 0);
+    CHECK(sync_ack_encode_hdr(&b, &h) == SYNC_OK);
+    res_set(&r, 10, SYNC_R_MERGED, 4);
+    r.has_row = 1;
+    r.ncols = 1;
+    r.cols[0].name = "a";
+    r.cols[0].name_len = 1;
+    r.cols[0].v = v_text("xy", 2);
+    CHECK(sync_ack_result_encode(&b, &r, 10) == SYNC_OK);
+    r.seq = 11;
+    r.result = SYNC_R_PENDING;
+    CHECK(sync_ack_result_encode(&b, &r, 10) == SYNC_OK);
+    res_set(&r, 12, SYNC_R_REJECTED, 0);
+    r.reason = "owned by pi";
+    r.reason_len = strlen(r.reason);
+    CHECK(sync_ack_result_encode(&b, &r, 10) == SYNC_OK);
+    CHECK_RC(sync_ack_decode(b.data, b.len, NULL, NULL, on_got, &g, err, sizeof err), SYNC_OK, err);
+    CHECK(g.n == 3 && g.code[0] == SYNC_R_MERGED && g.ncols[0] == 1 &&
+          g.code[1] == SYNC_R_PENDING && g.ncols[1] == 1 && g.code[2] == SYNC_R_REJECTED);
+    CHECK(strcmp(g.reason, "owned by pi") == 0);
+
+    sync_cbuf_reset(&b);
+    res_set(&r, 12, SYNC_R_REJECTED, 0);
+    r.reason = NULL;
+    CHECK(sync_ack_result_encode(&b, &r, 10) == SYNC_ERR_INVAL);
+    sync_cbuf_reset(&b);
+    res_set(&r, 12, SYNC_R_MERGED, 3);
+    r.has_row = 0;
+    CHECK(sync_ack_result_encode(&b, &r, 10) == SYNC_ERR_INVAL);
+    sync_cbuf_free(&b);
+}
+
 static void test_ack(void)
 {
     sync_ack_hdr h;
@@ -1370,7 +1437,13 @@ static void test_ack(void)
     res_set(&res[3], 1003, SYNC_R_LOST, 18);
     res[3].has_row = 1;
     res[3].deleted = 1;
-    res_set(&res[4], 1004, SYNC_R_DUPLICATE, 0);
+    /* A duplicate tells the row's current state (the first ack may have been lost). */
+    res_set(&res[4], 1004, SYNC_R_DUPLICATE, 9);
+    res[4].has_row = 1;
+    res[4].ncols = 1;
+    res[4].cols[0].name = "n";
+    res[4].cols[0].name_len = 1;
+    res[4].cols[0].v = v_null();
 
     sync_cbuf_init(&b, 0);
     CHECK(encode_ack(&b, &h, res) == SYNC_OK);
@@ -1788,6 +1861,7 @@ int main(void)
     test_batch_callbacks();
     test_encoder_refusals();
     test_ack();
+    test_ack_outcomes();
     test_delta();
     test_row();
     test_mutations();

@@ -92,7 +92,8 @@ typedef enum sync_result {
     SYNC_R_APPLIED = 0,   /* applied cleanly; version is the row's new version */
     SYNC_R_WON = 1,       /* conflict, the edge's change won (applied); version is new */
     SYNC_R_LOST = 2,      /* conflict, the server's value was kept; row holds the winner */
-    SYNC_R_DUPLICATE = 3, /* seq already applied earlier; nothing done */
+    SYNC_R_DUPLICATE = 3, /* seq processed earlier (its first ack may have been lost): nothing
+                             done; row holds the row's current state, version its version */
     SYNC_R_MERGED = 4,    /* conflict, merged column by column; row holds the merged state */
     SYNC_R_PENDING = 5,   /* conflict left for a person (manual policy); row holds the server's
                              state, which stays until the conflict is resolved */
@@ -100,8 +101,9 @@ typedef enum sync_result {
                              reason says why; nothing applied */
 } sync_result;
 
-/* 1 if a result of this code carries the row state (lost, merged, pending). */
-#define SYNC_RESULT_HAS_ROW(r) ((r) == SYNC_R_LOST || (r) == SYNC_R_MERGED || (r) == SYNC_R_PENDING)
+/* 1 if a result of this code carries the row state (lost, duplicate, merged, pending). */
+#define SYNC_RESULT_HAS_ROW(r)                                                                     \
+    ((r) == SYNC_R_LOST || (r) == SYNC_R_DUPLICATE || (r) == SYNC_R_MERGED || (r) == SYNC_R_PENDING)
 
 typedef struct sync_ack_hdr {
     uint64_t base_seq; /* the acked batch's base_seq */
@@ -115,7 +117,7 @@ typedef struct sync_ack_hdr {
 typedef struct sync_ack_result {
     uint64_t seq; /* absolute seq of the record */
     sync_result result;
-    uint64_t version;   /* row version after the record (0 for DUPLICATE and REJECTED) */
+    uint64_t version;   /* row version after the record (now, for DUPLICATE; 0 for REJECTED) */
     int has_row;        /* LOST, MERGED, PENDING: the row state follows, with deleted/cols */
     int deleted;        /* that state is a tombstone */
     const char *reason; /* REJECTED: why, not NUL-terminated */
