@@ -411,9 +411,9 @@ static void check_conflict_log(void)
         /* A lost update of a row the writer itself had deleted is not a conflict; everything
          * else told as won, lost or merged must be logged exactly once. */
         if (n != 1 && !(t->code == SYNC_R_LOST && n == 0)) {
-            char why[128];
-            snprintf(why, sizeof why, "%s seq %" PRIu64 " was told %d but the log has %d rows",
-                     t->device, t->seq, t->code, n);
+            char why[256];
+            snprintf(why, sizeof why, "%.15s seq %" PRIu64 " was told %d but the log has %d rows",
+                     t->device, t->seq, (int)t->code, n);
             die("conflict log", why);
         }
     }
