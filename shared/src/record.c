@@ -770,6 +770,25 @@ static int rec__change(rec__dec *d, sync_change *c)
     return SYNC_OK;
 }
 
+/* Reads the n change arrays of a delta or a page, handing each to on_change (may be NULL); a
+ * nonzero return from it stops the decode and is returned. */
+static int rec__changes(rec__dec *d, size_t n, sync_change_cb on_change, void *ctx)
+{
+    sync_change chg;
+    int rc = SYNC_OK;
+
+    for (size_t j = 0; rc == SYNC_OK && j < n; j++) {
+        d->item = "change";
+        d->index = j;
+        d->field = NULL;
+        rc = rec__change(d, &chg);
+        if (rc == SYNC_OK && on_change != NULL)
+            rc = on_change(ctx, &chg);
+    }
+    d->item = NULL;
+    return rc;
+}
+
 int sync_delta_decode(const void *buf, size_t len, const sync_limits *lim, sync_delta_hdr_cb on_hdr,
                       sync_change_cb on_change, void *ctx, char *err, size_t errlen)
 {
@@ -777,9 +796,8 @@ int sync_delta_decode(const void *buf, size_t len, const sync_limits *lim, sync_
     unsigned key = 0, seen = 0;
     int last = -1, rc;
     sync_delta_hdr hdr;
-    sync_change chg;
     sync_ctoken t;
-    size_t i, j, npairs;
+    size_t i, npairs;
     rec__dec d;
 
     memset(&hdr, 0, sizeof hdr);
@@ -806,16 +824,8 @@ int sync_delta_decode(const void *buf, size_t len, const sync_limits *lim, sync_
             if (rc == SYNC_OK && on_hdr != NULL)
                 if ((rc = on_hdr(ctx, &hdr)) != 0)
                     return rc;
-            for (j = 0; rc == SYNC_OK && j < hdr.nchanges; j++) {
-                d.item = "change";
-                d.index = j;
-                d.field = NULL;
-                rc = rec__change(&d, &chg);
-                if (rc == SYNC_OK && on_change != NULL)
-                    if ((rc = on_change(ctx, &chg)) != 0)
-                        return rc;
-            }
-            d.item = NULL;
+            if (rc == SYNC_OK && (rc = rec__changes(&d, hdr.nchanges, on_change, ctx)) != 0)
+                return rc;
             break;
         }
     }
@@ -1193,9 +1203,8 @@ int sync_page_decode(const void *buf, size_t len, const sync_limits *lim, sync_p
     unsigned key = 0, seen = 0;
     int last = -1, rc;
     sync_page_hdr hdr;
-    sync_change chg;
     sync_ctoken t;
-    size_t i, j, npairs;
+    size_t i, npairs;
     rec__dec d;
 
     memset(&hdr, 0, sizeof hdr);
@@ -1235,16 +1244,8 @@ int sync_page_decode(const void *buf, size_t len, const sync_limits *lim, sync_p
             if (rc == SYNC_OK && on_hdr != NULL)
                 if ((rc = on_hdr(ctx, &hdr)) != 0)
                     return rc;
-            for (j = 0; rc == SYNC_OK && j < hdr.nchanges; j++) {
-                d.item = "change";
-                d.index = j;
-                d.field = NULL;
-                rc = rec__change(&d, &chg);
-                if (rc == SYNC_OK && on_change != NULL)
-                    if ((rc = on_change(ctx, &chg)) != 0)
-                        return rc;
-            }
-            d.item = NULL;
+            if (rc == SYNC_OK && (rc = rec__changes(&d, hdr.nchanges, on_change, ctx)) != 0)
+                return rc;
             break;
         }
     }
