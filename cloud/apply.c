@@ -294,6 +294,40 @@ static const char *op_name(sync_op op)
     return op == SYNC_OP_INSERT ? "insert" : op == SYNC_OP_UPDATE ? "update" : "delete";
 }
 
+/* The `change` event of an applied change: with the key and the columns set when full, else
+ * only what identifies the change, and "truncated": true. */
+static void json_change(cloud_applier *a, sync_json *j, const sync_table *t, const sync_value *key,
+                        sync_op op, const sync_change *c, int full)
+{
+    json_head(j, "change", a->device);
+    sync_json_key(j, "table");
+    sync_json_cstr(j, t->name);
+    if (full) {
+        sync_json_key(j, "key");
+        sync_json_value(j, key);
+    }
+    sync_json_key(j, "op");
+    sync_json_cstr(j, op_name(op));
+    sync_json_key(j, "version");
+    sync_json_u64(j, c->version);
+    sync_json_key(j, "cseq");
+    sync_json_u64(j, c->cseq);
+    if (full && c->ncols) {
+        sync_json_key(j, "cols");
+        sync_json_begin(j);
+        for (size_t i = 0; i < c->ncols; i++) {
+            sync_json_key(j, c->cols[i].name);
+            sync_json_value(j, &c->cols[i].v);
+        }
+        sync_json_end(j);
+    }
+    if (!full) {
+        sync_json_key(j, "truncated");
+        sync_json_bool(j, 1);
+    }
+    sync_json_end(j);
+}
+
 /* Queues the downstream effects of an applied change: the delta entry, the retained row state
  * and the change event. */
 static int publish_change(cloud_applier *a, const sync_table *t, const sync_record *r,
@@ -344,42 +378,11 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
         char buf[4096];
         sync_json j;
         sync_json_init(&j, buf, sizeof buf);
-        json_head(&j, "change", a->device);
-        sync_json_key(&j, "table");
-        sync_json_cstr(&j, t->name);
-        sync_json_key(&j, "key");
-        sync_json_value(&j, key);
-        sync_json_key(&j, "op");
-        sync_json_cstr(&j, op_name(r->op));
-        sync_json_key(&j, "version");
-        sync_json_u64(&j, c->version);
-        sync_json_key(&j, "cseq");
-        sync_json_u64(&j, c->cseq);
-        if (c->ncols) {
-            sync_json_key(&j, "cols");
-            sync_json_begin(&j);
-            for (size_t i = 0; i < c->ncols; i++) {
-                sync_json_key(&j, c->cols[i].name);
-                sync_json_value(&j, &c->cols[i].v);
-            }
-            sync_json_end(&j);
-        }
-        sync_json_end(&j);
+        json_change(a, &j, t, key, r->op, c, 1);
         if (!sync_json_ok(&j)) {
-            /* A huge row: say what changed without the values. */
+            /* A huge row: say what changed without the key and values. */
             sync_json_init(&j, buf, sizeof buf);
-            json_head(&j, "change", a->device);
-            sync_json_key(&j, "table");
-            sync_json_cstr(&j, t->name);
-            sync_json_key(&j, "op");
-            sync_json_cstr(&j, op_name(r->op));
-            sync_json_key(&j, "version");
-            sync_json_u64(&j, c->version);
-            sync_json_key(&j, "cseq");
-            sync_json_u64(&j, c->cseq);
-            sync_json_key(&j, "truncated");
-            sync_json_bool(&j, 1);
-            sync_json_end(&j);
+            json_change(a, &j, t, key, r->op, c, 0);
         }
         event(a, "change", &j);
     }
@@ -503,8 +506,7 @@ static int ap_rec(void *ctx, const sync_record *r)
             a->db_failed = rc == SYNC_ERR_DB;
             return rc;
         }
-        clean = 1; /* applied as a fresh row below */
-        row->deleted = 1;
+        clean = 1; /* applied as a fresh row below (row->deleted: nothing is kept) */
     } else if (!clean) {
         int won = 0;
         switch (rule->policy) {

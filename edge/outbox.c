@@ -452,8 +452,7 @@ static int on_ack_result(void *ctx, const sync_ack_result *r)
          * the version below it held here. */
         int behind = held > r->version || (s->op == SYNC_OP_UPDATE && held + 1 != r->version);
         if (rc == SYNC_OK && behind) {
-            rc = edge_replica_stale(o->rep, s->t, &s->key, r->version,
-                                    o->cursor_at_send[edge_slot(o, s->t)]);
+            rc = edge_replica_stale(o->rep, s->t, &s->key, o->cursor_at_send[edge_slot(o, s->t)]);
             for (size_t i = 0; i < o->nsent; i++)
                 if (o->sent[i].t == s->t && sync_value_equal(&o->sent[i].key, &s->key))
                     o->sent[i].stale = 1;

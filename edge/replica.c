@@ -283,17 +283,15 @@ int edge_replica_settle(edge_replica *r)
         uint8_t bytes[256];
         uint64_t after;
     } d[64];
-    int n = 0, more = 0, rc;
+    int n = 0, rc;
     sqlite3_stmt *q = r->db->dirty_all;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         const char *tbl = (const char *)sqlite3_column_text(q, 0);
         const sync_table *t = tbl ? edge_db_table(r->db, tbl, strlen(tbl)) : NULL;
         if (!t)
             continue;
-        if (n == 64) {
-            more = 1;
-            break;
-        }
+        if (n == 64)
+            break; /* the rest is settled on the next call */
         sync_value k;
         sync_sql_column(q, 1, &k);
         if ((k.type == SYNC_TEXT || k.type == SYNC_BLOB) && k.u.b.n > sizeof d[n].bytes)
@@ -308,7 +306,6 @@ int edge_replica_settle(edge_replica *r)
         n++;
     }
     sqlite3_reset(q);
-    (void)more; /* the rest is settled on the next call */
     for (int i = 0; i < n; i++) {
         uint64_t pending;
         if (edge_db_pending(r->db, d[i].t, &d[i].key, &pending) != SYNC_OK)
@@ -331,8 +328,7 @@ struct edge_pull *edge_replica_pull(const edge_replica *r)
     return r->pull;
 }
 
-int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *key,
-                       uint64_t version, uint64_t cursor)
+int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *key, uint64_t cursor)
 {
     uint64_t pending;
     if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
@@ -342,7 +338,6 @@ int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *k
     sync_debug("replica %s: %s row was left behind a newer version while our change was on its "
                "way; pulling from %llu",
                r->db->device, t->name, (unsigned long long)cursor);
-    (void)version;
     /* No version is held for the row until the pull brings its current state, so that state is
      * not mistaken for old news. */
     if (edge_db_forget(r->db, t, key) != SYNC_OK)

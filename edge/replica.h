@@ -40,13 +40,13 @@ int edge_replica_settle(edge_replica *r);
 /* The catch-up tracker set with edge_replica_set_pull (may be NULL). */
 struct edge_pull *edge_replica_pull(const edge_replica *r);
 
-/* Our own change to a row was applied by the cloud at `version`, but this replica has since
+/* Our own change to a row was applied by the cloud, but this replica has since
  * seen (and, because the change was pending, not fully applied) a later version of the row:
  * unless more local changes to the row are pending, forgets the version held for the row and
  * pulls the table again from `cursor` (the table's cursor when the change was sent, below
  * every later change of the row), which brings the row's current state. */
 int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *key,
-                       uint64_t version, uint64_t cursor);
+                       uint64_t cursor);
 
 /* A local change to this row was refused by the cloud: drops the local row and the version held
  * for it, and pulls the table again from the start, which restores the cloud's row if it has
