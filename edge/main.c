@@ -332,9 +332,25 @@ out:
     return status;
 }
 
+/* Adapters from the generic daemon to this program's typed functions. */
 static int finish(void *cfg, char *err, size_t errlen)
 {
     return edge_config_finish(cfg, err, errlen);
+}
+
+static int checksum(void *cfg, const sync_schema *s)
+{
+    return print_checksums(cfg, s);
+}
+
+static int daemon_run(void *cfg, const sync_schema *s)
+{
+    return run(cfg, s);
+}
+
+static void free_cfg(void *cfg)
+{
+    edge_config_free(cfg);
 }
 
 int main(int argc, char **argv)
@@ -351,27 +367,10 @@ int main(int argc, char **argv)
         .cfg = &c,
         .log_level = &c.log_level,
         .log_syslog = &c.log_syslog,
+        .schema = &c.schema,
+        .checksum = checksum,
+        .run = daemon_run,
+        .free_cfg = free_cfg,
     };
-    unsigned flags = 0;
-    int rc = sync_daemon_start(&d, argc, argv, &flags);
-    if (rc >= 0) {
-        edge_config_free(&c);
-        return rc;
-    }
-    char err[1024];
-    sync_schema *schema;
-    if (sync_schema_load(c.schema, &schema, err, sizeof err) != SYNC_OK) {
-        fprintf(stderr, "syncedge: %s\n", err);
-        edge_config_free(&c);
-        return 2;
-    }
-    if (flags & 1u) {
-        rc = print_checksums(&c, schema);
-    } else {
-        sync_signals_setup();
-        rc = run(&c, schema);
-    }
-    sync_schema_free(schema);
-    edge_config_free(&c);
-    return rc;
+    return sync_daemon_main(&d, argc, argv);
 }

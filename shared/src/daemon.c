@@ -58,3 +58,29 @@ int sync_daemon_start(const sync_daemon *d, int argc, char **argv, unsigned *fla
     *flags = a.set;
     return -1;
 }
+
+int sync_daemon_main(const sync_daemon *d, int argc, char **argv)
+{
+    unsigned flags = 0;
+    int rc = sync_daemon_start(d, argc, argv, &flags);
+    if (rc >= 0) {
+        d->free_cfg(d->cfg);
+        return rc;
+    }
+    char err[1024];
+    sync_schema *schema;
+    if (sync_schema_load(*d->schema, &schema, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "%s: %s\n", d->name, err);
+        d->free_cfg(d->cfg);
+        return 2;
+    }
+    if (flags & 1u) {
+        rc = d->checksum(d->cfg, schema);
+    } else {
+        sync_signals_setup();
+        rc = d->run(d->cfg, schema);
+    }
+    sync_schema_free(schema);
+    d->free_cfg(d->cfg);
+    return rc;
+}

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "sync/conf.h"
+#include "sync/schema.h"
 
 typedef struct sync_daemon {
     const char *name;    /* "syncedge" */
@@ -17,7 +18,16 @@ typedef struct sync_daemon {
     int (*finish)(void *cfg, char *err, size_t errlen); /* checks and completes cfg */
     void *cfg;                                          /* the program's config struct */
     const int *log_level, *log_syslog;                  /* its logging fields, read after parsing */
+    char *const *schema;                                /* its schema-file field */
+    int (*checksum)(void *cfg, const sync_schema *s);   /* --checksum: print, return status */
+    int (*run)(void *cfg, const sync_schema *s);        /* the daemon: return exit status */
+    void (*free_cfg)(void *cfg);                        /* releases cfg at the end */
 } sync_daemon;
+
+/* The whole life of a daemon: sync_daemon_start, then the schema file, then either --checksum
+ * or (after sync_signals_setup) run. Frees cfg and returns the exit status (2 for a bad
+ * configuration or schema file, which has been printed). */
+int sync_daemon_main(const sync_daemon *d, int argc, char **argv);
 
 /* Parses argv into d->cfg, answers --help and --version, validates, and sets up logging.
  * Returns -1 when the program should go on (*flags then holds the bits of d->flags given), or
