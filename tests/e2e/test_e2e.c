@@ -150,19 +150,6 @@ static const char *checksum_cmd(const struct e2e *e, const struct args *a)
     return th_fmt("%s--checksum 2>>%s", cmd, th_shq(e->sum_log));
 }
 
-/* Runs a checksum command and returns its stdout (owned by the caller), or NULL if it
- * failed. */
-static char *checksum(const char *cmd)
-{
-    char *out = NULL;
-
-    if (th_capture(&out, "%s", cmd) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 /* Returns the ROWS field of TABLE's line in a --checksum output, or -1 if there is none. */
 static long long sum_rows(const char *sum, const char *table)
 {
@@ -222,9 +209,9 @@ static void take_checksums(struct e2e *e)
     free(e->sum_a);
     free(e->sum_b);
     free(e->sum_cloud);
-    e->sum_a = checksum(e->sum_cmd_a);
-    e->sum_cloud = checksum(e->sum_cmd_cloud);
-    e->sum_b = checksum(e->sum_cmd_b);
+    e->sum_a = th_output(e->sum_cmd_a);
+    e->sum_cloud = th_output(e->sum_cmd_cloud);
+    e->sum_b = th_output(e->sum_cmd_b);
 }
 
 /* Converged: A's outbox is empty and the three checksums are identical and cover both
@@ -578,25 +565,6 @@ static pid_t spawn(const char *log, const struct args *a)
     return pid;
 }
 
-/* SIGTERM, then the process must exit with status 0 within 15 s: that also catches leaks and
- * errors reported at exit by sanitizer builds. */
-static void stop(pid_t pid, const char *name, const char *log, int must_be_clean)
-{
-    int st;
-
-    TH_CHECK(th_kill(pid, SIGTERM) == 0, "cannot signal %s", name);
-    st = th_wait_exit(pid, 15000, 1);
-    if (must_be_clean && !(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        th_log_tail(log, 60);
-        if (st < 0)
-            TH_FAIL("%s did not stop after SIGTERM and SIGKILL", name);
-        else if (WIFSIGNALED(st))
-            TH_FAIL("%s died of signal %d after SIGTERM", name, WTERMSIG(st));
-        else
-            TH_FAIL("%s exited with status %d after SIGTERM", name, WEXITSTATUS(st));
-    }
-}
-
 static uint64_t pick_seed(void)
 {
     const char *s = getenv("E2E_SEED");
@@ -706,10 +674,10 @@ int main(void)
     TH_CHECK(th_sql_int(e.b_db, "SELECT count(*) FROM items WHERE id = 999999999") == 0,
              "a rolled-back insert reached B");
 
-    stop(e.a_pid, "syncedge A", th_fmt("%s/edge-a.log", e.dir), 1);
-    stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b.log", e.dir), 1);
-    stop(e.cloud_pid, "synccloud", th_fmt("%s/synccloud.log", e.dir), 1);
-    stop(e.broker_pid, "mosquitto", th_fmt("%s/mosquitto.log", e.dir), 0);
+    th_stop(e.a_pid, "syncedge A", th_fmt("%s/edge-a.log", e.dir), 1);
+    th_stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b.log", e.dir), 1);
+    th_stop(e.cloud_pid, "synccloud", th_fmt("%s/synccloud.log", e.dir), 1);
+    th_stop(e.broker_pid, "mosquitto", th_fmt("%s/mosquitto.log", e.dir), 0);
     free(e.sum_a);
     free(e.sum_b);
     free(e.sum_cloud);

@@ -320,18 +320,6 @@ static const char *checksum_cmd(const struct args *a)
     return th_fmt("%s--checksum 2>>%s", cmd, th_shq(T.sum_log));
 }
 
-/* Runs a checksum command and returns its stdout (owned by the caller), or NULL. */
-static char *checksum(const char *cmd)
-{
-    char *out = NULL;
-
-    if (th_capture(&out, "%s", cmd) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 static pid_t spawn(const char *log, char *const argv[])
 {
     pid_t pid = th_spawn(log, argv);
@@ -364,24 +352,10 @@ static void check_alive(void)
                  "syncedge %s (pid %ld) died by itself", T.edges[i].name, (long)T.edges[i].pid);
 }
 
-/* SIGTERM, then the process must exit with status 0 within 15 s. */
+/* SIGTERM, then the process must exit with status 0 (see th_stop); says how long it took. */
 static void stop(pid_t pid, const char *name, const char *log, int must_be_clean)
 {
-    int st;
-    double t = th_now();
-
-    TH_CHECK(th_kill(pid, SIGTERM) == 0, "cannot signal %s", name);
-    st = th_wait_exit(pid, 15000, 1);
-    say("%s stopped in %.2f s", name, th_now() - t);
-    if (must_be_clean && !(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        th_log_tail(log, 60);
-        if (st < 0)
-            TH_FAIL("%s did not stop after SIGTERM and SIGKILL", name);
-        else if (WIFSIGNALED(st))
-            TH_FAIL("%s died of signal %d after SIGTERM", name, WTERMSIG(st));
-        else
-            TH_FAIL("%s exited with status %d after SIGTERM", name, WEXITSTATUS(st));
-    }
+    say("%s stopped in %.2f s", name, th_stop(pid, name, log, must_be_clean));
 }
 
 /* ---- quiet SQL helpers (the databases may be missing or being rebuilt) ------------------ */
@@ -1150,12 +1124,12 @@ static void take_checksums(void)
 
     T.sums_at = th_now();
     free(T.cloud_sum);
-    T.cloud_sum = checksum(T.cloud_sum_cmd);
+    T.cloud_sum = th_output(T.cloud_sum_cmd);
     T.sums_equal = T.cloud_sum != NULL && strstr(T.cloud_sum, "items ") != NULL &&
                    strstr(T.cloud_sum, "notes ") != NULL;
     for (i = 0; i < FT_EDGES; i++) {
         free(T.edges[i].sum);
-        T.edges[i].sum = checksum(T.edges[i].sum_cmd);
+        T.edges[i].sum = th_output(T.edges[i].sum_cmd);
         if (T.edges[i].sum == NULL || T.cloud_sum == NULL ||
             strcmp(T.edges[i].sum, T.cloud_sum) != 0)
             T.sums_equal = 0;

@@ -1332,3 +1332,33 @@ void th_proxy_stop(th_proxy *p)
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
+
+char *th_output(const char *cmd)
+{
+    char *out = NULL;
+
+    if (th_capture(&out, "%s", cmd) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+double th_stop(pid_t pid, const char *name, const char *log, int must_be_clean)
+{
+    double t = th_now();
+    int st;
+
+    TH_CHECK(th_kill(pid, SIGTERM) == 0, "cannot signal %s", name);
+    st = th_wait_exit(pid, 15000, 1);
+    if (must_be_clean && !(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        th_log_tail(log, 60);
+        if (st < 0)
+            TH_FAIL("%s did not stop after SIGTERM and SIGKILL", name);
+        else if (WIFSIGNALED(st))
+            TH_FAIL("%s died of signal %d after SIGTERM", name, WTERMSIG(st));
+        else
+            TH_FAIL("%s exited with status %d after SIGTERM", name, WEXITSTATUS(st));
+    }
+    return th_now() - t;
+}

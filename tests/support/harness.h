@@ -100,6 +100,15 @@ int th_read_first_line(const char *path, char *buf, size_t n);
 /* Prints the last nlines lines of path to stderr under a header naming the file. */
 void th_log_tail(const char *path, int nlines);
 
+/* Runs a shell command and returns its stdout (the caller frees it), or NULL if it exited
+ * nonzero. */
+char *th_output(const char *cmd);
+
+/* Stops a daemon with SIGTERM (SIGKILL after 15 s) and reaps it. With must_be_clean, anything
+ * but exit status 0 fails the test after showing the tail of log: that also catches leaks and
+ * errors that sanitizer builds report at exit. Returns the seconds the stop took. */
+double th_stop(pid_t pid, const char *name, const char *log, int must_be_clean);
+
 /* Remembers path so a failing TH_CHECK prints its tail. Returns 0, or -1 if the list is full. */
 int th_register_log(const char *path);
 
