@@ -479,6 +479,18 @@ static int ap_rec(void *ctx, const sync_record *r)
         return SYNC_ERR_DB;
     }
     cloud_row *row = &a->row;
+    if (!row->exists) {
+        /* Tombstones get compacted. A change made on top of a version of a row the store no
+         * longer holds met a delete; one with no base is a new row. Either way the versions
+         * go on above every version the key may have had, so replicas take what follows. */
+        row->version = cloud_store_version_floor(a->st, t);
+        if (r->base_version > 0 && r->op != SYNC_OP_INSERT) {
+            row->exists = 1;
+            row->deleted = 1;
+            if (row->version < r->base_version)
+                row->version = r->base_version;
+        }
+    }
     int same_writer = row->exists && strcmp(row->origin, a->device) == 0;
     int clean = !row->exists || row->version == r->base_version || same_writer;
     int rc;

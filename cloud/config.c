@@ -41,6 +41,10 @@ const char cloud_config_help[] =
     "  pull_rows N          rows per catch-up page (default 1000)\n"
     "  pull_bytes N         bytes per catch-up page (default 524288)\n"
     "  head_interval SEC    republish the retained head this often (default 10)\n"
+    "  tombstone_retention SEC  keep tombstones of deleted rows this long (default 2592000,\n"
+    "                       30 days; 0 keeps them forever); replicas away longer resync\n"
+    "                       the table in full\n"
+    "  compact_interval SEC look for tombstones to compact this often (default 3600)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 86400)\n"
     "  max_inflight N       QoS 1 publishes outstanding at once (default 1000)\n"
     "  keepalive SEC        MQTT keepalive (default 30)\n"
@@ -86,6 +90,8 @@ static const sync_opt cloud_opts[] = {
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
     OPT("pull_bytes", SYNC_OPT_LONG, pull_bytes, 4096, 64L * 1024 * 1024),
     OPT("head_interval", SYNC_OPT_LONG, head_interval, 1, 86400),
+    OPT("tombstone_retention", SYNC_OPT_LONG, tombstone_retention, 0, 100L * 365 * 86400),
+    OPT("compact_interval", SYNC_OPT_LONG, compact_interval, 1, 86400 * 30),
     OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
     OPT("keepalive", SYNC_OPT_LONG, keepalive, 5, 65535),
     OPT("retry_min", SYNC_OPT_LONG, retry_min, 1, 3600),
@@ -111,6 +117,8 @@ void cloud_config_init(cloud_config *c)
     c->pull_rows = 1000;
     c->pull_bytes = 512 * 1024;
     c->head_interval = 10;
+    c->tombstone_retention = 30L * 86400;
+    c->compact_interval = 3600;
     c->session_expiry = 86400;
     c->keepalive = 30;
     c->retry_min = 1;

@@ -46,6 +46,8 @@ typedef struct cloud_config {
     long pull_rows;       /* rows per catch-up page */
     long pull_bytes;      /* bytes per catch-up page */
     long head_interval;   /* seconds between republished heads */
+    long tombstone_retention; /* seconds a tombstone is kept (0: forever) */
+    long compact_interval;    /* seconds between compaction runs */
     long session_expiry;
     long keepalive;
     long retry_min, retry_max;

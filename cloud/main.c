@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "compact.h"
 #include "config.h"
 #include "outq.h"
 #include "pull.h"
@@ -18,6 +19,7 @@
 #include "sync/conf.h"
 #include "sync/daemon.h"
 #include "sync/err.h"
+#include "sync/hlc.h"
 #include "sync/log.h"
 #include "sync/mqtt.h"
 #include "sync/record.h"
@@ -193,6 +195,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     unsigned long connects = 0;
     int head_dirty = 1;
     double head_at = 0;
+    double compact_at = -1e18; /* the first round compacts */
     while (!sync_stop_requested()) {
         sync_mqtt_msg *list = sync_mqtt_poll(m, 100);
         sync_mqtt_msg *pulls = NULL;
@@ -227,6 +230,12 @@ static int run(cloud_config *c, const sync_schema *schema)
                 head_dirty = 0;
                 head_at = now;
             }
+        }
+        if (now - compact_at >= (double)c->compact_interval) {
+            compact_at = now;
+            if (cloud_compact(st, schema, c->tombstone_retention, sync_wall_ms(), NULL, err,
+                              sizeof err) != SYNC_OK)
+                sync_error("%s", err);
         }
         publish_queue(m, &q);
     }

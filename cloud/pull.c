@@ -20,7 +20,7 @@ struct cloud_puller {
     uint64_t last;  /* cseq of the last change in body */
     const sync_table *t;
     sync_change chg; /* scratch, large */
-    unsigned long pages, rows;
+    unsigned long pages, rows, full_resyncs;
 };
 
 int cloud_puller_new(cloud_store *st, const sync_schema *s, const cloud_config *c,
@@ -46,10 +46,12 @@ void cloud_puller_free(cloud_puller *p)
     free(p);
 }
 
-void cloud_puller_stats(const cloud_puller *p, unsigned long *pages, unsigned long *rows)
+void cloud_puller_stats(const cloud_puller *p, unsigned long *pages, unsigned long *rows,
+                        unsigned long *full)
 {
     *pages = p->pages;
     *rows = p->rows;
+    *full = p->full_resyncs;
 }
 
 static int add_row(void *ctx, const sync_value *key, const cloud_row *row)
@@ -106,6 +108,18 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
                            device, (int)req.table_len, req.table);
     uint64_t limit =
         req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
+    uint64_t horizon = cloud_store_compacted(p->st, p->t);
+    if (!req.full && req.after > 0 && req.after < horizon) {
+        /* Tombstones after the replica's cursor were compacted: it may hold rows deleted since,
+         * which no change can tell it about now. It gets the whole table (a page whose `after`
+         * is 0) and removes what the snapshot does not hold. */
+        sync_notice("pull: %s is at %llu of '%s', older than the tombstones kept (compacted "
+                    "through %llu); sending the whole table",
+                    device, (unsigned long long)req.after, p->t->name,
+                    (unsigned long long)horizon);
+        req.after = 0;
+        p->full_resyncs++;
+    }
     sync_cbuf_reset(&p->body);
     p->n = 0;
     p->last = req.after;

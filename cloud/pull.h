@@ -29,6 +29,9 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
                         cloud_outq *q, char *err, size_t errlen);
 
 /* Pages served and rows sent since start. */
-void cloud_puller_stats(const cloud_puller *p, unsigned long *pages, unsigned long *rows);
+/* Pages and rows sent, and how many requests were answered with a whole table because the
+ * replica was behind the compaction horizon. */
+void cloud_puller_stats(const cloud_puller *p, unsigned long *pages, unsigned long *rows,
+                        unsigned long *full);
 
 #endif

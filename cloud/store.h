@@ -4,7 +4,8 @@
  * Each synced table gets bookkeeping columns: _version (only goes up), _deleted (tombstone),
  * _origin (device that wrote the current state), _hlc (its timestamp), _cseq (server change
  * sequence of the current state, indexed for catch-up), _colver (per column, the version that
- * last set it: what the merge policy compares) and _conflict (a pending manual conflict).
+ * last set it: what the merge policy compares), _conflict (a pending manual conflict) and _mtime
+ * (server wall clock of the last write, in ms: when a tombstone may be compacted).
  *
  * Everything the applier writes for a group of batches is one transaction, and each batch a
  * savepoint inside it, so a batch is applied whole or not at all, and the device's last_seq
@@ -96,6 +97,19 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
 typedef int (*cloud_row_cb)(void *ctx, const sync_value *key, const cloud_row *row);
 int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining);
+
+/* Tombstone compaction. Removes tombstones written before before_ms (server wall clock) and
+ * raises the table's horizon to the highest cseq removed: a replica whose cursor is below the
+ * horizon may have missed a delete the store no longer holds, so its catch-up must take the
+ * table whole. The highest version removed becomes the table's version floor: a row created
+ * again for a compacted key starts above it, so replicas that held the old row take the new one.
+ * Call inside a write transaction. *removed receives the number of tombstones removed. */
+int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
+                        uint64_t *removed);
+/* The table's compaction horizon (0: nothing compacted yet). */
+uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t);
+/* The table's version floor (0: nothing compacted yet). */
+uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t);
 
 int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
                          char *err, size_t errlen);

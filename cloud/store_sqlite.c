@@ -16,6 +16,9 @@
 
 typedef struct table_st {
     sqlite3_stmt *get, *put, *maxcseq, *pull, *count_after;
+    sqlite3_stmt *tomb_scan, *tomb_del; /* compaction */
+    uint64_t compacted;                 /* tombstones with cseq <= this may be gone */
+    uint64_t floor;                     /* highest version of a compacted tombstone */
 } table_st;
 
 struct cloud_store {
@@ -23,7 +26,7 @@ struct cloud_store {
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
     sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to,
-        *dev_get, *dev_put, *conflict, *save_cseq;
+        *dev_get, *dev_put, *conflict, *save_cseq, *compacted_put;
     uint64_t cseq;    /* last handed out */
     uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
     uint64_t cseq_sp; /* value at SAVEPOINT */
@@ -53,15 +56,18 @@ static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t 
                i == t->key ? " PRIMARY KEY NOT NULL" : "");
     SQLCAT(sql, at,
            "_version INTEGER NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0, _origin TEXT NOT NULL,"
-           " _hlc INTEGER NOT NULL, _cseq INTEGER NOT NULL, _colver BLOB, _conflict INTEGER);"
+           " _hlc INTEGER NOT NULL, _cseq INTEGER NOT NULL, _colver BLOB, _conflict INTEGER,"
+           " _mtime INTEGER NOT NULL DEFAULT 0);"
            "CREATE INDEX IF NOT EXISTS \"_sync_%s_cseq\" ON \"%s\"(_cseq);",
            t->name, t->name);
     int rc = sync_sql_exec(st->db, sql, "creating a table", err, errlen);
     if (rc != SYNC_OK)
         return rc;
-    /* Stores made before these bookkeeping columns existed get them. */
-    static const char *const added[] = {"_colver BLOB", "_conflict INTEGER"};
-    for (int i = 0; i < 2; i++) {
+    /* Stores made before these bookkeeping columns existed get them. A tombstone without an
+     * _mtime (0) counts as old enough to compact. */
+    static const char *const added[] = {"_colver BLOB", "_conflict INTEGER",
+                                        "_mtime INTEGER NOT NULL DEFAULT 0"};
+    for (int i = 0; i < 3; i++) {
         char probe[256], col[32];
         sscanf(added[i], "%31s", col);
         snprintf(probe, sizeof probe, "SELECT %s FROM \"%s\" LIMIT 0", col, t->name);
@@ -74,6 +80,12 @@ static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t 
         if ((rc = sync_sql_exec(st->db, sql, "adding a column", err, errlen)) != SYNC_OK)
             return rc;
     }
+    /* Compaction finds old tombstones without scanning live rows. */
+    snprintf(sql, sizeof sql,
+             "CREATE INDEX IF NOT EXISTS \"_sync_%s_tomb\" ON \"%s\"(_mtime) WHERE _deleted = 1",
+             t->name, t->name);
+    if ((rc = sync_sql_exec(st->db, sql, "creating an index", err, errlen)) != SYNC_OK)
+        return rc;
     for (int i = 0; i < t->ncols; i++) {
         char probe[256];
         snprintf(probe, sizeof probe, "SELECT \"%s\" FROM \"%s\" LIMIT 0", t->cols[i].name,
@@ -115,8 +127,8 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     SQLCAT(sql, at, "INSERT INTO \"%s\"(", t->name);
     for (int i = 0; i < t->ncols; i++)
         SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
-    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq, _colver, _conflict) VALUES (");
-    for (int i = 0; i < t->ncols + 7; i++)
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq, _colver, _conflict, _mtime) VALUES (");
+    for (int i = 0; i < t->ncols + 8; i++)
         SQLCAT(sql, at, "%s?%d", i ? ", " : "", i + 1);
     SQLCAT(sql, at, ") ON CONFLICT(\"%s\") DO UPDATE SET ", t->cols[t->key].name);
     for (int i = 0; i < t->ncols; i++)
@@ -125,7 +137,7 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     SQLCAT(sql, at,
            "_version = excluded._version, _deleted = excluded._deleted, _origin = "
            "excluded._origin, _hlc = excluded._hlc, _cseq = excluded._cseq, _colver = "
-           "excluded._colver, _conflict = excluded._conflict");
+           "excluded._colver, _conflict = excluded._conflict, _mtime = excluded._mtime");
     if ((rc = sync_sql_prepare(st->db, sql, &ts->put, err, errlen)) != SYNC_OK)
         return rc;
     snprintf(sql, sizeof sql, "SELECT max(_cseq) FROM \"%s\"", t->name);
@@ -142,7 +154,32 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     if ((rc = sync_sql_prepare(st->db, sql, &ts->pull, err, errlen)) != SYNC_OK)
         return rc;
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\" WHERE _cseq > ?", t->name);
-    return sync_sql_prepare(st->db, sql, &ts->count_after, err, errlen);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->count_after, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "SELECT count(*), max(_cseq), max(_version) FROM \"%s\" WHERE _deleted = 1 AND "
+             "_mtime < ?1 AND _conflict IS NULL",
+             t->name);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->tomb_scan, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "DELETE FROM \"%s\" WHERE _deleted = 1 AND _mtime < ?1 AND _cseq <= ?2 AND "
+             "_conflict IS NULL",
+             t->name);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->tomb_del, err, errlen)) != SYNC_OK)
+        return rc;
+    /* Where earlier compactions left off. */
+    sqlite3_stmt *q;
+    if ((rc = sync_sql_prepare(st->db, "SELECT cseq, version FROM _sync_compacted WHERE tbl = ?",
+                               &q, err, errlen)) != SYNC_OK)
+        return rc;
+    sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        ts->compacted = (uint64_t)sqlite3_column_int64(q, 0);
+        ts->floor = (uint64_t)sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    return SYNC_OK;
 }
 
 static int prepare_common(cloud_store *st, char *err, size_t errlen)
@@ -171,6 +208,10 @@ static int prepare_common(cloud_store *st, char *err, size_t errlen)
          "policy, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
          "?15)"},
         {&st->save_cseq, "UPDATE _sync_state SET cseq = ? WHERE id = 1"},
+        {&st->compacted_put,
+         "INSERT INTO _sync_compacted(tbl, cseq, version) VALUES (?1, ?2, ?3) ON CONFLICT(tbl) "
+         "DO UPDATE SET cseq = max(cseq, excluded.cseq), version = max(version, "
+         "excluded.version)"},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         int rc = sync_sql_prepare(st->db, list[i].sql, list[i].st, err, errlen);
@@ -206,7 +247,9 @@ int cloud_store_open(const char *path, const sync_schema *s, int sync_full, clou
             " op INTEGER NOT NULL, base_version INTEGER, server_version INTEGER,"
             " client_hlc INTEGER, server_hlc INTEGER, server_origin TEXT, client_values BLOB,"
             " server_values BLOB, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
-            " resolved_at INTEGER);",
+            " resolved_at INTEGER);"
+            "CREATE TABLE IF NOT EXISTS _sync_compacted(tbl TEXT PRIMARY KEY,"
+            " cseq INTEGER NOT NULL, version INTEGER NOT NULL);",
             "creating bookkeeping tables", err, errlen);
     for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
         rc = ensure_table(st, sync_schema_table(s, i), err, errlen);
@@ -269,11 +312,13 @@ void cloud_store_close(cloud_store *st)
             sqlite3_finalize(st->tst[i].maxcseq);
             sqlite3_finalize(st->tst[i].pull);
             sqlite3_finalize(st->tst[i].count_after);
+            sqlite3_finalize(st->tst[i].tomb_scan);
+            sqlite3_finalize(st->tst[i].tomb_del);
         }
     }
     sqlite3_stmt *all[] = {st->begin,     st->begin_read, st->commit,      st->rollback,
                            st->savepoint, st->release,    st->rollback_to, st->dev_get,
-                           st->dev_put,   st->conflict,   st->save_cseq};
+                           st->dev_put,   st->conflict,   st->save_cseq, st->compacted_put};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(st->db) != SQLITE_OK)
@@ -451,6 +496,7 @@ int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *
         sqlite3_bind_int64(q, t->ncols + 7, row->conflict);
     else
         sqlite3_bind_null(q, t->ncols + 7);
+    sqlite3_bind_int64(q, t->ncols + 8, (sqlite3_int64)sync_wall_ms());
     return run(q);
 }
 
@@ -489,6 +535,9 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
     int rc = sqlite3_step(q);
     *cseq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
     sqlite3_reset(q);
+    /* Compacted tombstones were changes too: the table's newest change never goes back. */
+    if (*cseq < st->tst[t->index].compacted)
+        *cseq = st->tst[t->index].compacted;
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
@@ -536,4 +585,55 @@ int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], lon
                          char *err, size_t errlen)
 {
     return sync_checksum_table(st->db, t, "_deleted = 0", hex, rows, err, errlen);
+}
+
+int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
+                        uint64_t *removed)
+{
+    table_st *ts = &st->tst[t->index];
+    *removed = 0;
+    sqlite3_bind_int64(ts->tomb_scan, 1, (sqlite3_int64)before_ms);
+    int rc = sqlite3_step(ts->tomb_scan);
+    uint64_t n = 0, cseq = 0, version = 0;
+    if (rc == SQLITE_ROW) {
+        n = (uint64_t)sqlite3_column_int64(ts->tomb_scan, 0);
+        cseq = (uint64_t)sqlite3_column_int64(ts->tomb_scan, 1);
+        version = (uint64_t)sqlite3_column_int64(ts->tomb_scan, 2);
+    }
+    sqlite3_reset(ts->tomb_scan);
+    if (rc != SQLITE_ROW)
+        return SYNC_ERR_DB;
+    if (n == 0)
+        return SYNC_OK;
+    /* The horizon only rises: a replica whose cursor is below it may have missed a delete that
+     * no longer exists, and must take the table whole. */
+    if (cseq < ts->compacted)
+        cseq = ts->compacted;
+    if (version < ts->floor)
+        version = ts->floor;
+    sqlite3_bind_int64(ts->tomb_del, 1, (sqlite3_int64)before_ms);
+    sqlite3_bind_int64(ts->tomb_del, 2, (sqlite3_int64)cseq);
+    if (run(ts->tomb_del) != SYNC_OK)
+        return SYNC_ERR_DB;
+    *removed = (uint64_t)sqlite3_changes(st->db);
+    sqlite3_bind_text(st->compacted_put, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st->compacted_put, 2, (sqlite3_int64)cseq);
+    sqlite3_bind_int64(st->compacted_put, 3, (sqlite3_int64)version);
+    if (run(st->compacted_put) != SYNC_OK)
+        return SYNC_ERR_DB;
+    /* Cached before the commit: were it rolled back, replicas would at worst resync a table in
+     * full without need, and new rows start at a higher version than needed. Both are safe. */
+    ts->compacted = cseq;
+    ts->floor = version;
+    return SYNC_OK;
+}
+
+uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t)
+{
+    return st->tst[t->index].compacted;
+}
+
+uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t)
+{
+    return st->tst[t->index].floor;
 }

@@ -20,6 +20,7 @@ typedef struct tstate {
     uint64_t head;       /* newest cseq the cloud told us of */
     double behind_since; /* when head first led cursor (0: it does not) */
     int need;            /* a pull is wanted */
+    int full;            /* rebuilding from a whole-table snapshot (see on_page_hdr) */
     int gap_logged;
     /* progress of the current catch-up */
     uint64_t done_rows, total_rows;
@@ -33,6 +34,7 @@ struct edge_pull {
     tstate ts[EDGE_MAX_TABLES];
     sqlite3_stmt *put_cursor; /* raises a cursor */
     sqlite3_stmt *set_cursor; /* sets it, also lower */
+    sqlite3_stmt *seen_put, *seen_clear, *resync_put, *resync_del; /* full resyncs */
     char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
     /* the request in flight */
     int inflight; /* table slot, or -1 */
@@ -45,6 +47,7 @@ struct edge_pull {
     const sync_table *page_table;
     sync_page_hdr page; /* header of the page being applied */
     int page_failed;
+    int page_full; /* the page belongs to a full resync: its keys are recorded as seen */
 };
 
 static double now_s(void)
@@ -87,9 +90,23 @@ int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pul
                               "INSERT INTO _sync_cursor(tbl, cseq) VALUES (?1, ?2) ON "
                               "CONFLICT(tbl) DO UPDATE SET cseq = excluded.cseq",
                               &p->set_cursor, err, errlen);
-    sqlite3_stmt *q = NULL;
+    struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } more[] = {
+        {&p->seen_put, "INSERT OR IGNORE INTO _sync_seen(tbl, pk) VALUES (?1, ?2)"},
+        {&p->seen_clear, "DELETE FROM _sync_seen WHERE tbl = ?1"},
+        {&p->resync_put, "INSERT OR IGNORE INTO _sync_resync(tbl) VALUES (?1)"},
+        {&p->resync_del, "DELETE FROM _sync_resync WHERE tbl = ?1"},
+    };
+    for (size_t i = 0; rc == SYNC_OK && i < sizeof more / sizeof more[0]; i++)
+        rc = sync_sql_prepare(db->db, more[i].sql, more[i].st, err, errlen);
+    sqlite3_stmt *q = NULL, *fq = NULL;
     if (rc == SYNC_OK)
         rc = sync_sql_prepare(db->db, "SELECT cseq FROM _sync_cursor WHERE tbl = ?", &q, err,
+                              errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(db->db, "SELECT 1 FROM _sync_resync WHERE tbl = ?", &fq, err,
                               errlen);
     for (int i = 0; rc == SYNC_OK && i < db->ntables; i++) {
         sqlite3_bind_text(q, 1, db->tables[i]->name, -1, SQLITE_STATIC);
@@ -100,8 +117,16 @@ int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pul
         /* A table never pulled starts from nothing: fetch it whole. */
         if (p->ts[i].cursor == 0)
             p->ts[i].need = 1;
+        /* A full resync interrupted by a stop goes on from its last page. */
+        sqlite3_bind_text(fq, 1, db->tables[i]->name, -1, SQLITE_STATIC);
+        if (sqlite3_step(fq) == SQLITE_ROW) {
+            p->ts[i].full = 1;
+            p->ts[i].need = 1;
+        }
+        sqlite3_reset(fq);
     }
     sqlite3_finalize(q);
+    sqlite3_finalize(fq);
     if (rc != SYNC_OK) {
         edge_pull_free(p);
         return rc;
@@ -116,6 +141,10 @@ void edge_pull_free(edge_pull *p)
         return;
     sqlite3_finalize(p->put_cursor);
     sqlite3_finalize(p->set_cursor);
+    sqlite3_finalize(p->seen_put);
+    sqlite3_finalize(p->seen_clear);
+    sqlite3_finalize(p->resync_put);
+    sqlite3_finalize(p->resync_del);
     sync_cbuf_free(&p->buf);
     free(p);
 }
@@ -213,6 +242,7 @@ static void make_request(edge_pull *p, int slot)
         .table_len = strlen(t->name),
         .after = p->ts[slot].cursor,
         .limit = (uint64_t)p->cfg->pull_rows,
+        .full = p->ts[slot].full,
     };
     sync_cbuf_reset(&p->buf);
     sync_pull_encode(&p->buf, &req);
@@ -303,12 +333,38 @@ int edge_pull_busy(const edge_pull *p)
     return 0;
 }
 
+static int step_name(sqlite3_stmt *st, const char *name)
+{
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
 static int on_page_hdr(void *ctx, const sync_page_hdr *h)
 {
     edge_pull *p = ctx;
     const sync_table *t = edge_db_table(p->db, h->table, h->table_len);
-    if (!t || slot_of(p, t) != p->inflight || h->after != p->after)
+    int slot = t ? slot_of(p, t) : -1;
+    if (slot < 0 || slot != p->inflight)
         return 1; /* not the page we asked for */
+    /* The cloud answers a request from cursor A > 0 with a page from 0 when it compacted
+     * tombstones after A: deletes since may be unknown here, so the table is rebuilt from a
+     * whole snapshot, and rows it does not hold are removed at the end (sweep()). */
+    int redirected = h->after == 0 && p->after > 0 && !p->ts[slot].full;
+    if (h->after != p->after && !redirected)
+        return 1;
+    if (redirected) {
+        sync_notice("replica: '%s' was away longer than the cloud keeps deletes; taking the "
+                    "whole table again",
+                    t->name);
+        if (step_name(p->resync_put, t->name) != SYNC_OK ||
+            step_name(p->seen_clear, t->name) != SYNC_OK) {
+            p->page_failed = 1;
+            return SYNC_ERR_DB;
+        }
+    }
+    p->page_full = redirected || p->ts[slot].full;
     p->page_table = t;
     p->page = *h;
     return 0;
@@ -319,8 +375,49 @@ static int on_page_row(void *ctx, const sync_change *c)
     edge_pull *p = ctx;
     int rc = edge_replica_put(p->rep, p->page_table, &c->key, c->op, c->cols, c->ncols, c->version,
                               0, c->cseq ? c->cseq - 1 : 0, 0);
+    if (rc == SYNC_OK && p->page_full) {
+        sqlite3_bind_text(p->seen_put, 1, p->page_table->name, -1, SQLITE_STATIC);
+        sync_sql_bind(p->seen_put, 2, &c->key);
+        int src = sqlite3_step(p->seen_put);
+        sqlite3_reset(p->seen_put);
+        rc = src == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+    }
     if (rc != SYNC_OK)
         p->page_failed = 1;
+    return rc;
+}
+
+/* The end of a full resync of t: removes the rows (and their versions) that the snapshot did
+ * not hold, except rows with local changes still on their way to the cloud. Runs inside the
+ * page's transaction, as replica writes, so nothing removed here is captured. */
+static int sweep(edge_pull *p, const sync_table *t, long long *removed)
+{
+    char sql[1024];
+    const char *k = t->cols[t->key].name;
+    snprintf(sql, sizeof sql,
+             "DELETE FROM \"%s\" WHERE \"%s\" NOT IN (SELECT pk FROM _sync_seen WHERE tbl = ?1)"
+             " AND \"%s\" NOT IN (SELECT pk FROM _sync_outbox WHERE tbl = ?1)",
+             t->name, k, k);
+    sqlite3_stmt *st;
+    if (sync_sql_prepare(p->db->db, sql, &st, NULL, 0) != SYNC_OK)
+        return SYNC_ERR_DB;
+    int rc = step_name(st, t->name);
+    *removed = sqlite3_changes(p->db->db);
+    sqlite3_finalize(st);
+    if (rc != SYNC_OK)
+        return rc;
+    if (sync_sql_prepare(p->db->db,
+                         "DELETE FROM _sync_rows WHERE tbl = ?1 AND pk NOT IN (SELECT pk FROM "
+                         "_sync_seen WHERE tbl = ?1) AND pk NOT IN (SELECT pk FROM _sync_outbox "
+                         "WHERE tbl = ?1)",
+                         &st, NULL, 0) != SYNC_OK)
+        return SYNC_ERR_DB;
+    rc = step_name(st, t->name);
+    sqlite3_finalize(st);
+    if (rc == SYNC_OK)
+        rc = step_name(p->seen_clear, t->name);
+    if (rc == SYNC_OK)
+        rc = step_name(p->resync_del, t->name);
     return rc;
 }
 
@@ -335,6 +432,7 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
         return SYNC_OK; /* an answer to an earlier, repeated request */
     p->page_table = NULL;
     p->page_failed = 0;
+    p->page_full = 0;
     int rc =
         sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err, errlen);
     if (rc == 1)
@@ -345,6 +443,18 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
     tstate *s = &p->ts[slot];
     const char *name = p->page_table->name;
     double now = now_s();
+    if (p->page_full && !s->full) { /* the first page of a full resync */
+        s->full = 1;
+        s->cursor = 0;
+        s->started = 0;
+        s->done_rows = 0;
+        sqlite3_bind_text(p->set_cursor, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p->set_cursor, 2, 0);
+        int src = sqlite3_step(p->set_cursor);
+        sqlite3_reset(p->set_cursor);
+        if (src != SQLITE_DONE)
+            return sync_seterr(err, errlen, SYNC_ERR_DB, "resetting the cursor of '%s'", name);
+    }
     if (s->started == 0) { /* the first page of this catch-up */
         s->started = now;
         s->logged = now;
@@ -369,6 +479,16 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
             s->logged = now;
         }
     } else {
+        if (s->full) {
+            long long removed = 0;
+            if ((rc = sweep(p, p->page_table, &removed)) != SYNC_OK)
+                return sync_seterr(err, errlen, rc, "removing rows of '%s' the cloud no longer "
+                                   "holds: %s", name, sqlite3_errmsg(p->db->db));
+            s->full = 0;
+            sync_notice("replica: '%s' rebuilt from the cloud: %llu rows taken, %lld rows the "
+                        "cloud no longer holds removed",
+                        name, (unsigned long long)s->done_rows, removed);
+        }
         if (s->done_rows >= 1000 && secs >= 0.01)
             sync_notice("replica: '%s' caught up: %llu rows in %.2f s (%.0f rows/s), at %llu", name,
                         (unsigned long long)s->done_rows, secs, (double)s->done_rows / secs,

@@ -1119,19 +1119,23 @@ int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const syn
 
 /* ==== catch-up: pull, page, head ==== */
 
-static const char *const rec__pull_keys[] = {"table", "after", "limit"};
+static const char *const rec__pull_keys[] = {"table", "after", "limit", "full"};
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p)
 {
     if (!rec__name_ok(p->table, p->table_len, SYNC_MAX_NAME) || p->limit == 0)
         return rec__inval(b);
-    sync_cbor_put_map(b, 3);
+    sync_cbor_put_map(b, p->full ? 4 : 3);
     sync_cbor_put_uint(b, 0);
     sync_cbor_put_text(b, p->table, p->table_len);
     sync_cbor_put_uint(b, 1);
     sync_cbor_put_uint(b, p->after);
     sync_cbor_put_uint(b, 2);
-    return sync_cbor_put_uint(b, p->limit);
+    if (!p->full)
+        return sync_cbor_put_uint(b, p->limit);
+    sync_cbor_put_uint(b, p->limit);
+    sync_cbor_put_uint(b, 3);
+    return sync_cbor_put_bool(b, 1);
 }
 
 int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, size_t errlen)
@@ -1148,7 +1152,7 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
     rc = rec__expect(&d, &t, SYNC_C_MAP);
     npairs = t.u.count;
     for (i = 0; rc == SYNC_OK && i < npairs; i++) {
-        rc = rec__mapkey(&d, rec__pull_keys, 3, &last, &key);
+        rc = rec__mapkey(&d, rec__pull_keys, 4, &last, &key);
         if (rc != SYNC_OK)
             return rc;
         seen |= 1u << key;
@@ -1164,11 +1168,15 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
             if (rc == SYNC_OK && out->limit == 0)
                 rc = rec__fail(&d, SYNC_ERR_DECODE, "limit is 0");
             break;
+        case 3:
+            rc = rec__expect(&d, &t, SYNC_C_BOOL);
+            out->full = rc == SYNC_OK && t.u.u;
+            break;
         }
     }
     if (rc != SYNC_OK)
         return rc;
-    rc = rec__need(&d, rec__pull_keys, required, seen, 3);
+    rc = rec__need(&d, rec__pull_keys, required, seen, 4);
     if (rc != SYNC_OK)
         return rc;
     return rec__finish(&d);

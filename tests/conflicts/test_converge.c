@@ -3,7 +3,10 @@
  * them and the real cloud applier: batches and deltas are delivered in random order, some twice,
  * some acks and deltas are lost (so edges resend and replicas catch up by pulling). Afterwards
  * every replica must equal the cloud, every outbox must be empty, and every conflict an edge was
- * told about must be in the conflict log. The seed is printed; CONVERGE_SEED repeats a run.
+ * told about must be in the conflict log. Halfway through, one edge goes away (its session
+ * expires: whatever the cloud sends it is lost) while the cloud compacts every tombstone, so on
+ * its return it must rebuild its tables from whole snapshots and drop the rows deleted meanwhile.
+ * The seed is printed; CONVERGE_SEED repeats a run.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <unistd.h>
 
 #include "cloud/apply.h"
+#include "cloud/compact.h"
 #include "cloud/config.h"
 #include "cloud/outq.h"
 #include "cloud/pull.h"
@@ -25,6 +29,7 @@
 #include "edge/replica.h"
 #include "sync/checksum.h"
 #include "sync/err.h"
+#include "sync/hlc.h"
 #include "sync/log.h"
 #include "sync/mqtt.h"
 #include "sync/record.h"
@@ -122,6 +127,7 @@ typedef struct edge {
     queue inbox;
     uint64_t sent_base; /* base seq of the in-flight batch last handed to the network */
     int sent_round;
+    int away; /* offline: writes locally, sends nothing, and what is sent to it is lost */
 } edge;
 
 static const sync_schema *schema;
@@ -150,27 +156,35 @@ static int dev_of_topic(const char *topic)
     return -1;
 }
 
+/* Delivers to edge i unless it is away (its broker session expired: the message is lost). */
+static void deliver(int i, enum kind k, const cloud_msg *m, int with_corr)
+{
+    if (i < 0 || edges[i].away)
+        return;
+    push(&edges[i].inbox, k, 0, m->payload, m->len, with_corr ? m->corr : NULL,
+         with_corr ? m->corr_len : 0);
+}
+
 static void route(cloud_outq *q)
 {
     cloud_msg *m;
     while ((m = cloud_outq_pop(q))) {
         if (strstr(m->topic, "/dev/") && strstr(m->topic, "/ack")) {
             if (!chance(8)) /* an ack lost now and then: the edge must resend */
-                push(&edges[dev_of_topic(m->topic)].inbox, K_ACK, 0, m->payload, m->len, NULL, 0);
+                deliver(dev_of_topic(m->topic), K_ACK, m, 0);
         } else if (strstr(m->topic, "/resp")) {
-            push(&edges[dev_of_topic(m->topic)].inbox, K_PAGE, 0, m->payload, m->len, m->corr,
-                 m->corr_len);
+            deliver(dev_of_topic(m->topic), K_PAGE, m, 1);
         } else if (strstr(m->topic, "/delta/")) {
             for (int i = 0; i < NEDGES; i++) {
                 if (chance(6)) /* lost: the replica must notice the gap and pull */
                     continue;
-                push(&edges[i].inbox, K_DELTA, 0, m->payload, m->len, NULL, 0);
+                deliver(i, K_DELTA, m, 0);
                 if (chance(10)) /* and sometimes delivered twice */
-                    push(&edges[i].inbox, K_DELTA, 0, m->payload, m->len, NULL, 0);
+                    deliver(i, K_DELTA, m, 0);
             }
         } else if (strcmp(m->topic, "sync/t/head") == 0) {
             for (int i = 0; i < NEDGES; i++)
-                push(&edges[i].inbox, K_HEAD, 0, m->payload, m->len, NULL, 0);
+                deliver(i, K_HEAD, m, 0);
         }
         free(m);
     }
@@ -227,9 +241,18 @@ static void app_write(edge *e)
         die(sql, err);
 }
 
+static void app_sql(edge *e, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(e->app, sql, NULL, NULL, &err) != SQLITE_OK)
+        die(sql, err);
+}
+
 static void edge_send(int i, int round)
 {
     edge *e = &edges[i];
+    if (e->away)
+        return;
     const uint8_t *p;
     size_t n, nrec;
     uint64_t base;
@@ -459,7 +482,31 @@ int main(void)
         open_edge(i, schema_path);
 
     int round = 0, writes = 0;
+    const int away_from = ROUNDS / 2, away_until = ROUNDS / 2 + 60;
+    uint64_t compacted = 0;
     for (; round < ROUNDS + MAX_CALM; round++) {
+        /* The last edge goes away for a while; tombstones are compacted meanwhile. Row 1000,
+         * which no random write touches, is deleted while it is away: only the sweep at the end
+         * of its full resync can remove it there. */
+        if (round == 5)
+            app_sql(&edges[0], "INSERT INTO items(id, name, qty) VALUES (1000, 'probe', 1)");
+        if (round == away_from)
+            edges[NEDGES - 1].away = 1;
+        if (round == away_from + 5)
+            app_sql(&edges[0], "DELETE FROM items WHERE id = 1000");
+        if (round > away_from && round < away_until && round % 10 == 0) {
+            uint64_t n = 0;
+            /* A retention of 1 s, one second in the future: every tombstone goes. */
+            if (cloud_compact(store, schema, 1, sync_wall_ms() + 1001, &n, err, sizeof err) !=
+                SYNC_OK)
+                die("compact", err);
+            compacted += n;
+        }
+        if (round == away_until) {
+            edges[NEDGES - 1].away = 0;
+            edges[NEDGES - 1].sent_round = -100; /* resend what is in flight at once */
+            edge_pull_all(edges[NEDGES - 1].pull, "back after its session expired");
+        }
         if (round < ROUNDS) {
             for (int i = 0; i < NEDGES; i++)
                 if (chance(50)) {
@@ -480,6 +527,14 @@ int main(void)
     if (!quiet())
         die("convergence", "the network never went quiet");
     printf("converge: %d writes by %d edges, quiet after %d rounds\n", writes, NEDGES, round);
+    unsigned long pages, rows, full;
+    cloud_puller_stats(puller, &pages, &rows, &full);
+    printf("converge: %" PRIu64 " tombstones compacted while %s was away; %lu full resyncs of a "
+           "table, %lu pages\n",
+           compacted, edges[NEDGES - 1].cfg.device, full, pages);
+    if (compacted == 0 || full == 0)
+        die("compaction", "no tombstone was compacted or no replica resynced in full, so the "
+                          "compaction path was not tested");
 
     /* Every replica equals the cloud. */
     for (int t = 0; t < sync_schema_ntables(schema); t++) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cloud/apply.h"
+#include "cloud/compact.h"
 #include "cloud/config.h"
 #include "cloud/outq.h"
 #include "cloud/store.h"
@@ -452,6 +453,68 @@ static void test_tombstones(void)
     cloud_close(&c);
 }
 
+/* Compaction: old tombstones go, the horizon and version floor rise, and what comes later for
+ * those keys behaves as if the tombstone were still there. */
+static void test_compaction(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    const sync_table *t = sync_schema_find(c.schema, "items", 5);
+    for (int64_t id = 1; id <= 3; id++)
+        send(&c, A, (change){"items", id, SYNC_OP_INSERT, 0, HLC(100), "x", id});
+    send(&c, A, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(110), "y", -1});
+    send(&c, A, (change){"items", 1, SYNC_OP_DELETE, 2, HLC(120), NULL, -1}); /* v3 */
+    send(&c, A, (change){"items", 2, SYNC_OP_DELETE, 1, HLC(130), NULL, -1}); /* v2 */
+    uint64_t removed = 0;
+    char err[256];
+    /* A retention of an hour keeps today's tombstones. */
+    CHECK(cloud_compact(c.st, c.schema, 3600, sync_wall_ms(), &removed, err, sizeof err) ==
+                  SYNC_OK &&
+              removed == 0 && cloud_store_compacted(c.st, t) == 0,
+          "young tombstones kept: removed %llu", (unsigned long long)removed);
+    /* An hour later they go; live rows stay. */
+    CHECK(cloud_compact(c.st, c.schema, 3600, sync_wall_ms() + 3601000, &removed, err,
+                        sizeof err) == SYNC_OK &&
+              removed == 2,
+          "two tombstones removed: %llu (%s)", (unsigned long long)removed, err);
+    CHECK(!get(&c, "items", 1).exists && !get(&c, "items", 2).exists && get(&c, "items", 3).exists,
+          "tombstones gone, live row kept");
+    uint64_t head = 0;
+    cloud_store_table_cseq(c.st, t, &head);
+    CHECK(cloud_store_compacted(c.st, t) == head && cloud_store_version_floor(c.st, t) == 3,
+          "horizon %llu (head %llu), floor %llu", (unsigned long long)cloud_store_compacted(c.st, t),
+          (unsigned long long)head, (unsigned long long)cloud_store_version_floor(c.st, t));
+    /* A late update made on the old row still meets a delete: no resurrection. */
+    result r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 2, HLC(900), "late", -1});
+    CHECK(r.code == SYNC_R_LOST && r.deleted && !get(&c, "items", 1).exists,
+          "update of a compacted row loses and is told deleted: code %d deleted %d", r.code,
+          r.deleted);
+    /* A new row under a compacted key starts above every version the key had. */
+    r = send(&c, C, (change){"items", 2, SYNC_OP_INSERT, 0, HLC(950), "again", 5});
+    stored s = get(&c, "items", 2);
+    CHECK(r.code == SYNC_R_APPLIED && s.exists && !s.deleted && s.version == 4,
+          "re-insert after compaction: code %d v%llu", r.code, (unsigned long long)s.version);
+    /* The horizon survives a restart of the store. */
+    cloud_store_close(c.st);
+    cloud_applier_free(c.ap);
+    char path[160];
+    snprintf(path, sizeof path, "%s/cloud.db", c.dir);
+    if (cloud_store_open(path, c.schema, 0, &c.st, err, sizeof err) != SYNC_OK ||
+        cloud_applier_new(c.st, c.schema, &c.cfg, &c.ap, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "reopen: %s\n", err);
+        exit(1);
+    }
+    CHECK(cloud_store_compacted(c.st, t) == head && cloud_store_version_floor(c.st, t) == 3,
+          "horizon and floor kept across a restart");
+    /* Retention 0 keeps tombstones forever. */
+    send(&c, A, (change){"items", 3, SYNC_OP_DELETE, 1, HLC(990), NULL, -1});
+    CHECK(cloud_compact(c.st, c.schema, 0, sync_wall_ms() + 86400000LL * 365, &removed, err,
+                        sizeof err) == SYNC_OK &&
+              removed == 0 && get(&c, "items", 3).deleted,
+          "retention 0 compacts nothing");
+    cloud_close(&c);
+}
+
 static void test_master_mode(void)
 {
     cloud c;
@@ -489,6 +552,7 @@ int main(void)
     test_merge();
     test_manual();
     test_tombstones();
+    test_compaction();
     test_master_mode();
     test_duplicates();
     if (failures) {

@@ -858,6 +858,20 @@ void th_log_tail(const char *path, int nlines)
             break;
         i--;
     }
+    /* A sanitizer report is worth more than the lines after it: start there if it is earlier. */
+    {
+        static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                            "runtime error:", "ThreadSanitizer"};
+        for (size_t k = 0; k < sizeof marks / sizeof marks[0]; k++) {
+            const char *hit = strstr(buf, marks[k]);
+            size_t at = hit ? (size_t)(hit - buf) : len;
+            if (at < i) {
+                while (at > 0 && buf[at - 1] != '\n')
+                    at--;
+                i = at;
+            }
+        }
+    }
     fprintf(stderr, "---- last %d lines of %s ----\n%s", nlines, path, buf + i);
     if (len > 0 && buf[len - 1] != '\n')
         fputc('\n', stderr);

@@ -1845,6 +1845,40 @@ static void test_mutations(void)
     sync_cbuf_free(&b);
 }
 
+/* Catch-up requests: round trips, the optional `full` flag, and refusals. */
+static void test_pull(void)
+{
+    sync_cbuf b;
+    char err[256];
+    sync_cbuf_init(&b, 0);
+    for (int full = 0; full <= 1; full++) {
+        sync_pull in = {.table = "items", .table_len = 5, .after = 1234567, .limit = 500,
+                        .full = full}, out;
+        sync_cbuf_reset(&b);
+        CHECK_RC(sync_pull_encode(&b, &in), SYNC_OK, NULL);
+        CHECK_RC(sync_pull_decode(b.data, b.len, &out, err, sizeof err), SYNC_OK, err);
+        CHECK(same_bytes(out.table, out.table_len, "items", 5) && out.after == in.after &&
+              out.limit == 500 && out.full == full);
+    }
+    /* Without the flag the request is the 3-key map older replicas send. */
+    sync_pull in = {.table = "t", .table_len = 1, .after = 0, .limit = 1}, out;
+    sync_cbuf_reset(&b);
+    sync_pull_encode(&b, &in);
+    CHECK(b.len > 0 && b.data[0] == 0xa3);
+    const uint8_t zero_limit[] = {0xa3, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x00};
+    CHECK_RC(sync_pull_decode(zero_limit, sizeof zero_limit, &out, err, sizeof err),
+             SYNC_ERR_DECODE, NULL);
+    CHECK(strstr(err, "limit is 0") != NULL);
+    const uint8_t full_not_bool[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x03, 0x01};
+    CHECK(sync_pull_decode(full_not_bool, sizeof full_not_bool, &out, err, sizeof err) != SYNC_OK);
+    const uint8_t key4[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x04, 0xf5};
+    CHECK(sync_pull_decode(key4, sizeof key4, &out, err, sizeof err) != SYNC_OK);
+    const uint8_t no_limit[] = {0xa2, 0x00, 0x61, 't', 0x01, 0x00};
+    CHECK(sync_pull_decode(no_limit, sizeof no_limit, &out, err, sizeof err) != SYNC_OK &&
+          strstr(err, "limit") != NULL);
+    sync_cbuf_free(&b);
+}
+
 int main(void)
 {
     init_names();
@@ -1865,6 +1899,7 @@ int main(void)
     test_delta();
     test_row();
     test_mutations();
+    test_pull();
     if (failures != 0) {
         fprintf(stderr, "test_codec: %d of %d checks failed\n", failures, checks);
         return 1;

@@ -180,6 +180,8 @@ typedef struct sync_pull {
     size_t table_len;
     uint64_t after; /* the replica's cursor: rows with cseq > after are wanted */
     uint64_t limit; /* rows per page wanted (the cloud may send fewer) */
+    int full;       /* 1: continuing a full resync: serve from `after` even if tombstones
+                       below it were compacted (optional on the wire, default false) */
 } sync_pull;
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p);
