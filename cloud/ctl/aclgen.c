@@ -1,0 +1,159 @@
+/* aclgen.c - the Mosquitto ACL file from the registry (see aclgen.h). */
+#include "aclgen.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "files.h"
+#include "sync/err.h"
+
+/* The text being built. */
+struct text {
+    char *buf;
+    size_t len, cap;
+    int oom;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+    if (t->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = 1;
+            return;
+        }
+        if (t->buf && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap ? t->cap * 2 : 8192) + (size_t)n;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) {
+            t->oom = 1;
+            return;
+        }
+        t->buf = nb;
+        t->cap = cap;
+    }
+}
+
+/* One device's block. The leaves follow docs/protocol.md: the device publishes batches (up),
+ * its state (also its Last Will) and catch-up requests (pull); it reads the acks and catch-up
+ * pages meant for it and its own retained state, and as a replica its tenant's deltas, row
+ * states, events and head. */
+static int device_block(void *ctx, const ctl_device *d)
+{
+    struct text *t = ctx;
+    if (d->status != CTL_ACTIVE)
+        return 0;
+    const char *T = d->tenant, *D = d->device;
+    add(t, "\n# device %s of tenant %s\n", D, T);
+    add(t, "user %s\n", D);
+    add(t, "topic write sync/%s/dev/%s/up\n", T, D);
+    add(t, "topic write sync/%s/dev/%s/pull\n", T, D);
+    add(t, "topic readwrite sync/%s/dev/%s/state\n", T, D);
+    add(t, "topic read sync/%s/dev/%s/ack\n", T, D);
+    add(t, "topic read sync/%s/dev/%s/resp\n", T, D);
+    add(t, "topic read sync/%s/delta/#\n", T);
+    add(t, "topic read sync/%s/rows/#\n", T);
+    add(t, "topic read sync/%s/events/#\n", T);
+    add(t, "topic read sync/%s/head\n", T);
+    return 0;
+}
+
+int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *extra, char **out,
+                   size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    struct text t = {NULL, 0, 0, 0};
+    add(&t, "# Mosquitto ACL written by syncctl from its device registry. Do not edit: the next\n"
+            "# `syncctl device ...` or `syncctl acl generate` replaces this file. Put other\n"
+            "# users into the acl_extra file, which is appended at the end.\n"
+            "# Only active devices have a block; anything not granted here is denied.\n");
+    add(&t, "\n# The cloud consumer: every tenant's device topics and downstream tree.\n");
+    add(&t, "user %s\ntopic readwrite sync/#\n", cloud_user);
+    int rc = ctl_registry_each(r, NULL, device_block, &t, err, errlen);
+    if (rc != SYNC_OK) {
+        free(t.buf);
+        return rc;
+    }
+    if (extra) {
+        char *data;
+        size_t n;
+        rc = ctl_file_read(extra, &data, &n, err, errlen);
+        if (rc != SYNC_OK) {
+            free(t.buf);
+            return sync_seterr(err, errlen, SYNC_ERR_IO, "acl_extra: cannot read %s", extra);
+        }
+        add(&t, "\n# ---- %s (acl_extra), verbatim ----\n", extra);
+        add(&t, "%s%s", data, n > 0 && data[n - 1] != '\n' ? "\n" : "");
+        free(data);
+    }
+    if (t.oom) {
+        free(t.buf);
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    }
+    *out = t.buf;
+    *len = t.len;
+    return SYNC_OK;
+}
+
+int ctl_acl_write(const char *path, ctl_registry *r, const char *cloud_user, const char *extra,
+                  gid_t group, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    int rc = ctl_acl_render(r, cloud_user, extra, &text, &len, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    rc = ctl_file_replace(path, text, len, 0644, group, err, errlen);
+    free(text);
+    return rc;
+}
+
+int ctl_acl_has_user(const char *path, const char *user, int *found, char *err, size_t errlen)
+{
+    *found = 0;
+    if (!path)
+        return SYNC_OK;
+    char *data;
+    size_t len;
+    int rc = ctl_file_read(path, &data, &len, err, errlen);
+    if (rc == SYNC_ERR_STATE)
+        return SYNC_OK;
+    if (rc != SYNC_OK)
+        return rc;
+    size_t ulen = strlen(user);
+    for (char *line = data; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        char *s = line;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (strncmp(s, "user", 4) == 0 && isspace((unsigned char)s[4])) {
+            s += 5;
+            while (isspace((unsigned char)*s))
+                s++;
+            /* Mosquitto takes the rest of the line, trailing blanks removed, as the name. */
+            size_t n = strlen(s);
+            while (n > 0 && isspace((unsigned char)s[n - 1]))
+                n--;
+            if (n == ulen && strncmp(s, user, n) == 0)
+                *found = 1;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(data);
+    return SYNC_OK;
+}
