@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "registry.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
 #include "sync/json.h"
@@ -45,7 +46,14 @@ struct cloud_applier {
     cloud_row next;         /* the state we write */
     sync_ack_result result; /* large: kept off the stack */
     sync_change change;
+    sync_hlc hlc; /* the cloud's own clock, for changes made by an administrator */
+    cloud_registry *registry; /* devices allowed to sync, or NULL (not owned) */
 };
+
+void cloud_applier_set_registry(cloud_applier *a, cloud_registry *r)
+{
+    a->registry = r;
+}
 
 int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config *c,
                       cloud_applier **out, char *err, size_t errlen)
@@ -122,6 +130,12 @@ static void event(cloud_applier *a, const char *kind, const sync_json *j)
     if (!sync_json_ok(j) || sync_topic_event(topic, sizeof topic, a->cfg->tenant, kind) != SYNC_OK)
         return;
     cloud_outq_add(&a->events, topic, j->buf, j->len, NULL, 0, 0, 0);
+}
+
+void cloud_applier_event(cloud_applier *a, const char *kind, const sync_json *j)
+{
+    if (a->cfg->events >= 1)
+        event(a, kind, j);
 }
 
 static void json_head(sync_json *j, const char *kind, const char *device)
@@ -622,6 +636,80 @@ static int ap_rec(void *ctx, const sync_record *r)
     return add_result(a, r->seq, code, nx->version, t, 0);
 }
 
+int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_table *t,
+                               const sync_value *key, sync_op op, const sync_colval *cols,
+                               size_t ncols, uint64_t *version, char *err, size_t errlen)
+{
+    cloud_row *row = &a->row, *nx = &a->next;
+    sync_value k = *key;
+    if (sync_column_check(t, t->key, &k, err, errlen) != SYNC_OK)
+        return SYNC_ERR_SCHEMA;
+    /* Validate everything before touching the store. */
+    uint64_t mask = 0;
+    for (size_t i = 0; i < ncols; i++) {
+        int c = sync_table_col(t, cols[i].name, cols[i].name_len);
+        if (c < 0)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "table '%s' has no column '%.*s'",
+                               t->name, (int)cols[i].name_len, cols[i].name);
+        if (c == t->key)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                               "the key column '%s' cannot be changed", t->cols[c].name);
+        sync_value v = cols[i].v;
+        if (sync_column_check(t, c, &v, err, errlen) != SYNC_OK)
+            return SYNC_ERR_SCHEMA;
+        mask |= 1ull << c;
+    }
+    if (cloud_store_row_get(a->st, t, &k, row) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "%s", cloud_store_errmsg(a->st));
+    if (!row->exists)
+        row->version = cloud_store_version_floor(a->st, t);
+    if (op == SYNC_OP_UPDATE && ncols == 0 && (!row->exists || row->deleted))
+        op = SYNC_OP_DELETE; /* restating a tombstone (or nothing) leaves a tombstone */
+    /* An update of a tombstone brings the row back with only the given columns. */
+    int keep = op == SYNC_OP_UPDATE && row->exists && !row->deleted;
+    nx->exists = 1;
+    nx->deleted = op == SYNC_OP_DELETE;
+    nx->version = row->version + 1;
+    nx->hlc = sync_hlc_tick(&a->hlc, sync_wall_ms());
+    if (nx->hlc <= row->hlc) /* stay after what it replaces, even against a fast device clock */
+        nx->hlc = row->hlc + 1;
+    nx->cseq = cloud_store_next_cseq(a->st);
+    nx->conflict = 0; /* a person decided: the row is no longer flagged */
+    snprintf(nx->origin, sizeof nx->origin, "%s", who);
+    for (int i = 0; i < t->ncols; i++) {
+        nx->vals[i] = keep ? row->vals[i] : (sync_value){.type = SYNC_NULL};
+        nx->colver[i] = keep ? row->colver[i] : (uint32_t)nx->version;
+    }
+    nx->vals[t->key] = k;
+    for (size_t i = 0; i < ncols && op != SYNC_OP_DELETE; i++) {
+        int c = sync_table_col(t, cols[i].name, cols[i].name_len);
+        nx->vals[c] = cols[i].v;
+        sync_column_check(t, c, &nx->vals[c], NULL, 0);
+        nx->colver[c] = (uint32_t)nx->version;
+    }
+    if (!nx->deleted)
+        for (int i = 0; i < t->ncols; i++)
+            if (t->cols[i].notnull && nx->vals[i].type == SYNC_NULL)
+                return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                                   "column '%s' of '%s' may not be null", t->cols[i].name,
+                                   t->name);
+    if (cloud_store_row_put(a->st, t, &k, nx) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "%s", cloud_store_errmsg(a->st));
+    sync_record r;
+    memset(&r, 0, sizeof r);
+    r.op = keep ? SYNC_OP_UPDATE : op == SYNC_OP_DELETE ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+    const char *saved = a->device;
+    a->device = who;
+    int rc = publish_change(a, t, &r, &k, keep ? mask : ~0ull >> (64 - t->ncols));
+    a->device = saved;
+    if (rc != SYNC_OK)
+        return sync_seterr(err, errlen, rc, "out of memory");
+    a->stats.applied++;
+    if (version)
+        *version = nx->version;
+    return SYNC_OK;
+}
+
 static int ap_hdr(void *ctx, const sync_batch_hdr *h)
 {
     cloud_applier *a = ctx;
@@ -683,6 +771,30 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
     a->have_hdr = 0;
     a->reason[0] = '\0';
     a->stats.batches++;
+    if (a->registry) {
+        char why[256];
+        int ok = cloud_registry_allows(a->registry, a->cfg->tenant, device, why, sizeof why);
+        if (ok != 1) {
+            /* No ack: the edge keeps the batch and sends it again, so a device that is resumed
+             * loses nothing, and one that is not never gets anything applied. */
+            a->stats.rejected++;
+            a->stats.unregistered++;
+            sync_warn("dropped a batch from %s without acknowledging it: %s", device, why);
+            if (a->cfg->events >= 1) {
+                char buf[512];
+                sync_json j;
+                sync_json_init(&j, buf, sizeof buf);
+                json_head(&j, "rejected", device);
+                sync_json_key(&j, "reason");
+                sync_json_cstr(&j, why);
+                sync_json_key(&j, "acked");
+                sync_json_bool(&j, 0);
+                sync_json_end(&j);
+                event(a, "rejected", &j);
+            }
+            return SYNC_OK;
+        }
+    }
     if (len > (size_t)a->cfg->max_batch_bytes) {
         snprintf(a->reason, sizeof a->reason,
                  "batch of %zu bytes exceeds the %ld-byte limit (max_batch_bytes)", len,

@@ -29,11 +29,18 @@ typedef struct cloud_stats {
     uint64_t duplicates; /* records already applied earlier */
     uint64_t rejected;   /* batches refused */
     uint64_t refused;    /* single changes refused by a rule (table owned by another device) */
+    uint64_t unregistered; /* batches dropped unacked: device not active in the registry */
 } cloud_stats;
 
 int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config *c,
                       cloud_applier **out, char *err, size_t errlen);
 void cloud_applier_free(cloud_applier *a);
+
+/* Applies batches only from devices active in the registry r (NULL: from every device). A batch
+ * from any other device is dropped without an ack (counted as rejected and unregistered, logged,
+ * and told in a `rejected` event), so its edge keeps it and sends it again. r is not owned. */
+struct cloud_registry;
+void cloud_applier_set_registry(cloud_applier *a, struct cloud_registry *r);
 
 /* Handles the payload of one message published on sync/TENANT/dev/DEVICE/up. Returns SYNC_OK
  * (also for a refused batch) or SYNC_ERR_DB/SYNC_ERR_NOMEM, after which the caller must roll
@@ -50,5 +57,21 @@ void cloud_applier_discard(cloud_applier *a);
 int cloud_applier_head(cloud_applier *a, cloud_outq *q);
 
 void cloud_applier_stats(const cloud_applier *a, cloud_stats *s);
+
+/* A change made by an administrator (`who`, e.g. "@admin", never a device id) rather than a
+ * device: validated against the schema, applied to the row of `key` with a new version and
+ * change sequence (an UPDATE sets only `cols` on a live row, an INSERT replaces the row, a
+ * DELETE leaves a tombstone; an UPDATE without columns restates the row as it is), any manual-conflict flag on the row cleared, and published like
+ * any change at the next flush. Inside a store transaction. *version (may be NULL) receives
+ * the row's new version. Returns SYNC_OK, SYNC_ERR_SCHEMA with a message for invalid input
+ * (nothing written), or SYNC_ERR_DB/SYNC_ERR_NOMEM (roll back and discard). */
+/* Queues a JSON event on sync/TENANT/events/KIND, published at the next flush (unless events
+ * are off). */
+struct sync_json;
+void cloud_applier_event(cloud_applier *a, const char *kind, const struct sync_json *j);
+
+int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_table *t,
+                               const sync_value *key, sync_op op, const sync_colval *cols,
+                               size_t ncols, uint64_t *version, char *err, size_t errlen);
 
 #endif

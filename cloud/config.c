@@ -41,6 +41,8 @@ const char cloud_config_help[] =
     "  pull_rows N          rows per catch-up page (default 1000)\n"
     "  pull_bytes N         bytes per catch-up page (default 524288)\n"
     "  head_interval SEC    republish the retained head this often (default 10)\n"
+    "  registry FILE        syncctl's device registry (registry.db): apply batches only from\n"
+    "                       devices active in it for this tenant; others are dropped unacked\n"
     "  tombstone_retention SEC  keep tombstones of deleted rows this long (default 2592000,\n"
     "                       30 days; 0 keeps them forever); replicas away longer resync\n"
     "                       the table in full\n"
@@ -71,6 +73,7 @@ const char cloud_config_help[] =
     }
 static const sync_opt cloud_opts[] = {
     OPT("database", SYNC_OPT_STR, database, 0, 0),
+    OPT("registry", SYNC_OPT_STR, registry, 0, 0),
     OPT("schema", SYNC_OPT_STR, schema, 0, 0),
     OPT("tenant", SYNC_OPT_STR, tenant, 0, 0),
     OPT("broker", SYNC_OPT_STR, broker, 0, 0),

@@ -28,6 +28,7 @@ typedef struct cloud_role {
 
 typedef struct cloud_config {
     char *database; /* SQLite store file */
+    char *registry; /* syncctl's device registry, or NULL: every device may sync */
     char *schema;   /* schema file shared with the edges */
     char *tenant;
     char *broker;

@@ -10,11 +10,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "apply.h"
 #include "compact.h"
 #include "config.h"
 #include "outq.h"
 #include "pull.h"
+#include "registry.h"
 #include "store.h"
 #include "sync/conf.h"
 #include "sync/daemon.h"
@@ -104,7 +106,10 @@ static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_
         const char *leaf;
         int parsed = sync_topic_parse_dev(m->topic, tenant, device, &leaf) == SYNC_OK &&
                      strcmp(tenant, c->tenant) == 0;
-        if (parsed && strcmp(leaf, "pull") == 0) {
+        char admin_topic[SYNC_TOPIC_MAX];
+        snprintf(admin_topic, sizeof admin_topic, "sync/%s/admin/req", c->tenant);
+        /* Catch-up and admin requests are answered after the commit, from committed data. */
+        if ((parsed && strcmp(leaf, "pull") == 0) || strcmp(m->topic, admin_topic) == 0) {
             m->next = *pulls;
             *pulls = m;
             i--;
@@ -145,6 +150,8 @@ static int run(cloud_config *c, const sync_schema *schema)
     cloud_store *st = NULL;
     cloud_applier *ap = NULL;
     cloud_puller *puller = NULL;
+    cloud_registry *reg = NULL;
+    cloud_admin *admin = NULL;
     sync_mqtt *m = NULL;
     cloud_outq q;
     cloud_outq_init(&q);
@@ -154,7 +161,13 @@ static int run(cloud_config *c, const sync_schema *schema)
         return 2;
     }
     if (cloud_store_open(c->database, schema, c->sync_full, &st, err, sizeof err) != SYNC_OK ||
-        cloud_applier_new(st, schema, c, &ap, err, sizeof err) != SYNC_OK) {
+        cloud_applier_new(st, schema, c, &ap, err, sizeof err) != SYNC_OK ||
+        (c->registry && cloud_registry_open(c->registry, &reg, err, sizeof err) != SYNC_OK)) {
+        sync_error("%s", err);
+        goto out;
+    }
+    cloud_applier_set_registry(ap, reg);
+    if (cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;
     }
@@ -184,13 +197,17 @@ static int run(cloud_config *c, const sync_schema *schema)
     sync_mqtt_subscribe(m, filter, 1);
     snprintf(filter, sizeof filter, "sync/%s/dev/+/pull", c->tenant);
     sync_mqtt_subscribe(m, filter, 1);
+    char admin_topic[SYNC_TOPIC_MAX];
+    snprintf(admin_topic, sizeof admin_topic, "sync/%s/admin/req", c->tenant);
+    sync_mqtt_subscribe(m, admin_topic, 1);
     if (cloud_puller_new(st, schema, c, &puller, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;
     }
     sync_notice("synccloud " CLOUD_VERSION " started: tenant %s, store %s (SQLite), schema "
-                "version %u",
-                c->tenant, c->database, sync_schema_version(schema));
+                "version %u, %s",
+                c->tenant, c->database, sync_schema_version(schema),
+                reg ? "devices checked against the registry" : "no device registry");
     sync_mqtt_start(m, err, sizeof err);
     unsigned long connects = 0;
     int head_dirty = 1;
@@ -213,8 +230,18 @@ static int run(cloud_config *c, const sync_schema *schema)
             sync_mqtt_msg *n = rev->next;
             char tenant[SYNC_MAX_ID + 1], device[SYNC_MAX_ID + 1];
             const char *leaf;
+            char why[256];
+            if (strcmp(rev->topic, admin_topic) == 0) {
+                if (cloud_admin_handle(admin, rev, &q, err, sizeof err) != SYNC_OK)
+                    sync_warn("%s", err);
+                sync_mqtt_msg_free(rev);
+                rev = n;
+                continue;
+            }
             sync_topic_parse_dev(rev->topic, tenant, device, &leaf);
-            if (cloud_puller_handle(puller, device, rev, &q, err, sizeof err) != SYNC_OK)
+            if (reg && cloud_registry_allows(reg, c->tenant, device, why, sizeof why) != 1)
+                sync_warn("ignored a pull from %s: %s", device, why);
+            else if (cloud_puller_handle(puller, device, rev, &q, err, sizeof err) != SYNC_OK)
                 sync_warn("%s", err);
             sync_mqtt_msg_free(rev);
             rev = n;
@@ -252,6 +279,8 @@ out:
     cloud_outq_clear(&q);
     cloud_applier_free(ap);
     cloud_puller_free(puller);
+    cloud_registry_close(reg);
+    cloud_admin_free(admin);
     cloud_store_close(st);
     memset(password, 0, sizeof password);
     return status;

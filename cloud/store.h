@@ -83,6 +83,35 @@ int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *
 /* Logs a conflict; *id (may be NULL) receives its id. */
 int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id);
 
+/* A logged conflict as read back; strings and blobs are valid during the callback only. */
+typedef struct cloud_conflict_rec {
+    int64_t id, at;      /* at: ms since the epoch, server clock */
+    const char *table;
+    sync_value key;
+    const char *device;  /* the writer */
+    uint64_t seq;
+    sync_op op;
+    uint64_t base_version, server_version, client_hlc, server_hlc;
+    const char *server_origin;
+    const uint8_t *client_cbor; /* the change's columns (CBOR map), NULL for a delete */
+    size_t client_len;
+    const uint8_t *server_cbor; /* the server row then (CBOR map), NULL for a tombstone */
+    size_t server_len;
+    const char *policy, *outcome;
+    int64_t resolved_at;    /* 0: not resolved */
+    const char *resolution; /* how it was resolved (NULL if not) */
+} cloud_conflict_rec;
+typedef int (*cloud_conflict_cb)(void *ctx, const cloud_conflict_rec *c);
+/* Calls cb for logged conflicts, newest first: only conflict `id` when id > 0, only pending
+ * (manual, unresolved) ones when pending_only, at most limit (<= 0: all). cb returns 0 to go
+ * on, 1 to stop, or an error that is returned. */
+int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t limit,
+                          cloud_conflict_cb cb, void *ctx);
+/* Marks conflict id resolved (with the words of `resolution`), and every other pending conflict
+ * of the same row as superseded by it. Inside a write transaction. */
+int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sync_value *key,
+                                  int64_t id, const char *resolution);
+
 /* Hands out the next server change sequence number. The counter is saved by the transaction
  * and rewound by a rollback. */
 uint64_t cloud_store_next_cseq(cloud_store *st);

@@ -26,7 +26,8 @@ struct cloud_store {
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
     sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to,
-        *dev_get, *dev_put, *conflict, *save_cseq, *compacted_put;
+        *dev_get, *dev_put, *conflict, *save_cseq, *compacted_put, *conflicts_sel,
+        *conflict_done;
     uint64_t cseq;    /* last handed out */
     uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
     uint64_t cseq_sp; /* value at SAVEPOINT */
@@ -208,6 +209,15 @@ static int prepare_common(cloud_store *st, char *err, size_t errlen)
          "policy, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
          "?15)"},
         {&st->save_cseq, "UPDATE _sync_state SET cseq = ? WHERE id = 1"},
+        {&st->conflicts_sel,
+         "SELECT id, at, tbl, pk, device, seq, op, base_version, server_version, client_hlc, "
+         "server_hlc, server_origin, client_values, server_values, policy, outcome, resolved_at, "
+         "resolution FROM _sync_conflicts WHERE (?1 = 0 OR id = ?1) AND (?2 = 0 OR (outcome = "
+         "'pending' AND resolved_at IS NULL)) ORDER BY id DESC LIMIT ?3"},
+        {&st->conflict_done,
+         "UPDATE _sync_conflicts SET resolved_at = ?4, resolution = CASE WHEN id = ?3 THEN ?5 "
+         "ELSE 'superseded by #' || ?3 END WHERE (id = ?3 OR (tbl = ?1 AND pk = ?2 AND outcome "
+         "= 'pending')) AND resolved_at IS NULL"},
         {&st->compacted_put,
          "INSERT INTO _sync_compacted(tbl, cseq, version) VALUES (?1, ?2, ?3) ON CONFLICT(tbl) "
          "DO UPDATE SET cseq = max(cseq, excluded.cseq), version = max(version, "
@@ -247,10 +257,19 @@ int cloud_store_open(const char *path, const sync_schema *s, int sync_full, clou
             " op INTEGER NOT NULL, base_version INTEGER, server_version INTEGER,"
             " client_hlc INTEGER, server_hlc INTEGER, server_origin TEXT, client_values BLOB,"
             " server_values BLOB, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
-            " resolved_at INTEGER);"
+            " resolved_at INTEGER, resolution TEXT);"
             "CREATE TABLE IF NOT EXISTS _sync_compacted(tbl TEXT PRIMARY KEY,"
             " cseq INTEGER NOT NULL, version INTEGER NOT NULL);",
             "creating bookkeeping tables", err, errlen);
+    if (rc == SYNC_OK) {
+        /* Conflict logs made before manual resolution existed get its column. */
+        sqlite3_stmt *p = NULL;
+        if (sqlite3_prepare_v2(st->db, "SELECT resolution FROM _sync_conflicts LIMIT 0", -1, &p,
+                               NULL) != SQLITE_OK)
+            rc = sync_sql_exec(st->db, "ALTER TABLE _sync_conflicts ADD COLUMN resolution TEXT",
+                               "adding a column", err, errlen);
+        sqlite3_finalize(p);
+    }
     for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
         rc = ensure_table(st, sync_schema_table(s, i), err, errlen);
     if (rc == SYNC_OK) {
@@ -318,7 +337,8 @@ void cloud_store_close(cloud_store *st)
     }
     sqlite3_stmt *all[] = {st->begin,     st->begin_read, st->commit,      st->rollback,
                            st->savepoint, st->release,    st->rollback_to, st->dev_get,
-                           st->dev_put,   st->conflict,   st->save_cseq, st->compacted_put};
+                           st->dev_put,   st->conflict,   st->save_cseq, st->compacted_put,
+                           st->conflicts_sel, st->conflict_done};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(st->db) != SQLITE_OK)
@@ -636,4 +656,71 @@ uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t)
 uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t)
 {
     return st->tst[t->index].floor;
+}
+
+int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t limit,
+                          cloud_conflict_cb cb, void *ctx)
+{
+    sqlite3_stmt *q = st->conflicts_sel;
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_int(q, 2, pending_only != 0);
+    sqlite3_bind_int64(q, 3, limit > 0 ? limit : INT64_MAX);
+    int rc, ret = SYNC_OK;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        cloud_conflict_rec c;
+        memset(&c, 0, sizeof c);
+        c.id = sqlite3_column_int64(q, 0);
+        c.at = sqlite3_column_int64(q, 1);
+        c.table = (const char *)sqlite3_column_text(q, 2);
+        sync_sql_column(q, 3, &c.key);
+        c.device = (const char *)sqlite3_column_text(q, 4);
+        c.seq = (uint64_t)sqlite3_column_int64(q, 5);
+        c.op = (sync_op)sqlite3_column_int(q, 6);
+        c.base_version = (uint64_t)sqlite3_column_int64(q, 7);
+        c.server_version = (uint64_t)sqlite3_column_int64(q, 8);
+        c.client_hlc = (uint64_t)sqlite3_column_int64(q, 9);
+        c.server_hlc = (uint64_t)sqlite3_column_int64(q, 10);
+        c.server_origin = (const char *)sqlite3_column_text(q, 11);
+        c.client_cbor = sqlite3_column_blob(q, 12);
+        c.client_len = (size_t)sqlite3_column_bytes(q, 12);
+        c.server_cbor = sqlite3_column_blob(q, 13);
+        c.server_len = (size_t)sqlite3_column_bytes(q, 13);
+        c.policy = (const char *)sqlite3_column_text(q, 14);
+        c.outcome = (const char *)sqlite3_column_text(q, 15);
+        c.resolved_at = sqlite3_column_int64(q, 16);
+        c.resolution = (const char *)sqlite3_column_text(q, 17);
+        if (!c.table)
+            c.table = "";
+        if (!c.device)
+            c.device = "";
+        if (!c.server_origin)
+            c.server_origin = "";
+        if (!c.policy)
+            c.policy = "";
+        if (!c.outcome)
+            c.outcome = "";
+        int r = cb(ctx, &c);
+        if (r == 1)
+            break;
+        if (r != 0) {
+            ret = r;
+            break;
+        }
+    }
+    if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(q);
+    return ret;
+}
+
+int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sync_value *key,
+                                  int64_t id, const char *resolution)
+{
+    sqlite3_stmt *q = st->conflict_done;
+    sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(q, 2, key);
+    sqlite3_bind_int64(q, 3, id);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)sync_wall_ms());
+    sqlite3_bind_text(q, 5, resolution, -1, SQLITE_STATIC);
+    return run(q);
 }

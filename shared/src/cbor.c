@@ -200,6 +200,11 @@ int sync_cbor_put_bytes(sync_cbuf *b, const void *p, size_t n)
     return cbuf__append(b, p, n);
 }
 
+int sync_cbor_put_raw(sync_cbuf *b, const void *p, size_t n)
+{
+    return cbuf__append(b, p, n);
+}
+
 int sync_cbor_put_bool(sync_cbuf *b, int v)
 {
     unsigned char head[CBOR__HEAD_MAX];

@@ -43,6 +43,8 @@ const char *sync_strerror(int err)
         return "operation not valid in the current state";
     case SYNC_ERR_BUSY:
         return "busy: try again shortly";
+    case SYNC_ERR_NOTFOUND:
+        return "not found";
     }
     return "unknown error";
 }

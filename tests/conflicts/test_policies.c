@@ -8,11 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cloud/admin.h"
 #include "cloud/apply.h"
 #include "cloud/compact.h"
 #include "cloud/config.h"
 #include "cloud/outq.h"
+#include "cloud/registry.h"
+#include "cloud/resolve.h"
 #include "cloud/store.h"
+#include "sync/cbor.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
 #include "sync/log.h"
@@ -515,6 +519,273 @@ static void test_compaction(void)
     cloud_close(&c);
 }
 
+/* Flushes the applier after a resolution and returns the number of delta messages, of retained
+ * row messages for `topic_row`, and of `resolved` events. */
+static void flushed(cloud *c, int *deltas, int *rows, int *events, const char *topic_row)
+{
+    cloud_outq q;
+    cloud_outq_init(&q);
+    cloud_applier_flush(c->ap, &q);
+    *deltas = *rows = *events = 0;
+    for (cloud_msg *m = q.head; m; m = m->next) {
+        *deltas += strcmp(m->topic, "sync/t/delta/items") == 0;
+        *rows += strcmp(m->topic, topic_row) == 0;
+        *events += strcmp(m->topic, "sync/t/events/resolved") == 0;
+    }
+    cloud_outq_clear(&q);
+}
+
+/* Resolving pending (manual) conflicts by hand: each way of taking a side, and the refusals. */
+static void test_resolve(void)
+{
+    const char *const pol[] = {"items manual", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    char err[256];
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "b", -1});
+    send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "c", 9}); /* pending */
+    int64_t id = get(&c, "items", 1).conflict;
+    CHECK(id > 0, "row flagged");
+    /* Bad input changes nothing. */
+    sync_colval bad = {.name = "nope", .name_len = 4, .v = {.type = SYNC_INT}};
+    cloud_store_begin(c.st);
+    int rc = cloud_resolve(c.ap, c.st, c.schema, id, CLOUD_TAKE_VALUES, &bad, 1, "@admin", NULL,
+                           err, sizeof err);
+    cloud_store_commit(c.st);
+    CHECK(rc == SYNC_ERR_SCHEMA && strstr(err, "no column 'nope'"), "unknown column: %d %s", rc,
+          err);
+    CHECK(get(&c, "items", 1).version == 2 && get(&c, "items", 1).conflict == id,
+          "nothing written for bad input");
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, 999, CLOUD_TAKE_SERVER, NULL, 0, "@admin", NULL, err,
+                       sizeof err);
+    cloud_store_commit(c.st);
+    CHECK(rc == SYNC_ERR_NOTFOUND, "unknown conflict: %d", rc);
+    /* Taking the writer's change: C's columns over the row, a new version, flag cleared. */
+    uint64_t v = 0;
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, id, CLOUD_TAKE_CLIENT, NULL, 0, "@admin", &v, err,
+                       sizeof err);
+    cloud_store_commit(c.st);
+    stored s = get(&c, "items", 1);
+    CHECK(rc == SYNC_OK && v == 3 && s.version == 3 && strcmp(s.a, "c") == 0 && s.b == 9 &&
+              s.conflict == 0 && strcmp(s.origin, "@admin") == 0,
+          "take client: rc %d v%llu a=%s b=%lld flag %lld (%s)", rc, (unsigned long long)s.version,
+          s.a, (long long)s.b, (long long)s.conflict, err);
+    int deltas, rows, events;
+    flushed(&c, &deltas, &rows, &events, "sync/t/rows/items/1");
+    CHECK(deltas == 1 && rows == 1 && events == 1,
+          "published downstream: %d deltas, %d rows, %d events", deltas, rows, events);
+    CHECK(conflicts(&c, "pending") == 1, "the log keeps the conflict");
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, id, CLOUD_TAKE_SERVER, NULL, 0, "@admin", NULL, err,
+                       sizeof err);
+    cloud_store_commit(c.st);
+    CHECK(rc == SYNC_ERR_STATE && strstr(err, "resolved already"), "twice: %d %s", rc, err);
+    /* A later edit is fine again (the row is no longer flagged), a stale one pends again. */
+    result r = send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 2, HLC(950), "stale", -1});
+    CHECK(r.code == SYNC_R_PENDING, "stale edit pends again: %d", r.code);
+    id = get(&c, "items", 1).conflict;
+    /* Given values; the key cannot change; other columns stay. */
+    sync_colval keyset = {.name = "id", .name_len = 2, .v = {.type = SYNC_INT, .u.i = 5}};
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, id, CLOUD_TAKE_VALUES, &keyset, 1, "@admin", NULL,
+                       err, sizeof err);
+    cloud_store_commit(c.st);
+    CHECK(rc == SYNC_ERR_SCHEMA, "key column refused: %d", rc);
+    sync_colval set = {.name = "a", .name_len = 1,
+                       .v = {.type = SYNC_TEXT, .u.b = {(const uint8_t *)"agreed", 6}}};
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, id, CLOUD_TAKE_VALUES, &set, 1, "@admin", &v, err,
+                       sizeof err);
+    cloud_store_commit(c.st);
+    s = get(&c, "items", 1);
+    CHECK(rc == SYNC_OK && s.version == 4 && strcmp(s.a, "agreed") == 0 && s.b == 9 &&
+              s.conflict == 0,
+          "take values: rc %d v%llu a=%s b=%lld (%s)", rc, (unsigned long long)s.version, s.a,
+          (long long)s.b, err);
+    flushed(&c, &deltas, &rows, &events, "sync/t/rows/items/1");
+    /* A conflict settled by a policy is not for a person. */
+    cloud_close(&c);
+    cloud_open(&c, NULL);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "b", -1});
+    send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "c", -1}); /* lww: client-wins */
+    cloud_store_begin(c.st);
+    rc = cloud_resolve(c.ap, c.st, c.schema, 1, CLOUD_TAKE_SERVER, NULL, 0, "@admin", NULL, err,
+                       sizeof err);
+    cloud_store_commit(c.st);
+    CHECK(rc == SYNC_ERR_STATE && strstr(err, "policy"), "settled by lww: %d %s", rc, err);
+    cloud_close(&c);
+}
+
+/* The device registry: only active devices of the tenant get batches applied; the others are
+ * dropped without an ack, and their batch applies once they are active again. */
+static void test_registry(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    char path[160], err[256];
+    snprintf(path, sizeof path, "%s/registry.db", c.dir);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db,
+                 "CREATE TABLE devices(device TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT "
+                 "NOT NULL);"
+                 "INSERT INTO devices VALUES ('dev-a', 't', 'active'), ('dev-b', 't', "
+                 "'suspended'), ('dev-c', 'other', 'active');",
+                 NULL, NULL, NULL);
+    cloud_registry *reg;
+    if (cloud_registry_open(path, &reg, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "registry: %s\n", err);
+        exit(1);
+    }
+    cloud_applier_set_registry(c.ap, reg);
+    result r = send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "a", 1});
+    CHECK(r.code == SYNC_R_APPLIED, "active device applied: %d", r.code);
+    r = send(&c, B, (change){"items", 2, SYNC_OP_INSERT, 0, HLC(100), "b", 1});
+    CHECK((int)r.code == -1 && !get(&c, "items", 2).exists, "suspended: no ack, nothing applied");
+    r = send(&c, C, (change){"items", 3, SYNC_OP_INSERT, 0, HLC(100), "c", 1});
+    CHECK((int)r.code == -1 && !get(&c, "items", 3).exists, "other tenant: no ack, not applied");
+    r = send(&c, MGR, (change){"items", 4, SYNC_OP_INSERT, 0, HLC(100), "m", 1});
+    CHECK((int)r.code == -1 && !get(&c, "items", 4).exists, "unregistered: no ack, not applied");
+    cloud_stats st;
+    cloud_applier_stats(c.ap, &st);
+    CHECK(st.unregistered == 3, "counted: %llu", (unsigned long long)st.unregistered);
+    /* Resumed: the same batch (same seq), sent again, is applied. */
+    sqlite3_exec(db, "UPDATE devices SET status = 'active' WHERE device = 'dev-b'", NULL, NULL,
+                 NULL);
+    r = send_seq(&c, B, &(change){"items", 2, SYNC_OP_INSERT, 0, HLC(100), "b", 1}, c.seq[B]);
+    CHECK(r.code == SYNC_R_APPLIED && get(&c, "items", 2).exists, "resumed: applied (%d)", r.code);
+    sqlite3_close(db);
+    cloud_applier_set_registry(c.ap, NULL);
+    cloud_registry_close(reg);
+    unlink(path);
+    cloud_close(&c);
+}
+
+/* Sends an admin request (a CBOR map already encoded in b) and returns the answer's bytes in
+ * out (caller frees) plus how many other messages (the published change) came with it. */
+static size_t admin_call(cloud_admin *ad, const sync_cbuf *b, const char *resp, uint8_t **out,
+                         int *others)
+{
+    sync_mqtt_msg m;
+    memset(&m, 0, sizeof m);
+    m.topic = "sync/t/admin/req";
+    m.payload = b->data;
+    m.len = b->len;
+    m.response_topic = (char *)(uintptr_t)resp;
+    uint8_t corr[2] = {7, 9};
+    m.corr = corr;
+    m.corr_len = 2;
+    cloud_outq q;
+    cloud_outq_init(&q);
+    char err[256];
+    *out = NULL;
+    *others = 0;
+    size_t n = 0;
+    if (cloud_admin_handle(ad, &m, &q, err, sizeof err) != SYNC_OK) {
+        cloud_outq_clear(&q);
+        return 0;
+    }
+    for (cloud_msg *x = q.head; x; x = x->next) {
+        if (strcmp(x->topic, resp) == 0 && x->corr_len == 2 && !*out) {
+            *out = malloc(x->len);
+            memcpy(*out, x->payload, x->len);
+            n = x->len;
+        } else {
+            (*others)++;
+        }
+    }
+    cloud_outq_clear(&q);
+    return n;
+}
+
+/* Finds text `needle` inside CBOR bytes (answers are small; enough to check their content). */
+static int has(const uint8_t *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(p + i, needle, k) == 0)
+            return 1;
+    return 0;
+}
+
+/* The admin request path synccloud serves on sync/TENANT/admin/req. */
+static void test_admin(void)
+{
+    const char *const pol[] = {"items manual", NULL};
+    cloud c;
+    cloud_open(&c, pol);
+    cloud_admin *ad;
+    char err[256];
+    if (cloud_admin_new(c.st, c.ap, c.schema, &c.cfg, &ad, err, sizeof err) != SYNC_OK)
+        exit(1);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(100), "x", 1});
+    send(&c, B, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(200), "b", -1});
+    send(&c, C, (change){"items", 1, SYNC_OP_UPDATE, 1, HLC(900), "from-c", -1});
+    int64_t id = get(&c, "items", 1).conflict;
+    const char *resp = "sync/t/admin/resp/ctl1";
+    sync_cbuf b;
+    sync_cbuf_init(&b, 0);
+    uint8_t *out;
+    int others;
+    /* List: the pending conflict with both sides. */
+    sync_cbor_put_map(&b, 1);
+    sync_cbor_put_cstr(&b, "op");
+    sync_cbor_put_cstr(&b, "conflicts");
+    size_t n = admin_call(ad, &b, resp, &out, &others);
+    CHECK(n > 0 && has(out, n, "conflicts") && has(out, n, "from-c") && has(out, n, "pending") &&
+              has(out, n, "dev-c") && others == 0,
+          "conflicts listed (%zu bytes)", n);
+    free(out);
+    /* Resolve with given values, sent as the request carries them. */
+    sync_cbuf_reset(&b);
+    sync_cbor_put_map(&b, 5);
+    sync_cbor_put_cstr(&b, "op");
+    sync_cbor_put_cstr(&b, "resolve");
+    sync_cbor_put_cstr(&b, "id");
+    sync_cbor_put_uint(&b, (uint64_t)id);
+    sync_cbor_put_cstr(&b, "take");
+    sync_cbor_put_cstr(&b, "values");
+    sync_cbor_put_cstr(&b, "values");
+    sync_cbor_put_map(&b, 1);
+    sync_cbor_put_cstr(&b, "a");
+    sync_cbor_put_cstr(&b, "settled");
+    sync_cbor_put_cstr(&b, "by");
+    sync_cbor_put_cstr(&b, "alice");
+    n = admin_call(ad, &b, resp, &out, &others);
+    stored s = get(&c, "items", 1);
+    CHECK(n > 0 && has(out, n, "version") && !has(out, n, "error") && strcmp(s.a, "settled") == 0 &&
+              strcmp(s.origin, "@alice") == 0 && others >= 2,
+          "resolved through the request: a=%s origin=%s, %d messages published", s.a, s.origin,
+          others);
+    free(out);
+    /* Again: refused with the reason in the answer. */
+    n = admin_call(ad, &b, resp, &out, &others);
+    CHECK(n > 0 && has(out, n, "resolved already") && others == 0, "second resolve refused");
+    free(out);
+    /* Garbage and unknown ops get an answer with the error; a response topic elsewhere, none. */
+    sync_cbuf_reset(&b);
+    sync_cbor_put_uint(&b, 5);
+    n = admin_call(ad, &b, resp, &out, &others);
+    CHECK(n > 0 && has(out, n, "error"), "garbage answered with an error");
+    free(out);
+    sync_cbuf_reset(&b);
+    sync_cbor_put_map(&b, 1);
+    sync_cbor_put_cstr(&b, "op");
+    sync_cbor_put_cstr(&b, "drop-tables");
+    n = admin_call(ad, &b, resp, &out, &others);
+    CHECK(n > 0 && has(out, n, "unknown op"), "unknown op refused");
+    free(out);
+    n = admin_call(ad, &b, "sync/t/dev/dev-a/ack", &out, &others);
+    CHECK(n == 0 && out == NULL && others == 0, "no answer aimed at a device's topic");
+    sync_cbuf_free(&b);
+    cloud_admin_free(ad);
+    cloud_close(&c);
+}
+
 static void test_master_mode(void)
 {
     cloud c;
@@ -553,6 +824,9 @@ int main(void)
     test_manual();
     test_tombstones();
     test_compaction();
+    test_resolve();
+    test_registry();
+    test_admin();
     test_master_mode();
     test_duplicates();
     if (failures) {

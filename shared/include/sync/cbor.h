@@ -43,6 +43,8 @@ int sync_cbor_put_text(sync_cbuf *b, const void *s, size_t n);
 int sync_cbor_put_cstr(sync_cbuf *b, const char *s);
 int sync_cbor_put_bytes(sync_cbuf *b, const void *p, size_t n);
 int sync_cbor_put_bool(sync_cbuf *b, int v);
+/* Appends n bytes that already are one encoded data item (the caller vouches for them). */
+int sync_cbor_put_raw(sync_cbuf *b, const void *p, size_t n);
 int sync_cbor_put_null(sync_cbuf *b);
 int sync_cbor_put_array(sync_cbuf *b, size_t count);
 int sync_cbor_put_map(sync_cbuf *b, size_t count);

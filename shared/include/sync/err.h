@@ -25,6 +25,7 @@ typedef enum sync_err {
     SYNC_ERR_TIMEOUT = -12, /* an operation did not finish in time */
     SYNC_ERR_STATE = -13,   /* call not valid in the object's current state */
     SYNC_ERR_BUSY = -14,    /* a window or queue is full right now: try again shortly */
+    SYNC_ERR_NOTFOUND = -15, /* the named object (a conflict, a device) does not exist */
 } sync_err;
 
 /* Returns a static, human-readable description of a sync_err (never NULL). */
