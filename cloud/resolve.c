@@ -1,6 +1,7 @@
 /* resolve.c - settling a pending conflict by hand (see resolve.h). */
 #include "resolve.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,71 @@ static int client_cols(const found *f, sync_colval *cols, size_t *n, char *err, 
     return SYNC_OK;
 }
 
+static int nibble(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* A value typed by a person arrives as text: converts it to the column's type (integers and
+ * reals must parse whole; a blob is x'HEX' or HEX). Other values pass as they are. */
+static int from_text(const sync_column *col, sync_value *v, uint8_t **blob, char *err,
+                     size_t errlen)
+{
+    if (v->type != SYNC_TEXT || col->type == SYNC_TEXT)
+        return SYNC_OK;
+    char buf[128];
+    size_t n = v->u.b.n;
+    if (col->type != SYNC_BLOB) {
+        if (n == 0 || n >= sizeof buf)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "'%.*s' is not a number for '%s'",
+                               (int)(n > 40 ? 40 : n), (const char *)v->u.b.p, col->name);
+        memcpy(buf, v->u.b.p, n);
+        buf[n] = '\0';
+        char *end;
+        errno = 0;
+        if (col->type == SYNC_INT) {
+            long long x = strtoll(buf, &end, 10);
+            if (*end || errno)
+                return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                                   "'%s' is not an integer for '%s'", buf, col->name);
+            v->type = SYNC_INT;
+            v->u.i = x;
+        } else {
+            double x = strtod(buf, &end);
+            if (*end || errno)
+                return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "'%s' is not a number for '%s'",
+                                   buf, col->name);
+            v->type = SYNC_REAL;
+            v->u.f = x;
+        }
+        return SYNC_OK;
+    }
+    const char *p = (const char *)v->u.b.p;
+    if (n >= 3 && (p[0] == 'x' || p[0] == 'X') && p[1] == '\'' && p[n - 1] == '\'') {
+        p += 2;
+        n -= 3;
+    }
+    if (n % 2)
+        return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "a blob for '%s' is x'HEX' (even digits)",
+                           col->name);
+    if (!(*blob = malloc(n / 2 + 1)))
+        return SYNC_ERR_NOMEM;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = nibble(p[2 * i]), lo = nibble(p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "a blob for '%s' is x'HEX'",
+                               col->name);
+        (*blob)[i] = (uint8_t)(hi << 4 | lo);
+    }
+    v->type = SYNC_BLOB;
+    v->u.b.p = *blob;
+    v->u.b.n = n / 2;
+    return SYNC_OK;
+}
+
 int cloud_resolve(cloud_applier *ap, cloud_store *st, const sync_schema *s, int64_t id,
                   cloud_take take, const sync_colval *vals, size_t nvals, const char *who,
                   uint64_t *version, char *err, size_t errlen)
@@ -97,6 +163,7 @@ int cloud_resolve(cloud_applier *ap, cloud_store *st, const sync_schema *s, int6
     memset(&f, 0, sizeof f);
     int rc = cloud_store_conflicts(st, id, 0, 1, take_conflict, &f);
     sync_colval *cols = NULL;
+    uint8_t **blobs = NULL;
     if (rc != SYNC_OK) {
         rc = rc == SYNC_ERR_DB ? sync_seterr(err, errlen, rc, "%s", cloud_store_errmsg(st))
                                : sync_seterr(err, errlen, rc, "out of memory");
@@ -139,11 +206,24 @@ int cloud_resolve(cloud_applier *ap, cloud_store *st, const sync_schema *s, int6
         op = f.op;
         use = cols;
     } else if (take == CLOUD_TAKE_VALUES) {
-        if (nvals == 0) {
-            rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "no column values given");
+        if (nvals == 0 || nvals > SYNC_MAX_COLS) {
+            rc = sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "give 1 to %d column values",
+                             SYNC_MAX_COLS);
             goto out;
         }
-        use = vals;
+        if (!(cols = calloc(SYNC_MAX_COLS, sizeof *cols)) ||
+            !(blobs = calloc(nvals, sizeof *blobs))) {
+            rc = sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < nvals; i++) {
+            cols[i] = vals[i];
+            int c = sync_table_col(t, vals[i].name, vals[i].name_len);
+            if (c >= 0 && (rc = from_text(&t->cols[c], &cols[i].v, &blobs[i], err, errlen)) !=
+                              SYNC_OK)
+                goto out;
+        }
+        use = cols;
         n = nvals;
     }
     uint64_t v = 0;
@@ -191,6 +271,9 @@ int cloud_resolve(cloud_applier *ap, cloud_store *st, const sync_schema *s, int6
     if (version)
         *version = v;
 out:
+    for (size_t i = 0; blobs && i < nvals; i++)
+        free(blobs[i]);
+    free(blobs);
     free(cols);
     free(f.keybuf);
     free(f.client);

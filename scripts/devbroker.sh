@@ -17,7 +17,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
-USERS=(synccloud edge-a edge-b edge-c edge-d edge-e viewer)
+USERS=(synccloud edge-a edge-b edge-c edge-d edge-e viewer admin)
 START_TIMEOUT=10
 
 die() {

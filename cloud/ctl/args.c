@@ -35,6 +35,15 @@ const char ctl_global_help[] =
     "  --crl-days N            days until the CRL's nextUpdate (default 30); the broker refuses\n"
     "                          every certificate once the CRL is past it: run `syncctl crl\n"
     "                          generate` more often than that\n"
+    "Talking to synccloud (conflicts commands), through the broker given with --broker:\n"
+    "  --tenant T              the tenant whose synccloud answers\n"
+    "  --admin-user NAME       broker user name of the administrator (default admin)\n"
+    "  --admin-password-file F its broker password (first line; the file must be 0600)\n"
+    "  --cafile FILE           CA of the broker's certificate (ssl:// brokers)\n"
+    "  --admin-cert FILE       client certificate, for brokers that require one\n"
+    "  --admin-key FILE        its private key\n"
+    "  --tls-insecure BOOL     skip the broker host name check (testing only)\n"
+    "  --timeout SEC           how long to wait for synccloud's answer (default 10)\n"
     "  --log-level LEVEL       debug, info, notice, warning (default) or error; at notice\n"
     "                          every change is logged (an audit trail, with syslog)\n"
     "  --log-dest DEST         stderr (default) or syslog\n"
@@ -58,6 +67,14 @@ static const sync_opt ctl_opts[] = {
     OPT("broker", SYNC_OPT_STR, broker, 0, 0),
     OPT("broker_group", SYNC_OPT_STR, broker_group, 0, 0),
     OPT("crl_days", SYNC_OPT_LONG, crl_days, 1, 3650),
+    OPT("tenant", SYNC_OPT_STR, tenant, 0, 0),
+    OPT("admin_user", SYNC_OPT_STR, admin_user, 0, 0),
+    OPT("admin_password_file", SYNC_OPT_STR, admin_password_file, 0, 0),
+    OPT("cafile", SYNC_OPT_STR, cafile, 0, 0),
+    OPT("admin_cert", SYNC_OPT_STR, admin_cert, 0, 0),
+    OPT("admin_key", SYNC_OPT_STR, admin_key, 0, 0),
+    OPT("tls_insecure", SYNC_OPT_BOOL, tls_insecure, 0, 0),
+    OPT("timeout", SYNC_OPT_LONG, timeout, 1, 3600),
     OPT("log_level", SYNC_OPT_LOGLEVEL, log_level, 0, 0),
     OPT("log_dest", SYNC_OPT_LOGDEST, log_syslog, 0, 0),
 };
@@ -68,6 +85,7 @@ void ctl_config_init(ctl_config *c)
 {
     memset(c, 0, sizeof *c);
     c->crl_days = 30;
+    c->timeout = 10;
     c->broker_gid = -1;
     /* Results go to stdout; the log holds the audit trail of changes (notice), which on a
      * terminal would only repeat them: shown from log_level notice, or kept with syslog. */
@@ -108,6 +126,8 @@ static int config_finish(ctl_config *c, char *err, size_t errlen)
         rc = default_path(&c->acl_file, c->dir, "acl", err, errlen);
     if (rc == SYNC_OK && !c->cloud_user)
         rc = sync_conf_str(&c->cloud_user, "synccloud", err, errlen);
+    if (rc == SYNC_OK && !c->admin_user)
+        rc = sync_conf_str(&c->admin_user, "admin", err, errlen);
     if (rc == SYNC_OK && !c->broker)
         rc = sync_conf_str(&c->broker, "ssl://BROKER-HOST:8883", err, errlen);
     if (rc != SYNC_OK)

@@ -37,6 +37,14 @@ typedef struct ctl_config {
     char *broker_group;    /* group the broker runs as: given to new password/ACL/CRL files */
     long broker_gid;       /* broker_group's id, or -1 (filled by ctl_args) */
     long crl_days;         /* days until the CRL's nextUpdate (default 30) */
+    /* Talking to synccloud (admin commands: conflicts, ...) through the broker. */
+    char *tenant;              /* the tenant whose synccloud answers */
+    char *admin_user;          /* broker user name of the administrator (default admin) */
+    char *admin_password_file; /* file holding its broker password (mode 0600), or NULL */
+    char *cafile;              /* CA of the broker's TLS certificate */
+    char *admin_cert, *admin_key; /* client certificate and key for mutual TLS, or NULL */
+    int tls_insecure;          /* skip the broker host name check (testing only) */
+    long timeout;              /* seconds to wait for synccloud's answer (default 10) */
     int log_level;         /* a sync_log_level */
     int log_syslog;        /* 1: log to syslog instead of stderr */
 } ctl_config;
@@ -107,5 +115,7 @@ int ctl_cmd_device_remove(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_acl_generate(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_crl_generate(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_broker_reload(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_conflicts_list(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_conflicts_resolve(ctl_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -91,6 +91,29 @@ static const ctl_command commands[] = {
      "\n"
      "Sends SIGHUP to the broker given by broker_pid or broker_pid_file, which makes Mosquitto\n"
      "read its password, ACL and CRL files again.\n"},
+    {"conflicts", "list", ctl_cmd_conflicts_list, "list conflicts waiting for a person",
+     "Usage: syncctl conflicts list [--all] [--limit N] [--json]\n"
+     "\n"
+     "Asks the running synccloud of --tenant (through --broker, as --admin-user) for the\n"
+     "conflicts of tables with the manual policy that wait for a person, newest first: id,\n"
+     "time, table, key, the writing device, the policy, the writer's change and the server's\n"
+     "row at the time.\n"
+     "\n"
+     "  --all           every logged conflict, also those a policy settled and resolved ones\n"
+     "  --limit N       at most N (default 100)\n"
+     "  --json          a JSON array of the conflicts, with every field\n"},
+    {"conflicts", "resolve", ctl_cmd_conflicts_resolve, "settle a pending conflict",
+     "Usage: syncctl conflicts resolve ID --take server|client [--by NAME] [--json]\n"
+     "       syncctl conflicts resolve ID --set COLUMN=VALUE [--set ...] [--by NAME] [--json]\n"
+     "\n"
+     "Settles pending conflict ID (see conflicts list): the row keeps the server's value\n"
+     "(--take server), takes the writer's change (--take client), or gets the given column\n"
+     "values (--set; VALUE is converted to the column's type, blobs as x'HEX'; COLUMN alone\n"
+     "sets null). The row gets a new version, loses its conflict flag, and goes to every\n"
+     "replica like any change; the conflict log records who resolved it and how.\n"
+     "\n"
+     "  --by NAME       who resolves, for the log (default $USER)\n"
+     "  --json          print synccloud's answer as JSON\n"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -127,6 +127,9 @@ static struct args cloud_args(const struct e2e *e)
     args_add(&a, th_fmt("%s/synccloud.pass", e->dir));
     args_add(&a, "--cafile");
     args_add(&a, th_fmt("%s/ca.crt", e->dir));
+    /* Conflicts on notes wait for a person (the manual-resolution phase below). */
+    args_add(&a, "--policy");
+    args_add(&a, "notes manual");
     args_add(&a, "--log-level");
     args_add(&a, "info");
     args_add(&a, "--log-dest");
@@ -565,6 +568,84 @@ static pid_t spawn(const char *log, const struct args *a)
     return pid;
 }
 
+/* A condition on one database: `sql` yields `want`. */
+struct sql_is {
+    const char *db, *sql;
+    long long want;
+};
+
+static int sql_is(void *ctx)
+{
+    const struct sql_is *q = ctx;
+    return th_sql_int(q->db, "%s", q->sql) == q->want;
+}
+
+static void wait_sql(const char *db, const char *sql, long long want, const char *what)
+{
+    struct sql_is q = {db, sql, want};
+    TH_CHECK(th_wait_until(sql_is, &q, 30000) == 0, "%s: `%s` on %s never gave %lld (now %lld)",
+             what, sql, db, want, th_sql_int(db, "%s", sql));
+}
+
+/* A conflict on a table with the manual policy, settled with syncctl through the broker:
+ * B edits a note while it is offline, A edits the same note meanwhile; when B comes back its
+ * edit is a pending conflict. `syncctl conflicts list` shows it, `conflicts resolve --set`
+ * settles it, and the settled row reaches A and B like any change. Returns B's new pid. */
+static pid_t manual_conflict(struct e2e *e)
+{
+    const char *ctl = th_fmt("%s --tenant demo --broker %s --admin-user admin "
+                             "--admin-password-file %s/admin.pass --cafile %s/ca.crt --timeout 20",
+                             SYNCCTL_BIN, e->broker, e->dir, e->dir);
+    const char *row = "SELECT count(*) FROM notes WHERE k = 'conflict-me' AND body = ";
+    TH_CHECK(th_sql_exec(e->a_db, "INSERT INTO notes(k, body) VALUES ('conflict-me', 'start')") ==
+                 0,
+             "insert on A");
+    wait_sql(e->b_db, th_fmt("%s'start'", row), 1, "B holds the note");
+    th_stop(e->b_pid, "syncedge B", th_fmt("%s/edge-b.log", e->dir), 1);
+    TH_CHECK(th_sql_exec(e->b_db, "UPDATE notes SET body = 'from-b' WHERE k = 'conflict-me'") == 0,
+             "update on B");
+    TH_CHECK(th_sql_exec(e->a_db, "UPDATE notes SET body = 'from-a' WHERE k = 'conflict-me'") == 0,
+             "update on A");
+    wait_sql(e->cloud_db, th_fmt("%s'from-a'", row), 1, "A's edit applied");
+    struct args a = edge_args(e, "edge-b", e->b_db);
+    pid_t b = spawn(th_fmt("%s/edge-b2.log", e->dir), &a);
+    wait_sql(e->cloud_db,
+             "SELECT count(*) FROM _sync_conflicts WHERE tbl = 'notes' AND pk = 'conflict-me' AND "
+             "outcome = 'pending' AND resolved_at IS NULL",
+             1, "B's edit is a pending conflict");
+    long long id = th_sql_int(e->cloud_db, "SELECT id FROM _sync_conflicts WHERE pk = "
+                                           "'conflict-me' AND outcome = 'pending'");
+    TH_CHECK(th_sql_int(e->cloud_db, "%s'from-a'", row) == 1, "the cloud kept A's value");
+    char *list = th_output(th_fmt("%s conflicts list --json", ctl));
+    TH_CHECK(list && strstr(list, "\"conflict-me\"") && strstr(list, "from-b") &&
+                 strstr(list, "\"pending\""),
+             "syncctl conflicts list --json does not show it:\n%s", list ? list : "(failed)");
+    free(list);
+    char *table = th_output(th_fmt("%s conflicts list", ctl));
+    TH_CHECK(table && strstr(table, "conflict-me") && strstr(table, "edge-b"),
+             "the table does not show it:\n%s", table ? table : "(failed)");
+    printf("e2e: syncctl conflicts list:\n%s", table);
+    free(table);
+    char *out = th_output(th_fmt("%s conflicts resolve %lld --set body=agreed --by e2e", ctl, id));
+    TH_CHECK(out && strstr(out, "resolved"), "resolve failed: %s", out ? out : "(failed)");
+    printf("e2e: %s", out);
+    free(out);
+    /* Settled rows travel like any change: the cloud, A and B all hold it. */
+    wait_sql(e->cloud_db, th_fmt("%s'agreed'", row), 1, "cloud has the settled row");
+    wait_sql(e->a_db, th_fmt("%s'agreed'", row), 1, "A has the settled row");
+    wait_sql(e->b_db, th_fmt("%s'agreed'", row), 1, "B has the settled row");
+    TH_CHECK(th_sql_int(e->cloud_db, "SELECT count(*) FROM _sync_conflicts WHERE id = %lld AND "
+                                     "resolved_at IS NOT NULL AND resolution LIKE '%%@e2e%%'",
+                        id) == 1,
+             "the conflict log does not record the resolution");
+    out = th_output(th_fmt("%s conflicts resolve %lld --take server 2>&1; echo \"exit=$?\"", ctl,
+                           id));
+    TH_CHECK(out && strstr(out, "resolved already") && strstr(out, "exit=1"),
+             "a second resolve was not refused: %s", out ? out : "(failed)");
+    free(out);
+    return b;
+}
+
 static uint64_t pick_seed(void)
 {
     const char *s = getenv("E2E_SEED");
@@ -674,8 +755,10 @@ int main(void)
     TH_CHECK(th_sql_int(e.b_db, "SELECT count(*) FROM items WHERE id = 999999999") == 0,
              "a rolled-back insert reached B");
 
+    e.b_pid = manual_conflict(&e);
+
     th_stop(e.a_pid, "syncedge A", th_fmt("%s/edge-a.log", e.dir), 1);
-    th_stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b.log", e.dir), 1);
+    th_stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b2.log", e.dir), 1);
     th_stop(e.cloud_pid, "synccloud", th_fmt("%s/synccloud.log", e.dir), 1);
     th_stop(e.broker_pid, "mosquitto", th_fmt("%s/mosquitto.log", e.dir), 0);
     free(e.sum_a);
