@@ -70,8 +70,8 @@ static int device_block(void *ctx, const ctl_device *d)
     return 0;
 }
 
-int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *extra, char **out,
-                   size_t *len, char *err, size_t errlen)
+int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_user,
+                   const char *extra, char **out, size_t *len, char *err, size_t errlen)
 {
     *out = NULL;
     *len = 0;
@@ -82,6 +82,8 @@ int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *extra, c
             "# Only active devices have a block; anything not granted here is denied.\n");
     add(&t, "\n# The cloud consumer: every tenant's device topics and downstream tree.\n");
     add(&t, "user %s\ntopic readwrite sync/#\n", cloud_user);
+    add(&t, "\n# Administrators (syncctl conflicts ...): requests to the cloud and their answers.\n");
+    add(&t, "user %s\ntopic write sync/+/admin/req\ntopic read sync/+/admin/resp/#\n", admin_user);
     int rc = ctl_registry_each(r, NULL, device_block, &t, err, errlen);
     if (rc != SYNC_OK) {
         free(t.buf);
@@ -108,12 +110,13 @@ int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *extra, c
     return SYNC_OK;
 }
 
-int ctl_acl_write(const char *path, ctl_registry *r, const char *cloud_user, const char *extra,
+int ctl_acl_write(const char *path, ctl_registry *r, const char *cloud_user,
+                  const char *admin_user, const char *extra,
                   gid_t group, char *err, size_t errlen)
 {
     char *text;
     size_t len;
-    int rc = ctl_acl_render(r, cloud_user, extra, &text, &len, err, errlen);
+    int rc = ctl_acl_render(r, cloud_user, admin_user, extra, &text, &len, err, errlen);
     if (rc != SYNC_OK)
         return rc;
     rc = ctl_file_replace(path, text, len, 0644, group, err, errlen);

@@ -94,6 +94,11 @@ static int check_free_name(const ctl_ctx *ctx, const char *device, char *err, si
         return sync_seterr(err, errlen, SYNC_ERR_STATE,
                            "'%s' is the cloud's broker user (cloud_user): choose another device id",
                            device);
+    if (strcmp(device, c->admin_user) == 0)
+        return sync_seterr(err, errlen, SYNC_ERR_STATE,
+                           "'%s' is the administrators' broker user (admin_user): choose another "
+                           "device id",
+                           device);
     int found = 0;
     int rc = ctl_passwd_has_user(c->password_file, device, &found, err, errlen);
     if (rc == SYNC_OK && found)

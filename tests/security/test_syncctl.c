@@ -545,6 +545,9 @@ int main(void)
              "a device without --password has a device.pass");
     char *acl = slurp(pki("acl"));
     TH_CHECK(acl && strstr(acl, "user synccloud\ntopic readwrite sync/#\n"), "no cloud block");
+    TH_CHECK(strstr(acl, "user admin\ntopic write sync/+/admin/req\ntopic read "
+                         "sync/+/admin/resp/#\n"),
+             "no administrators' block");
     TH_CHECK(strstr(acl, "user dev-pw\ntopic write sync/acme/dev/dev-pw/up\n") &&
                  strstr(acl, "topic read sync/acme/dev/dev-pw/ack\n") &&
                  strstr(acl, "topic read sync/acme/delta/#\n") &&
