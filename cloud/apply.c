@@ -800,12 +800,26 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
                  "batch of %zu bytes exceeds the %ld-byte limit (max_batch_bytes)", len,
                  a->cfg->max_batch_bytes);
         /* Read just the header so the edge can be told. */
-        sync_batch_decode(payload, len, &a->lim, NULL, keep_hdr, NULL, a, NULL, 0);
+        sync_batch_hdr seen;
+        seen.device = NULL;
+        sync_batch_decode(payload, len, &a->lim, &seen, keep_hdr, NULL, a, NULL, 0);
+        if (!a->have_hdr && seen.device != NULL) {
+            a->hdr = seen;
+            a->have_hdr = 1;
+        }
         return refuse(a, topic);
     }
     /* Pass 1: validate everything before touching the store. */
     char derr[256];
-    int rc = sync_batch_decode(payload, len, &a->lim, NULL, keep_hdr, v_rec, a, derr, sizeof derr);
+    sync_batch_hdr seen;
+    seen.device = NULL;
+    int rc = sync_batch_decode(payload, len, &a->lim, &seen, keep_hdr, v_rec, a, derr, sizeof derr);
+    if (rc != SYNC_OK && !a->have_hdr && seen.device != NULL) {
+        /* The header decoded but the batch broke a limit before the header callback (too many
+         * records): the edge must still get its refusal, or it would resend forever. */
+        a->hdr = seen;
+        a->have_hdr = 1;
+    }
     if (rc != SYNC_OK) {
         if (a->reason[0] == '\0')
             snprintf(a->reason, sizeof a->reason, "%s", derr[0] ? derr : sync_strerror(rc));

@@ -197,10 +197,12 @@ static int prepare_common(cloud_store *st, char *err, size_t errlen)
         {&st->release, "RELEASE batch"},
         {&st->rollback_to, "ROLLBACK TO batch"},
         {&st->dev_get, "SELECT last_seq FROM _sync_devices WHERE device = ?"},
+        /* last_seq is a uint64 kept in SQLite's signed integer: max() would compare seqs above
+         * 2^63 as negative. The applier only ever writes a higher seq, so plain assignment. */
         {&st->dev_put,
          "INSERT INTO _sync_devices(device, last_seq, applied, records, batches, first_seen, "
          "last_seen) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) ON CONFLICT(device) DO UPDATE SET "
-         "last_seq = max(last_seq, excluded.last_seq), applied = applied + excluded.applied, "
+         "last_seq = excluded.last_seq, applied = applied + excluded.applied, "
          "records = records + excluded.records, batches = batches + 1, last_seen = "
          "excluded.last_seen"},
         {&st->conflict,
