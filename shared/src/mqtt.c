@@ -2,10 +2,36 @@
  * (see sync/mqtt.h).
  *
  * Threads: Paho calls on_* below from its own threads; they only copy data and update counters
- * under m->mu. Everything that may block or that creates/destroys Paho objects runs on the
- * owner's thread (sync_mqtt_poll, sync_mqtt_free). Reconnecting is done by the owner too, from
- * sync_mqtt_poll, with exponential backoff and jitter, so no retry storm follows a broker
- * restart when many devices lose it at once.
+ * under m->mu. Everything that may block, calls into Paho or creates/destroys Paho objects runs
+ * on the owner's thread (sync_mqtt_poll, sync_mqtt_publish, sync_mqtt_free). Reconnecting is done
+ * by the owner too, from sync_mqtt_poll, with exponential backoff and jitter, so no retry storm
+ * follows a broker restart when many devices lose it at once.
+ *
+ * Paho 1.3.12 (and upstream as of 2025: eclipse-paho/paho.mqtt.c #1621, #1622, #1401) mishandles
+ * a QoS 1/2 PUBLISH whose first write fails with a socket error (peer reset, e.g. the broker
+ * killed with -9 while we publish): MQTTAsync_processCommand calls the failure callback, then
+ * frees the command's topic and payload (MQTTAsync_freeCommand) although
+ * MQTTProtocol_startPublish already appended a message sharing those two buffers to the client's
+ * outboundMsgs. On the next CONNACK with sessionPresent 1, MQTTProtocol_retries resends it:
+ * strlen() and writev() of freed memory (a crash, or garbage on the wire: "Protocol error" at
+ * the broker). With sessionPresent 0, on MQTTAsync_destroy or on a PUBACK, Paho frees the two
+ * buffers again (its heap tracking skips a pointer it no longer knows, unless the memory has been
+ * reused meanwhile: then it frees someone else's block).
+ *
+ * So such a client is "poisoned" (on_pub_fail_qos recognises the failure) and never used again:
+ * never reconnected, never destroyed. The next attempt uses a fresh client (struct link) on the
+ * same broker session (the broker keeps our subscriptions and queued messages); the poisoned one
+ * stays, disconnected and inert, in Paho's client list with what it held (its unacknowledged
+ * publishes are dropped, as the broker may drop QoS 1 messages anyway: the edge resends unacked
+ * batches, replicas catch up). That is a bounded leak per such failure, logged. Destroying it
+ * instead would free the stale pointers again, and would leak its queued publishes anyway
+ * (1.3.12's MQTTAsync_destroy clears their topic and payload pointers before freeing queued
+ * commands, MQTTAsync_NULLPublishCommands). A healthy client is reconnected as before: Paho then
+ * sends its queued publishes and resends the unacknowledged ones, whose buffers are valid.
+ *
+ * Callbacks get their struct link as context, never the sync_mqtt: a retired client's late
+ * events are ignored, and sync_mqtt_free clears link->m (under links_mu) before freeing m, so a
+ * callback of a client left to Paho can never reach freed memory.
  */
 #include "sync/mqtt.h"
 
@@ -30,8 +56,32 @@ struct sub {
     int qos;
 };
 
-struct sync_mqtt {
+/* One Paho client; m->cur is replaced only when it is poisoned (see the top). */
+struct link {
+    sync_mqtt *m; /* owner; NULL once sync_mqtt_free has begun (written under links_mu) */
     MQTTAsync client;
+    int poisoned; /* Paho lost a publish's buffers (see top): never connect nor destroy it
+                   * (under links_mu, so it is recorded even while the owner is being freed) */
+    long pending; /* publishes taken by Paho and not completed (under m->mu) */
+    /* Owner thread: */
+    struct link *next; /* in m->leaked */
+};
+
+/* Guards link->m and link->poisoned; taken before m->mu, never while holding it. */
+static pthread_mutex_t links_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int link_poisoned(struct link *l)
+{
+    pthread_mutex_lock(&links_mu);
+    int r = l->poisoned;
+    pthread_mutex_unlock(&links_mu);
+    return r;
+}
+
+struct sync_mqtt {
+    struct link *cur;    /* the client in use (owner thread writes it, under mu) */
+    struct link *leaked; /* poisoned clients left to Paho (owner thread) */
+    int nleaked;
     pthread_mutex_t mu; /* guards everything below that Paho's threads touch */
     pthread_cond_t cv;
     sync_mqtt_msg *head, *tail; /* arrived messages, oldest first */
@@ -42,9 +92,9 @@ struct sync_mqtt {
     char last_error[256]; /* why the last attempt failed, for one log line */
     unsigned long connects;
     int session_present; /* from the last CONNACK */
+    int need_subscribe;  /* connected: the owner sends the SUBSCRIBEs */
     int blocked;         /* a publish was refused for a full window: wake the owner on PUBACK */
     unsigned long delivered;
-    long pending;
     int disconnect_done;
 
     /* Owner-thread state. */
@@ -92,9 +142,20 @@ static void signal_locked(sync_mqtt *m)
 
 /* ---- Paho callbacks (Paho's threads) ---- */
 
+/* Returns l's owner with m->mu held, or NULL if the owner is being freed. */
+static sync_mqtt *owner_lock(struct link *l)
+{
+    pthread_mutex_lock(&links_mu);
+    sync_mqtt *m = l->m;
+    if (m)
+        pthread_mutex_lock(&m->mu);
+    pthread_mutex_unlock(&links_mu);
+    return m;
+}
+
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
-    sync_mqtt *m = ctx;
+    struct link *l = ctx;
     size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
     sync_mqtt_msg *q = calloc(1, sizeof *q);
     char *t = malloc(tl + 1);
@@ -134,7 +195,11 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     }
     MQTTAsync_freeMessage(&msg);
     MQTTAsync_free(topic);
-    pthread_mutex_lock(&m->mu);
+    sync_mqtt *m = owner_lock(l);
+    if (!m) {
+        sync_mqtt_msg_free(q);
+        return 1;
+    }
     if (m->tail)
         m->tail->next = q;
     else
@@ -147,28 +212,40 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 
 static void on_connection_lost(void *ctx, char *cause)
 {
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    snprintf(m->last_error, sizeof m->last_error, "connection lost%s%s", cause ? ": " : "",
-             cause ? cause : "");
-    m->state = ST_IDLE;
-    m->lost = 1;
-    signal_locked(m);
-    pthread_mutex_unlock(&m->mu);
-}
-
-static void on_sub_done(sync_mqtt *m, int ok, const char *why)
-{
-    pthread_mutex_lock(&m->mu);
-    if (!ok)
-        snprintf(m->last_error, sizeof m->last_error, "subscribe refused: %s", why);
-    if (m->state == ST_SUBSCRIBING && --m->subs_left <= 0) {
-        m->state = ST_READY;
-        m->connects++;
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    if (l == m->cur && m->state != ST_IDLE) { /* IDLE: already handled (on_pub_fail_qos) */
+        snprintf(m->last_error, sizeof m->last_error, "connection lost%s%s", cause ? ": " : "",
+                 cause ? cause : "");
+        m->state = ST_IDLE;
+        m->need_subscribe = 0;
+        m->lost = 1;
         signal_locked(m);
     }
     pthread_mutex_unlock(&m->mu);
-    if (!ok)
+}
+
+/* One SUBACK (or a failed SUBSCRIBE) of l's connection. Any thread; m->mu not held. */
+static void on_sub_done(struct link *l, int ok, const char *why)
+{
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    int counted = 0;
+    if (l == m->cur && m->state == ST_SUBSCRIBING) {
+        counted = 1;
+        if (!ok)
+            snprintf(m->last_error, sizeof m->last_error, "subscribe refused: %s", why);
+        if (--m->subs_left <= 0) {
+            m->state = ST_READY;
+            m->connects++;
+            signal_locked(m);
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (counted && !ok)
         sync_warn("mqtt: a subscription was refused by the broker (%s); check the ACL", why);
 }
 
@@ -181,83 +258,124 @@ static void on_sub_ok(void *ctx, MQTTAsync_successData5 *r)
 static void on_sub_fail(void *ctx, MQTTAsync_failureData5 *r)
 {
     on_sub_done(ctx, 0,
-                r && r->message ? r->message
-                : r             ? MQTTReasonCode_toString(r->reasonCode)
-                                : "unknown");
+                r && r->message      ? r->message
+                : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode)
+                : r                  ? MQTTAsync_strerror(r->code)
+                                     : "unknown");
 }
 
 static void on_connect_ok(void *ctx, MQTTAsync_successData5 *r)
 {
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    m->session_present = r ? r->alt.connect.sessionPresent : 0;
-    m->subs_left = m->nsubs;
-    m->state = m->nsubs ? ST_SUBSCRIBING : ST_READY;
-    if (!m->nsubs) {
-        m->connects++;
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    if (l == m->cur) {
+        m->session_present = r ? r->alt.connect.sessionPresent : 0;
+        m->subs_left = m->nsubs;
+        m->state = m->nsubs ? ST_SUBSCRIBING : ST_READY;
+        /* The owner subscribes (from sync_mqtt_poll): no Paho calls on Paho's threads. */
+        m->need_subscribe = m->nsubs > 0;
+        if (!m->nsubs)
+            m->connects++;
         signal_locked(m);
     }
     pthread_mutex_unlock(&m->mu);
-    /* Subscribing is asynchronous and allowed here; we never wait inside a callback. */
-    for (int i = 0; i < m->nsubs; i++) {
-        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        ro.onSuccess5 = on_sub_ok;
-        ro.onFailure5 = on_sub_fail;
-        ro.context = m;
-        int rc = MQTTAsync_subscribe(m->client, m->subs[i].filter, m->subs[i].qos, &ro);
-        if (rc != MQTTASYNC_SUCCESS)
-            on_sub_done(m, 0, MQTTAsync_strerror(rc));
-    }
 }
 
 static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *r)
 {
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    if (r && r->reasonCode)
-        snprintf(m->last_error, sizeof m->last_error, "connect refused: %s",
-                 MQTTReasonCode_toString(r->reasonCode));
-    else
-        snprintf(m->last_error, sizeof m->last_error, "connect failed: %s",
-                 r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
-    m->state = ST_IDLE;
-    m->lost = 1;
-    signal_locked(m);
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    if (l == m->cur) {
+        if (r && r->reasonCode)
+            snprintf(m->last_error, sizeof m->last_error, "connect refused: %s",
+                     MQTTReasonCode_toString(r->reasonCode));
+        else
+            snprintf(m->last_error, sizeof m->last_error, "connect failed: %s",
+                     r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+        m->state = ST_IDLE;
+        m->lost = 1;
+        signal_locked(m);
+    }
     pthread_mutex_unlock(&m->mu);
+}
+
+/* A publish of l completed (PUBACK, or failed). m->mu held. */
+static void pub_done_locked(sync_mqtt *m, struct link *l)
+{
+    l->pending--;
+    if (m->blocked && l == m->cur) {
+        m->blocked = 0;
+        signal_locked(m);
+    }
 }
 
 static void on_pub_ok(void *ctx, MQTTAsync_successData5 *r)
 {
     (void)r;
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
     m->delivered++;
-    m->pending--;
-    if (m->blocked) {
-        m->blocked = 0;
-        signal_locked(m);
-    }
+    pub_done_locked(m, l);
     pthread_mutex_unlock(&m->mu);
 }
 
+/* Failure of a QoS 0 publish: Paho keeps no state for it. */
 static void on_pub_fail(void *ctx, MQTTAsync_failureData5 *r)
 {
     (void)r;
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    m->pending--;
-    if (m->blocked) {
-        m->blocked = 0;
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    pub_done_locked(m, l);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Failure of a QoS 1/2 publish. Paho 1.3.12 reports one with token 0 and code
+ * MQTTASYNC_FAILURE (its SOCKET_ERROR) only from MQTTAsync_processCommand, when the first write
+ * of the PUBLISH failed: then the client's outboundMsgs holds that message with the topic and
+ * payload Paho frees right after this callback returns (see the top of this file). Other
+ * failures carry the message's token: a PUBACK with an error reason code, or
+ * MQTTASYNC_OPERATION_INCOMPLETE from MQTTAsync_destroy. */
+static void on_pub_fail_qos(void *ctx, MQTTAsync_failureData5 *r)
+{
+    struct link *l = ctx;
+    int poisoned = !r || r->token == 0 || r->code == MQTTASYNC_FAILURE;
+    if (poisoned) {
+        /* publish() refuses it from now on. */
+        pthread_mutex_lock(&links_mu);
+        l->poisoned = 1;
+        pthread_mutex_unlock(&links_mu);
+    }
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
+    if (poisoned && l == m->cur && m->state != ST_IDLE) {
+        /* Paho closes the connection too (connection_lost follows): reconnect with a new client
+         * without depending on that. */
+        snprintf(m->last_error, sizeof m->last_error, "connection lost: a write failed");
+        m->state = ST_IDLE;
+        m->need_subscribe = 0;
+        m->lost = 1;
         signal_locked(m);
     }
+    pub_done_locked(m, l);
     pthread_mutex_unlock(&m->mu);
 }
 
 static void on_disconnected(void *ctx, MQTTAsync_successData5 *r)
 {
     (void)r;
-    sync_mqtt *m = ctx;
-    pthread_mutex_lock(&m->mu);
+    struct link *l = ctx;
+    sync_mqtt *m = owner_lock(l);
+    if (!m)
+        return;
     m->disconnect_done = 1;
     signal_locked(m);
     pthread_mutex_unlock(&m->mu);
@@ -286,6 +404,49 @@ static char *dup_or_null(const char *s, int *fail)
     if (!d)
         *fail = 1;
     return d;
+}
+
+/* Creates a Paho client for m (not connected). On error returns NULL with the reason in why. */
+static struct link *link_new(sync_mqtt *m, char *why, size_t whylen)
+{
+    struct link *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    l->m = m;
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
+    co.sendWhileDisconnected = 0;
+    int rc = MQTTAsync_createWithOptions(&l->client, m->uri, m->client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(why, whylen, "%s", MQTTAsync_strerror(rc));
+        free(l);
+        return NULL;
+    }
+    rc = MQTTAsync_setCallbacks(l->client, l, on_connection_lost, on_message, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(why, whylen, "%s", MQTTAsync_strerror(rc));
+        MQTTAsync_destroy(&l->client);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+/* Leaves a poisoned client to Paho for good (owner thread, no lock held): see the top. */
+static void link_abandon(sync_mqtt *m, struct link *l)
+{
+    pthread_mutex_lock(&m->mu);
+    long dropped = l->pending;
+    pthread_mutex_unlock(&m->mu);
+    l->next = m->leaked;
+    m->leaked = l;
+    m->nleaked++;
+    sync_warn("mqtt: a publish failed while being written and Paho lost track of its buffers "
+              "(paho.mqtt.c #1621); its client is left unused (%d so far) and %ld unacknowledged "
+              "publish%s dropped",
+              m->nleaked, dropped, dropped == 1 ? " is" : "es are");
 }
 
 int sync_mqtt_new(const sync_mqtt_opts *o, sync_mqtt **out, char *err, size_t errlen)
@@ -332,20 +493,11 @@ int sync_mqtt_new(const sync_mqtt_opts *o, sync_mqtt **out, char *err, size_t er
         sync_mqtt_free(m);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
-    co.sendWhileDisconnected = 0;
-    int rc = MQTTAsync_createWithOptions(&m->client, m->uri, m->client_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
-        m->client = NULL;
+    char why[256];
+    if (!(m->cur = link_new(m, why, sizeof why))) {
         sync_mqtt_free(m);
         return sync_seterr(err, errlen, SYNC_ERR_MQTT, "mqtt: cannot create client for %s: %s",
-                           o->uri, MQTTAsync_strerror(rc));
-    }
-    rc = MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
-    if (rc != MQTTASYNC_SUCCESS) {
-        sync_mqtt_free(m);
-        return sync_seterr(err, errlen, SYNC_ERR_MQTT, "mqtt: %s", MQTTAsync_strerror(rc));
+                           o->uri, why);
     }
     *out = m;
     return SYNC_OK;
@@ -370,6 +522,26 @@ int sync_mqtt_subscribe(sync_mqtt *m, const char *filter, int qos)
 /* Issues one connect attempt. Called with m->mu NOT held. */
 static int connect_now(sync_mqtt *m)
 {
+    struct link *old = m->cur;
+    if (!old || link_poisoned(old)) {
+        char why[128];
+        struct link *n = link_new(m, why, sizeof why);
+        if (!n) {
+            pthread_mutex_lock(&m->mu);
+            snprintf(m->last_error, sizeof m->last_error, "cannot create client: %s", why);
+            m->state = ST_IDLE;
+            m->lost = 1;
+            pthread_mutex_unlock(&m->mu);
+            return SYNC_ERR_MQTT;
+        }
+        pthread_mutex_lock(&m->mu);
+        m->cur = n;
+        m->blocked = 0;
+        pthread_mutex_unlock(&m->mu);
+        if (old)
+            link_abandon(m, old);
+    }
+    struct link *l = m->cur;
     MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
@@ -383,7 +555,7 @@ static int connect_now(sync_mqtt *m)
     co.password = m->password;
     co.onSuccess5 = on_connect_ok;
     co.onFailure5 = on_connect_fail;
-    co.context = m;
+    co.context = l;
     if (strncmp(m->uri, "ssl://", 6) == 0 || strncmp(m->uri, "mqtts://", 8) == 0) {
         ssl.trustStore = m->cafile;
         ssl.keyStore = m->certfile;
@@ -415,7 +587,7 @@ static int connect_now(sync_mqtt *m)
     m->state = ST_CONNECTING;
     m->lost = 0;
     pthread_mutex_unlock(&m->mu);
-    int rc = MQTTAsync_connect(m->client, &co);
+    int rc = MQTTAsync_connect(l->client, &co);
     MQTTProperties_free(&props);
     if (rc != MQTTASYNC_SUCCESS) {
         pthread_mutex_lock(&m->mu);
@@ -459,11 +631,22 @@ static void drive(sync_mqtt *m)
     int lost = m->lost;
     conn_state st = m->state;
     unsigned long connects = m->connects;
+    int subscribe = m->need_subscribe && st == ST_SUBSCRIBING;
     char why[256];
     snprintf(why, sizeof why, "%s", m->last_error);
     m->lost = 0;
+    m->need_subscribe = 0;
     pthread_mutex_unlock(&m->mu);
     double now = mono_now();
+    for (int i = 0; subscribe && i < m->nsubs; i++) {
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess5 = on_sub_ok;
+        ro.onFailure5 = on_sub_fail;
+        ro.context = m->cur;
+        int rc = MQTTAsync_subscribe(m->cur->client, m->subs[i].filter, m->subs[i].qos, &ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            on_sub_done(m->cur, 0, MQTTAsync_strerror(rc));
+    }
     if (lost) {
         m->failures++;
         double wait = backoff(m);
@@ -535,10 +718,13 @@ void sync_mqtt_wake(sync_mqtt *m)
 static int publish(sync_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                    int retain, const char *response_topic, const void *corr, size_t corr_len)
 {
+    struct link *l = m->cur; /* only the owner thread changes it */
+    if (!l || link_poisoned(l))
+        return SYNC_ERR_STATE; /* a poisoned client's connection is going down anyway */
     pthread_mutex_lock(&m->mu);
     int ready = m->state == ST_READY || m->state == ST_SUBSCRIBING;
     if (ready)
-        m->pending++;
+        l->pending++;
     pthread_mutex_unlock(&m->mu);
     if (!ready)
         return SYNC_ERR_STATE;
@@ -565,15 +751,15 @@ static int publish(sync_mqtt *m, const char *topic, const void *payload, size_t 
     }
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess5 = on_pub_ok;
-    ro.onFailure5 = on_pub_fail;
-    ro.context = m;
-    int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
+    ro.onFailure5 = qos > 0 ? on_pub_fail_qos : on_pub_fail;
+    ro.context = l;
+    int rc = MQTTAsync_sendMessage(l->client, topic, &msg, &ro);
     MQTTProperties_free(&msg.properties); /* Paho copied them */
     if (rc != MQTTASYNC_SUCCESS) {
         int busy = rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT || rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ||
                    rc == MQTTASYNC_NO_MORE_MSGIDS;
         pthread_mutex_lock(&m->mu);
-        m->pending--;
+        l->pending--;
         if (busy)
             m->blocked = 1;
         pthread_mutex_unlock(&m->mu);
@@ -634,7 +820,7 @@ unsigned long sync_mqtt_delivered(sync_mqtt *m)
 long sync_mqtt_pending(sync_mqtt *m)
 {
     pthread_mutex_lock(&m->mu);
-    long r = m->pending;
+    long r = m->cur ? m->cur->pending : 0;
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -643,14 +829,15 @@ void sync_mqtt_free(sync_mqtt *m)
 {
     if (!m)
         return;
-    if (m->client) {
-        if (MQTTAsync_isConnected(m->client)) {
+    struct link *l = m->cur;
+    if (l) {
+        if (!link_poisoned(l) && MQTTAsync_isConnected(l->client)) {
             MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
             d.timeout = 500;
             d.onSuccess5 = on_disconnected;
             d.onFailure5 = on_disconnect_fail;
-            d.context = m;
-            if (MQTTAsync_disconnect(m->client, &d) == MQTTASYNC_SUCCESS) {
+            d.context = l;
+            if (MQTTAsync_disconnect(l->client, &d) == MQTTASYNC_SUCCESS) {
                 /* Wait (outside any callback) for the DISCONNECT to be sent, at most 1 s. */
                 double until = mono_now() + 1.0;
                 pthread_mutex_lock(&m->mu);
@@ -667,7 +854,22 @@ void sync_mqtt_free(sync_mqtt *m)
                 pthread_mutex_unlock(&m->mu);
             }
         }
-        MQTTAsync_destroy(&m->client);
+    }
+    /* From here on no callback reaches m: clear every client's owner, then wait for a callback
+     * that got m before (callbacks do all their work on m under m->mu). */
+    pthread_mutex_lock(&links_mu);
+    if (l)
+        l->m = NULL;
+    for (struct link *k = m->leaked; k; k = k->next)
+        k->m = NULL;
+    pthread_mutex_unlock(&links_mu);
+    pthread_mutex_lock(&m->mu);
+    pthread_mutex_unlock(&m->mu);
+    /* Poisoned clients, m->leaked and perhaps l, stay in Paho's client list, reachable, with
+     * their link (see the top). */
+    if (l && !link_poisoned(l)) {
+        MQTTAsync_destroy(&l->client);
+        free(l);
     }
     sync_mqtt_msg *q = m->head;
     while (q) {

@@ -7,6 +7,11 @@
  * Subscriptions given with sync_mqtt_subscribe() are made again after every (re)connect.
  * Reconnection is automatic, with exponential backoff between retry_min and retry_max.
  * Paho's own persistence is off: the daemons' SQLite outbox is the source of truth.
+ *
+ * A QoS 1 publish not acknowledged (PUBACK) when the connection is lost is normally resent after
+ * the reconnect, but may be dropped: when its write failed, Paho 1.3.12 loses track of it and
+ * the module replaces the Paho client (see mqtt.c). Callers must tolerate that, as the broker may
+ * lose QoS 1 messages anyway.
  */
 #ifndef SYNC_MQTT_H
 #define SYNC_MQTT_H
@@ -94,7 +99,7 @@ int sync_mqtt_session_present(sync_mqtt *m);
 unsigned long sync_mqtt_connects(sync_mqtt *m);
 /* Messages that completed delivery (PUBACK received) since creation. */
 unsigned long sync_mqtt_delivered(sync_mqtt *m);
-/* Publishes still waiting for PUBACK. */
+/* Publishes still waiting for PUBACK (not counting those dropped with a replaced client). */
 long sync_mqtt_pending(sync_mqtt *m);
 
 #endif
