@@ -499,10 +499,9 @@ static int ap_rec(void *ctx, const sync_record *r)
          * go on above every version the key may have had, so replicas take what follows. */
         row->version = cloud_store_version_floor(a->st, t);
         if (r->base_version > 0 && r->op != SYNC_OP_INSERT) {
+            /* The base comes from the device: it is compared, never taken as a version. */
             row->exists = 1;
             row->deleted = 1;
-            if (row->version < r->base_version)
-                row->version = r->base_version;
         }
     }
     int same_writer = row->exists && strcmp(row->origin, a->device) == 0;
@@ -619,6 +618,18 @@ static int ap_rec(void *ctx, const sync_record *r)
         nx->colver[c] = (uint32_t)nx->version;
         sync_column_check(t, c, &nx->vals[c], NULL, 0);
     }
+    if (!nx->deleted)
+        for (int i = 0; i < t->ncols; i++)
+            if (t->cols[i].notnull && nx->vals[i].type == SYNC_NULL) {
+                /* An update of a row the store does not hold leaves the columns it does not
+                 * set empty; a NOT NULL one would reach every replica and fail there. */
+                char why[256];
+                snprintf(why, sizeof why,
+                         "column '%s' of '%s' may not be null, and this change leaves it "
+                         "empty (an update of a row the cloud does not hold)",
+                         t->cols[i].name, t->name);
+                return refuse_record(a, t, r, why);
+            }
     if (cloud_store_row_put(a->st, t, &key, nx) != SYNC_OK) {
         a->db_failed = 1;
         return SYNC_ERR_DB;

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,10 @@ int sync_column_check(const sync_table *t, int col, sync_value *v, char *err, si
         return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
                            "table '%s' column '%s': expected %s, got %s", t->name, c->name,
                            sync_vtype_name(c->type), sync_vtype_name(v->type));
+    if (v->type == SYNC_REAL && isnan(v->u.f))
+        /* SQLite stores a NaN as NULL, so it could never be kept or synced as sent. */
+        return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
+                           "table '%s' column '%s': NaN cannot be stored", t->name, c->name);
     if (v->type == SYNC_TEXT) {
         size_t bad = sync_utf8_check(v->u.b.p, v->u.b.n);
         if (bad != v->u.b.n)

@@ -520,6 +520,12 @@ static void test_column_check(void)
     v = v_real(2.5);
     CHECK_RC(sync_column_check(t, 2, &v, err, sizeof err), SYNC_OK, err);
     CHECK(v.type == SYNC_REAL && v.u.f == 2.5);
+    /* SQLite keeps a NaN as NULL: refused; infinities are stored as they are. */
+    v = v_real(NAN);
+    CHECK_RC(sync_column_check(t, 2, &v, err, sizeof err), SYNC_ERR_SCHEMA, NULL);
+    CHECK_HAS(err, "column 'price': NaN cannot be stored");
+    v = v_real(-INFINITY);
+    CHECK_RC(sync_column_check(t, 2, &v, err, sizeof err), SYNC_OK, err);
     v = v_int(7);
     CHECK_RC(sync_column_check(t, 3, &v, err, sizeof err), SYNC_OK, err);
     CHECK(v.type == SYNC_INT && v.u.i == 7); /* an integer column keeps the integer */
