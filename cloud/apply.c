@@ -498,8 +498,10 @@ static int ap_rec(void *ctx, const sync_record *r)
          * longer holds met a delete; one with no base is a new row. Either way the versions
          * go on above every version the key may have had, so replicas take what follows. */
         row->version = cloud_store_version_floor(a->st, t);
-        if (r->base_version > 0 && r->op != SYNC_OP_INSERT) {
-            /* The base comes from the device: it is compared, never taken as a version. */
+        if (r->base_version > 0 && r->op == SYNC_OP_UPDATE && row->version > 0) {
+            /* Only once something was compacted (a floor above 0) can a missing row be a
+             * compacted one. The base comes from the device: it is compared, never taken as a
+             * version. A delete goes on below and leaves a tombstone above the floor. */
             row->exists = 1;
             row->deleted = 1;
         }

@@ -6,7 +6,9 @@
 # 1. installs missing Debian packages (scripts/install-deps.sh, plus valgrind);
 # 2. builds build/ (RelWithDebInfo, warnings are errors) and runs ctest there, passing
 #    CTEST_ARGS through;
-# 3. unless SYNC_SKIP_ASAN=1, builds build-asan/ with -DSYNC_SANITIZE=ON and runs every test
+# 3. unless SYNC_SKIP_FUZZ=1, builds the libFuzzer targets (clang, ASan + UBSan, build-fuzz/)
+#    and runs each for FUZZ_SECONDS (default 30) from the corpus in tests/fuzz (scripts/fuzz.sh);
+# 4. unless SYNC_SKIP_ASAN=1, builds build-asan/ with -DSYNC_SANITIZE=ON and runs every test
 #    there (all labels: CTEST_ARGS are not passed), with leak detection on.
 # Exits nonzero if a build fails or any test fails; both test runs happen either way, so one
 # run shows every failure.
@@ -27,6 +29,16 @@ echo "== ctest build/ $*"
 if ! ctest --test-dir build --output-on-failure --no-tests=error "$@"; then
     status=1
     echo "test.sh: tests FAILED in build/" >&2
+fi
+
+if [[ "${SYNC_SKIP_FUZZ:-0}" != 1 ]]; then
+    echo "== fuzzing (build-fuzz/, ${FUZZ_SECONDS:-30} s per target)"
+    if ! bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; then
+        status=1
+        echo "test.sh: a fuzzer found a problem (see above)" >&2
+    fi
+else
+    echo "== SYNC_SKIP_FUZZ=1: fuzzing skipped"
 fi
 
 if [[ "${SYNC_SKIP_ASAN:-0}" != 1 ]]; then
