@@ -219,6 +219,24 @@ static cbor_item_t *answer_root(const ctl_ctx *ctx, const uint8_t *a, size_t n)
     return root;
 }
 
+/* Sends req (freed here), waits for the answer and decodes it. Returns the answer's root (the
+ * caller frees it with cbor_decref), or NULL after printing why there is none. */
+static cbor_item_t *ask(const ctl_ctx *ctx, sync_cbuf *req)
+{
+    char err[512] = "out of memory";
+    uint8_t *a = NULL;
+    size_t n = 0;
+    int rc = req->err ? req->err : call(ctx, req, &a, &n, err, sizeof err);
+    sync_cbuf_free(req);
+    if (rc != SYNC_OK) {
+        ctl_fail(ctx, 1, err);
+        return NULL;
+    }
+    cbor_item_t *root = answer_root(ctx, a, n);
+    free(a);
+    return root;
+}
+
 /* A cell of the conflicts table: the item as compact JSON, cut to width. */
 static void cell(cbor_item_t *it, int width, int last)
 {
@@ -266,15 +284,7 @@ int ctl_cmd_conflicts_list(ctl_ctx *ctx, int argc, char **argv)
     sync_cbor_put_bool(&req, !opts[0].value);
     sync_cbor_put_cstr(&req, "limit");
     sync_cbor_put_uint(&req, (uint64_t)limit);
-    char err[512];
-    uint8_t *a = NULL;
-    size_t n = 0;
-    int rc = req.err ? req.err : call(ctx, &req, &a, &n, err, sizeof err);
-    sync_cbuf_free(&req);
-    if (rc != SYNC_OK)
-        return ctl_fail(ctx, 1, err);
-    cbor_item_t *root = answer_root(ctx, a, n);
-    free(a);
+    cbor_item_t *root = ask(ctx, &req);
     if (!root)
         return 1;
     cbor_item_t *list = get(root, "conflicts");
@@ -393,15 +403,7 @@ int ctl_cmd_conflicts_resolve(ctl_ctx *ctx, int argc, char **argv)
                 return ctl_fail(ctx, 2, "--set takes COLUMN=VALUE (or COLUMN alone for null)");
             }
     }
-    char err[512];
-    uint8_t *a = NULL;
-    size_t n = 0;
-    int rc = req.err ? req.err : call(ctx, &req, &a, &n, err, sizeof err);
-    sync_cbuf_free(&req);
-    if (rc != SYNC_OK)
-        return ctl_fail(ctx, 1, err);
-    cbor_item_t *root = answer_root(ctx, a, n);
-    free(a);
+    cbor_item_t *root = ask(ctx, &req);
     if (!root)
         return 1;
     cbor_item_t *v = get(root, "version");
