@@ -27,7 +27,7 @@ typedef struct cloud_role {
 } cloud_role;
 
 typedef struct cloud_config {
-    char *database; /* SQLite store file */
+    char *database; /* SQLite store file, or a PostgreSQL connection string (store.h) */
     char *registry; /* syncctl's device registry, or NULL: every device may sync */
     char *schema;   /* schema file shared with the edges */
     char *tenant;

@@ -204,9 +204,9 @@ static int run(cloud_config *c, const sync_schema *schema)
         sync_error("%s", err);
         goto out;
     }
-    sync_notice("synccloud " CLOUD_VERSION " started: tenant %s, store %s (SQLite), schema "
-                "version %u, %s",
-                c->tenant, c->database, sync_schema_version(schema),
+    /* The store describes itself: a connection string may hold a password. */
+    sync_notice("synccloud " CLOUD_VERSION " started: tenant %s, store %s, schema version %u, %s",
+                c->tenant, cloud_store_describe(st), sync_schema_version(schema),
                 reg ? "devices checked against the registry" : "no device registry");
     sync_mqtt_start(m, err, sizeof err);
     unsigned long connects = 0;

@@ -1,6 +1,9 @@
 /* store.h - the cloud's store: synced tables with per-row version metadata, the device table
  * that deduplicates by sequence number, the conflict log, and the server change sequence.
  *
+ * Two backends keep the same tables with the same meaning (store_backend.h): an SQLite file
+ * (store_sqlite.c) and a PostgreSQL database (store_pg.c). The `database` setting chooses.
+ *
  * Each synced table gets bookkeeping columns: _version (only goes up), _deleted (tombstone),
  * _origin (device that wrote the current state), _hlc (its timestamp), _cseq (server change
  * sequence of the current state, indexed for catch-up), _colver (per column, the version that
@@ -50,14 +53,23 @@ typedef struct cloud_conflict {
     const char *outcome; /* "client-wins" | "server-wins" */
 } cloud_conflict;
 
-/* Opens (creating) the store, creates or widens the synced tables from the schema. synchronous
- * is "FULL" (fsync every commit) or "NORMAL". On error *out is NULL. */
-int cloud_store_open(const char *path, const sync_schema *s, int sync_full, cloud_store **out,
-                     char *err, size_t errlen);
+/* Nonzero if `database` names a PostgreSQL database: a URI starting with postgresql:// or
+ * postgres://, or a keyword=value connection string containing dbname= or host=. Anything else
+ * is the path of an SQLite file. */
+int cloud_store_is_pg(const char *database);
+
+/* Opens (creating) the store, creates or widens the synced tables from the schema. sync_full:
+ * every commit is durable (fsynced) before it returns. database: see cloud_store_is_pg. On
+ * error *out is NULL and err says why (never with a password of the connection string). */
+int cloud_store_open(const char *database, const sync_schema *s, int sync_full,
+                     cloud_store **out, char *err, size_t errlen);
 /* Opens read-only (for --checksum). */
-int cloud_store_open_ro(const char *path, const sync_schema *s, cloud_store **out, char *err,
-                        size_t errlen);
+int cloud_store_open_ro(const char *database, const sync_schema *s, cloud_store **out,
+                        char *err, size_t errlen);
 void cloud_store_close(cloud_store *st);
+/* What the store is, for logs: "SQLite FILE" or "PostgreSQL dbname=... host=... port=...
+ * user=..." (never a password). Owned by the store. */
+const char *cloud_store_describe(cloud_store *st);
 
 /* Each returns SYNC_OK or SYNC_ERR_DB (message via cloud_store_errmsg). */
 int cloud_store_begin(cloud_store *st);

@@ -1,4 +1,5 @@
-/* store_sqlite.c - the embedded SQLite implementation of the cloud store (see store.h).
+/* store_sqlite.c - the embedded SQLite backend of the cloud store (see store.h; the ops table
+ * and the constructors are at the end).
  *
  * Statements are prepared once per table at open. Values read by row_get are copied into a
  * scratch buffer so they stay valid while the same row is written back.
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "store_backend.h"
 #include "sync/checksum.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
@@ -21,8 +22,10 @@ typedef struct table_st {
     uint64_t floor;                     /* highest version of a compacted tombstone */
 } table_st;
 
-struct cloud_store {
+typedef struct sq_store {
+    cloud_store base; /* first: the ops table (store_backend.h) */
     sqlite3 *db;
+    char *desc; /* "SQLite PATH", for cloud_store_describe */
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
     sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to,
@@ -33,12 +36,14 @@ struct cloud_store {
     uint64_t cseq_sp; /* value at SAVEPOINT */
     uint8_t *scratch; /* copies of text/blob values from row_get */
     size_t scratch_cap;
-};
+} sq_store;
 
 static const char *sql_type(sync_vtype t)
 {
     return t == SYNC_INT ? "INTEGER" : t == SYNC_REAL ? "REAL" : t == SYNC_TEXT ? "TEXT" : "BLOB";
 }
+
+static const cloud_store_ops sq_ops;
 
 #define SQLCAT(buf, at, ...)                                                                       \
     do {                                                                                           \
@@ -47,7 +52,7 @@ static const char *sql_type(sync_vtype t)
     } while (0)
 
 /* Creates a table, or adds the schema's columns it lacks (a schema that grew). */
-static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t errlen)
+static int ensure_table(sq_store *st, const sync_table *t, char *err, size_t errlen)
 {
     char sql[16384];
     size_t at = 0;
@@ -88,11 +93,15 @@ static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t 
     if ((rc = sync_sql_exec(st->db, sql, "creating an index", err, errlen)) != SYNC_OK)
         return rc;
     for (int i = 0; i < t->ncols; i++) {
+        /* Asked of the table's definition: a probe like SELECT "col" would succeed for a
+         * missing column, which SQLite then reads as the string 'col'. */
         char probe[256];
-        snprintf(probe, sizeof probe, "SELECT \"%s\" FROM \"%s\" LIMIT 0", t->cols[i].name,
-                 t->name);
+        snprintf(probe, sizeof probe,
+                 "SELECT count(*) FROM pragma_table_info('%s') WHERE name = '%s' COLLATE NOCASE",
+                 t->name, t->cols[i].name);
         sqlite3_stmt *p = NULL;
-        int exists = sqlite3_prepare_v2(st->db, probe, -1, &p, NULL) == SQLITE_OK;
+        int exists = sqlite3_prepare_v2(st->db, probe, -1, &p, NULL) == SQLITE_OK &&
+                     sqlite3_step(p) == SQLITE_ROW && sqlite3_column_int(p, 0) > 0;
         sqlite3_finalize(p);
         if (exists)
             continue;
@@ -109,7 +118,7 @@ static int ensure_table(cloud_store *st, const sync_table *t, char *err, size_t 
     return SYNC_OK;
 }
 
-static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, char *err,
+static int prepare_table(sq_store *st, const sync_table *t, table_st *ts, char *err,
                          size_t errlen)
 {
     char sql[16384];
@@ -183,7 +192,7 @@ static int prepare_table(cloud_store *st, const sync_table *t, table_st *ts, cha
     return SYNC_OK;
 }
 
-static int prepare_common(cloud_store *st, char *err, size_t errlen)
+static int prepare_common(sq_store *st, char *err, size_t errlen)
 {
     struct {
         sqlite3_stmt **st;
@@ -233,97 +242,9 @@ static int prepare_common(cloud_store *st, char *err, size_t errlen)
     return SYNC_OK;
 }
 
-int cloud_store_open(const char *path, const sync_schema *s, int sync_full, cloud_store **out,
-                     char *err, size_t errlen)
+static void sq_close(cloud_store *cs)
 {
-    *out = NULL;
-    cloud_store *st = calloc(1, sizeof *st);
-    if (!st)
-        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
-    st->schema = s;
-    st->tst = calloc((size_t)sync_schema_ntables(s), sizeof *st->tst);
-    int rc = st->tst ? SYNC_OK : sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
-    if (rc == SYNC_OK)
-        rc = sync_sql_open(path, 1, sync_full ? "FULL" : "NORMAL", &st->db, err, errlen);
-    if (rc == SYNC_OK)
-        rc = sync_sql_exec(
-            st->db,
-            "BEGIN IMMEDIATE;"
-            "CREATE TABLE IF NOT EXISTS _sync_state(id INTEGER PRIMARY KEY CHECK (id = 1),"
-            " cseq INTEGER NOT NULL, schema_version INTEGER NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS _sync_devices(device TEXT PRIMARY KEY,"
-            " last_seq INTEGER NOT NULL, applied INTEGER NOT NULL, records INTEGER NOT NULL,"
-            " batches INTEGER NOT NULL, first_seen INTEGER, last_seen INTEGER);"
-            "CREATE TABLE IF NOT EXISTS _sync_conflicts(id INTEGER PRIMARY KEY, at INTEGER NOT "
-            "NULL, tbl TEXT NOT NULL, pk NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " op INTEGER NOT NULL, base_version INTEGER, server_version INTEGER,"
-            " client_hlc INTEGER, server_hlc INTEGER, server_origin TEXT, client_values BLOB,"
-            " server_values BLOB, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
-            " resolved_at INTEGER, resolution TEXT);"
-            "CREATE TABLE IF NOT EXISTS _sync_compacted(tbl TEXT PRIMARY KEY,"
-            " cseq INTEGER NOT NULL, version INTEGER NOT NULL);",
-            "creating bookkeeping tables", err, errlen);
-    if (rc == SYNC_OK) {
-        /* Conflict logs made before manual resolution existed get its column. */
-        sqlite3_stmt *p = NULL;
-        if (sqlite3_prepare_v2(st->db, "SELECT resolution FROM _sync_conflicts LIMIT 0", -1, &p,
-                               NULL) != SQLITE_OK)
-            rc = sync_sql_exec(st->db, "ALTER TABLE _sync_conflicts ADD COLUMN resolution TEXT",
-                               "adding a column", err, errlen);
-        sqlite3_finalize(p);
-    }
-    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
-        rc = ensure_table(st, sync_schema_table(s, i), err, errlen);
-    if (rc == SYNC_OK) {
-        char sql[256];
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO _sync_state(id, cseq, schema_version) VALUES (1, 0, %u) "
-                 "ON CONFLICT(id) DO UPDATE SET schema_version = excluded.schema_version; COMMIT",
-                 sync_schema_version(s));
-        rc = sync_sql_exec(st->db, sql, "initialising _sync_state", err, errlen);
-    }
-    if (rc != SYNC_OK && st->db)
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
-        rc = prepare_table(st, sync_schema_table(s, i), &st->tst[i], err, errlen);
-    if (rc == SYNC_OK)
-        rc = prepare_common(st, err, errlen);
-    if (rc == SYNC_OK) {
-        sqlite3_stmt *q;
-        rc = sync_sql_prepare(st->db, "SELECT cseq FROM _sync_state WHERE id = 1", &q, err, errlen);
-        if (rc == SYNC_OK && sqlite3_step(q) == SQLITE_ROW)
-            st->cseq = (uint64_t)sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
-    }
-    if (rc != SYNC_OK) {
-        cloud_store_close(st);
-        return rc;
-    }
-    *out = st;
-    return SYNC_OK;
-}
-
-int cloud_store_open_ro(const char *path, const sync_schema *s, cloud_store **out, char *err,
-                        size_t errlen)
-{
-    *out = NULL;
-    cloud_store *st = calloc(1, sizeof *st);
-    if (!st)
-        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
-    st->schema = s;
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "cannot open %s: %s", path,
-                             st->db ? sqlite3_errmsg(st->db) : "out of memory");
-        cloud_store_close(st);
-        return rc;
-    }
-    sqlite3_busy_timeout(st->db, 10000);
-    *out = st;
-    return SYNC_OK;
-}
-
-void cloud_store_close(cloud_store *st)
-{
+    sq_store *st = (sq_store *)cs;
     if (!st)
         return;
     if (st->tst) {
@@ -347,7 +268,13 @@ void cloud_store_close(cloud_store *st)
         sync_error("store: closing the database failed: %s", sqlite3_errmsg(st->db));
     free(st->tst);
     free(st->scratch);
+    free(st->desc);
     free(st);
+}
+
+static const char *sq_describe(cloud_store *cs)
+{
+    return ((sq_store *)cs)->desc;
 }
 
 static int run(sqlite3_stmt *s)
@@ -357,19 +284,22 @@ static int run(sqlite3_stmt *s)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
 }
 
-const char *cloud_store_errmsg(cloud_store *st)
+static const char *sq_errmsg(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     return sqlite3_errmsg(st->db);
 }
 
-int cloud_store_begin(cloud_store *st)
+static int sq_begin(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     st->cseq_tx = st->cseq;
     return run(st->begin);
 }
 
-int cloud_store_commit(cloud_store *st)
+static int sq_commit(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     if (st->cseq != st->cseq_tx) {
         sqlite3_bind_int64(st->save_cseq, 1, (sqlite3_int64)st->cseq);
         if (run(st->save_cseq) != SYNC_OK)
@@ -378,33 +308,38 @@ int cloud_store_commit(cloud_store *st)
     return run(st->commit);
 }
 
-void cloud_store_rollback(cloud_store *st)
+static void sq_rollback(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     if (!sqlite3_get_autocommit(st->db))
         run(st->rollback);
     st->cseq = st->cseq_tx;
 }
 
-int cloud_store_savepoint(cloud_store *st)
+static int sq_savepoint(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     st->cseq_sp = st->cseq;
     return run(st->savepoint);
 }
 
-int cloud_store_release(cloud_store *st)
+static int sq_release(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     return run(st->release);
 }
 
-void cloud_store_rollback_savepoint(cloud_store *st)
+static void sq_rollback_savepoint(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     run(st->rollback_to);
     run(st->release);
     st->cseq = st->cseq_sp;
 }
 
-int cloud_store_device_seq(cloud_store *st, const char *device, uint64_t *last_seq)
+static int sq_device_seq(cloud_store *cs, const char *device, uint64_t *last_seq)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_bind_text(st->dev_get, 1, device, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st->dev_get);
     *last_seq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st->dev_get, 0) : 0;
@@ -412,9 +347,10 @@ int cloud_store_device_seq(cloud_store *st, const char *device, uint64_t *last_s
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
-int cloud_store_device_done(cloud_store *st, const char *device, uint64_t last_seq,
+static int sq_device_done(cloud_store *cs, const char *device, uint64_t last_seq,
                             uint64_t applied, uint64_t records)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_bind_text(st->dev_put, 1, device, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st->dev_put, 2, (sqlite3_int64)last_seq);
     sqlite3_bind_int64(st->dev_put, 3, (sqlite3_int64)applied);
@@ -423,7 +359,7 @@ int cloud_store_device_done(cloud_store *st, const char *device, uint64_t last_s
     return run(st->dev_put);
 }
 
-static int reserve_scratch(cloud_store *st, size_t n)
+static int reserve_scratch(sq_store *st, size_t n)
 {
     if (n <= st->scratch_cap)
         return SYNC_OK;
@@ -438,8 +374,9 @@ static int reserve_scratch(cloud_store *st, size_t n)
     return SYNC_OK;
 }
 
-int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key, cloud_row *row)
+static int sq_row_get(cloud_store *cs, const sync_table *t, const sync_value *key, cloud_row *row)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->tst[t->index].get;
     sync_sql_bind(q, 1, key);
     int rc = sqlite3_step(q);
@@ -495,9 +432,10 @@ int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *
     return SYNC_OK;
 }
 
-int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *key,
+static int sq_row_put(cloud_store *cs, const sync_table *t, const sync_value *key,
                         const cloud_row *row)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->tst[t->index].put;
     for (int i = 0; i < t->ncols; i++)
         sync_sql_bind(q, i + 1, i == t->key ? key : &row->vals[i]);
@@ -522,8 +460,9 @@ int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *
     return run(q);
 }
 
-int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id)
+static int sq_conflict(cloud_store *cs, const cloud_conflict *c, int64_t *id)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->conflict;
     sqlite3_bind_int64(q, 1, (sqlite3_int64)sync_wall_ms());
     sqlite3_bind_text(q, 2, c->t->name, -1, SQLITE_STATIC);
@@ -546,13 +485,15 @@ int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id)
     return rc;
 }
 
-uint64_t cloud_store_next_cseq(cloud_store *st)
+static uint64_t sq_next_cseq(cloud_store *cs)
 {
+    sq_store *st = (sq_store *)cs;
     return ++st->cseq;
 }
 
-int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
+static int sq_table_cseq(cloud_store *cs, const sync_table *t, uint64_t *cseq)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->tst[t->index].maxcseq;
     int rc = sqlite3_step(q);
     *cseq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
@@ -563,9 +504,10 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
-int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
+static int sq_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining)
 {
+    sq_store *st = (sq_store *)cs;
     table_st *ts = &st->tst[t->index];
     /* One read transaction, so the count and the page see the same snapshot. */
     if (run(st->begin_read) != SYNC_OK)
@@ -603,15 +545,17 @@ int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint6
     return ret;
 }
 
-int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
+static int sq_checksum(cloud_store *cs, const sync_table *t, char hex[65], long long *rows,
                          char *err, size_t errlen)
 {
+    sq_store *st = (sq_store *)cs;
     return sync_checksum_table(st->db, t, "_deleted = 0", hex, rows, err, errlen);
 }
 
-int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
+static int sq_compact(cloud_store *cs, const sync_table *t, int64_t before_ms,
                         uint64_t *removed)
 {
+    sq_store *st = (sq_store *)cs;
     table_st *ts = &st->tst[t->index];
     *removed = 0;
     sqlite3_bind_int64(ts->tomb_scan, 1, (sqlite3_int64)before_ms);
@@ -650,19 +594,22 @@ int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
     return SYNC_OK;
 }
 
-uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t)
+static uint64_t sq_compacted(const cloud_store *cs, const sync_table *t)
 {
+    const sq_store *st = (const sq_store *)cs;
     return st->tst[t->index].compacted;
 }
 
-uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t)
+static uint64_t sq_version_floor(const cloud_store *cs, const sync_table *t)
 {
+    const sq_store *st = (const sq_store *)cs;
     return st->tst[t->index].floor;
 }
 
-int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t limit,
+static int sq_conflicts(cloud_store *cs, int64_t id, int pending_only, int64_t limit,
                           cloud_conflict_cb cb, void *ctx)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->conflicts_sel;
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_int(q, 2, pending_only != 0);
@@ -715,9 +662,10 @@ int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t
     return ret;
 }
 
-int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sync_value *key,
+static int sq_conflict_resolved(cloud_store *cs, const sync_table *t, const sync_value *key,
                                   int64_t id, const char *resolution)
 {
+    sq_store *st = (sq_store *)cs;
     sqlite3_stmt *q = st->conflict_done;
     sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
     sync_sql_bind(q, 2, key);
@@ -726,3 +674,135 @@ int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sy
     sqlite3_bind_text(q, 5, resolution, -1, SQLITE_STATIC);
     return run(q);
 }
+
+static const cloud_store_ops sq_ops = {
+    .name = "SQLite",
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .describe = sq_describe,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .release = sq_release,
+    .rollback_savepoint = sq_rollback_savepoint,
+    .device_seq = sq_device_seq,
+    .device_done = sq_device_done,
+    .row_get = sq_row_get,
+    .row_put = sq_row_put,
+    .conflict = sq_conflict,
+    .conflicts = sq_conflicts,
+    .conflict_resolved = sq_conflict_resolved,
+    .next_cseq = sq_next_cseq,
+    .table_cseq = sq_table_cseq,
+    .pull = sq_pull,
+    .compact = sq_compact,
+    .compacted = sq_compacted,
+    .version_floor = sq_version_floor,
+    .checksum = sq_checksum,
+};
+
+/* A new store object for path (no database opened yet), or NULL. */
+static sq_store *sq_new(const char *path, const sync_schema *s)
+{
+    sq_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->base.ops = &sq_ops;
+    st->schema = s;
+    size_t n = strlen(path) + 8;
+    if (!(st->desc = malloc(n))) {
+        free(st);
+        return NULL;
+    }
+    snprintf(st->desc, n, "SQLite %s", path);
+    return st;
+}
+
+int cloud_store_sqlite_open(const char *path, const sync_schema *s, int sync_full,
+                            cloud_store **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    sq_store *st = sq_new(path, s);
+    if (!st)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    st->tst = calloc((size_t)sync_schema_ntables(s), sizeof *st->tst);
+    int rc = st->tst ? SYNC_OK : sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    if (rc == SYNC_OK)
+        rc = sync_sql_open(path, 1, sync_full ? "FULL" : "NORMAL", &st->db, err, errlen);
+    if (rc == SYNC_OK)
+        rc = sync_sql_exec(
+            st->db,
+            "BEGIN IMMEDIATE;"
+            "CREATE TABLE IF NOT EXISTS _sync_state(id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " cseq INTEGER NOT NULL, schema_version INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS _sync_devices(device TEXT PRIMARY KEY,"
+            " last_seq INTEGER NOT NULL, applied INTEGER NOT NULL, records INTEGER NOT NULL,"
+            " batches INTEGER NOT NULL, first_seen INTEGER, last_seen INTEGER);"
+            "CREATE TABLE IF NOT EXISTS _sync_conflicts(id INTEGER PRIMARY KEY, at INTEGER NOT "
+            "NULL, tbl TEXT NOT NULL, pk NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " op INTEGER NOT NULL, base_version INTEGER, server_version INTEGER,"
+            " client_hlc INTEGER, server_hlc INTEGER, server_origin TEXT, client_values BLOB,"
+            " server_values BLOB, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
+            " resolved_at INTEGER, resolution TEXT);"
+            "CREATE TABLE IF NOT EXISTS _sync_compacted(tbl TEXT PRIMARY KEY,"
+            " cseq INTEGER NOT NULL, version INTEGER NOT NULL);",
+            "creating bookkeeping tables", err, errlen);
+    if (rc == SYNC_OK) {
+        /* Conflict logs made before manual resolution existed get its column. */
+        sqlite3_stmt *p = NULL;
+        if (sqlite3_prepare_v2(st->db, "SELECT resolution FROM _sync_conflicts LIMIT 0", -1, &p,
+                               NULL) != SQLITE_OK)
+            rc = sync_sql_exec(st->db, "ALTER TABLE _sync_conflicts ADD COLUMN resolution TEXT",
+                               "adding a column", err, errlen);
+        sqlite3_finalize(p);
+    }
+    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
+        rc = ensure_table(st, sync_schema_table(s, i), err, errlen);
+    if (rc == SYNC_OK) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO _sync_state(id, cseq, schema_version) VALUES (1, 0, %u) "
+                 "ON CONFLICT(id) DO UPDATE SET schema_version = excluded.schema_version; COMMIT",
+                 sync_schema_version(s));
+        rc = sync_sql_exec(st->db, sql, "initialising _sync_state", err, errlen);
+    }
+    if (rc != SYNC_OK && st->db)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++)
+        rc = prepare_table(st, sync_schema_table(s, i), &st->tst[i], err, errlen);
+    if (rc == SYNC_OK)
+        rc = prepare_common(st, err, errlen);
+    if (rc == SYNC_OK) {
+        sqlite3_stmt *q;
+        rc = sync_sql_prepare(st->db, "SELECT cseq FROM _sync_state WHERE id = 1", &q, err, errlen);
+        if (rc == SYNC_OK && sqlite3_step(q) == SQLITE_ROW)
+            st->cseq = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    if (rc != SYNC_OK) {
+        sq_close(&st->base);
+        return rc;
+    }
+    *out = &st->base;
+    return SYNC_OK;
+}
+
+int cloud_store_sqlite_open_ro(const char *path, const sync_schema *s, cloud_store **out,
+                               char *err, size_t errlen)
+{
+    *out = NULL;
+    sq_store *st = sq_new(path, s);
+    if (!st)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "cannot open %s: %s", path,
+                             st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        sq_close(&st->base);
+        return rc;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    *out = &st->base;
+    return SYNC_OK;
+}
+

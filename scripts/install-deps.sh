@@ -12,7 +12,7 @@ set -euo pipefail
 BASE_PACKAGES=(
     build-essential cmake pkg-config
     libpaho-mqtt-dev mosquitto mosquitto-clients
-    libsqlite3-dev sqlite3 libcbor-dev libmbedtls-dev
+    libsqlite3-dev sqlite3 libcbor-dev libmbedtls-dev libpq-dev
     libssl-dev openssl ca-certificates procps
 )
 

@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 JOBS=${SYNC_JOBS:-2}
 
-bash scripts/install-deps.sh valgrind
+bash scripts/install-deps.sh valgrind postgresql
 
 echo "== build/ (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNC_WERROR=ON

@@ -1,12 +1,23 @@
-/* checksum.c - content checksum of a synced table (see sync/checksum.h). */
+/* checksum.c - content checksum of a synced table (see sync/checksum.h).
+ *
+ * Both entry points hash sync_values through the same function, so a table read from SQLite
+ * and the same rows read from another store give the same digest.
+ */
 #include "sync/checksum.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mbedtls_compat.h"
 #include "sync/err.h"
+#include "sync/sqlutil.h"
+
+struct sync_checksum {
+    mbedtls_sha256_context h; /* running digest */
+    long long rows;           /* rows added */
+};
 
 static void put_u64(mbedtls_sha256_context *h, uint8_t tag, uint64_t v)
 {
@@ -17,44 +28,78 @@ static void put_u64(mbedtls_sha256_context *h, uint8_t tag, uint64_t v)
     sync_sha256_update(h, b, sizeof b);
 }
 
+static void put_real(mbedtls_sha256_context *h, double d)
+{
+    if (d == 0.0)
+        d = 0.0; /* -0.0 and 0.0 are the same value; a REAL column stores both as 0.0 */
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    put_u64(h, SYNC_REAL, bits);
+}
+
 /* Hashes one column value, normalised to the schema type so that storage class choices
  * (3 vs 3.0 in a real column) do not change the result. */
-static void hash_value(mbedtls_sha256_context *h, sqlite3_stmt *st, int i, sync_vtype want)
+static void hash_value(mbedtls_sha256_context *h, const sync_value *v, sync_vtype want)
 {
-    int t = sqlite3_column_type(st, i);
-    if (t == SQLITE_NULL) {
+    switch (v->type) {
+    case SYNC_NULL: {
         uint8_t z = 0;
         sync_sha256_update(h, &z, 1);
         return;
     }
-    if (want == SYNC_REAL && (t == SQLITE_INTEGER || t == SQLITE_FLOAT)) {
-        double d = sqlite3_column_double(st, i);
-        if (d == 0.0)
-            d = 0.0; /* -0.0 and 0.0 are the same value; a REAL column stores both as 0.0 */
-        uint64_t bits;
-        memcpy(&bits, &d, sizeof bits);
-        put_u64(h, SYNC_REAL, bits);
+    case SYNC_INT:
+        if (want == SYNC_REAL)
+            put_real(h, (double)v->u.i);
+        else
+            put_u64(h, SYNC_INT, (uint64_t)v->u.i);
+        return;
+    case SYNC_REAL:
+        put_real(h, v->u.f);
+        return;
+    case SYNC_TEXT:
+    case SYNC_BLOB:
+    default:
+        put_u64(h, (uint8_t)v->type, (uint64_t)v->u.b.n);
+        if (v->u.b.n > 0)
+            sync_sha256_update(h, v->u.b.p, v->u.b.n);
         return;
     }
-    if (t == SQLITE_INTEGER) {
-        put_u64(h, SYNC_INT, (uint64_t)sqlite3_column_int64(st, i));
+}
+
+sync_checksum *sync_checksum_new(void)
+{
+    sync_checksum *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    mbedtls_sha256_init(&c->h);
+    sync_sha256_starts(&c->h);
+    return c;
+}
+
+void sync_checksum_row(sync_checksum *c, const sync_table *t, const sync_value *vals)
+{
+    for (int i = 0; i < t->ncols; i++)
+        hash_value(&c->h, &vals[i], t->cols[i].type);
+    uint8_t sep = 0xFF;
+    sync_sha256_update(&c->h, &sep, 1);
+    c->rows++;
+}
+
+void sync_checksum_finish(sync_checksum *c, char hex[65], long long *rows)
+{
+    uint8_t digest[32];
+    sync_sha256_finish(&c->h, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    *rows = c->rows;
+}
+
+void sync_checksum_free(sync_checksum *c)
+{
+    if (!c)
         return;
-    }
-    if (t == SQLITE_FLOAT) {
-        double d = sqlite3_column_double(st, i);
-        if (d == 0.0)
-            d = 0.0;
-        uint64_t bits;
-        memcpy(&bits, &d, sizeof bits);
-        put_u64(h, SYNC_REAL, bits);
-        return;
-    }
-    const void *p =
-        t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    put_u64(h, t == SQLITE_TEXT ? SYNC_TEXT : SYNC_BLOB, (uint64_t)n);
-    if (n > 0)
-        sync_sha256_update(h, p, (size_t)n);
+    mbedtls_sha256_free(&c->h);
+    free(c);
 }
 
 int sync_checksum_table(sqlite3 *db, const sync_table *t, const char *where, char hex[65],
@@ -74,28 +119,24 @@ int sync_checksum_table(sqlite3 *db, const sync_table *t, const char *where, cha
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "checksum of '%s': %s", t->name,
                            sqlite3_errmsg(db));
-    mbedtls_sha256_context h;
-    mbedtls_sha256_init(&h);
-    sync_sha256_starts(&h);
-    long long n = 0;
+    sync_checksum *c = sync_checksum_new();
+    if (!c) {
+        sqlite3_finalize(st);
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    }
+    sync_value vals[SYNC_MAX_COLS];
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         for (int i = 0; i < t->ncols; i++)
-            hash_value(&h, st, i, t->cols[i].type);
-        uint8_t sep = 0xFF;
-        sync_sha256_update(&h, &sep, 1);
-        n++;
+            sync_sql_column(st, i, &vals[i]);
+        sync_checksum_row(c, t, vals);
     }
     int ret = SYNC_OK;
     if (rc != SQLITE_DONE)
         ret = sync_seterr(err, errlen, SYNC_ERR_DB, "checksum of '%s': %s", t->name,
                           sqlite3_errmsg(db));
     sqlite3_finalize(st);
-    uint8_t digest[32];
-    sync_sha256_finish(&h, digest);
-    mbedtls_sha256_free(&h);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    *rows = n;
+    sync_checksum_finish(c, hex, rows);
+    sync_checksum_free(c);
     return ret;
 }

@@ -7,6 +7,9 @@
  * expires: whatever the cloud sends it is lost) while the cloud compacts every tombstone, so on
  * its return it must rebuild its tables from whole snapshots and drop the rows deleted meanwhile.
  * The seed is printed; CONVERGE_SEED repeats a run.
+ *
+ * The cloud's store is an SQLite file; with --pg it is a PostgreSQL database of a throwaway
+ * server (th_pg_start), or the one of $SYNC_TEST_PG (emptied first: give it its own database).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@
 #include "sync/mqtt.h"
 #include "sync/record.h"
 #include "sync/schema.h"
+#include "harness.h"
 
 #define NEDGES 4
 #define ROUNDS 400    /* rounds with writes; then the network calms down */
@@ -138,6 +142,7 @@ static cloud_puller *puller;
 static queue cloud_inbox;
 static edge edges[NEDGES];
 static char dir[64];
+static const char *pg; /* the cloud's PostgreSQL store, or NULL: cloud.db in dir */
 
 /* Results the edges were told, to hold against the conflict log. */
 typedef struct told {
@@ -410,9 +415,42 @@ static void open_edge(int i, const char *schema_path)
     sqlite3_busy_timeout(e->app, 5000);
 }
 
+/* check_conflict_log on a PostgreSQL store. */
+static void check_conflict_log_pg(void)
+{
+    int won = 0, lost = 0, merged = 0;
+    for (int i = 0; i < ntold; i++) {
+        told *t = &tolds[i];
+        if (t->code != SYNC_R_WON && t->code != SYNC_R_MERGED && t->code != SYNC_R_LOST)
+            continue;
+        won += t->code == SYNC_R_WON;
+        lost += t->code == SYNC_R_LOST;
+        merged += t->code == SYNC_R_MERGED;
+        long long n = th_pg_int(pg,
+                                "SELECT count(*) FROM _sync_conflicts WHERE device = '%s' AND "
+                                "seq = %lld",
+                                t->device, (long long)t->seq);
+        if (n != 1 && !(t->code == SYNC_R_LOST && n == 0)) {
+            char why[256];
+            snprintf(why, sizeof why, "%.15s seq %" PRIu64 " was told %d but the log has %lld rows",
+                     t->device, t->seq, (int)t->code, n);
+            die("conflict log", why);
+        }
+    }
+    long long logged = th_pg_int(pg, "SELECT count(*) FROM _sync_conflicts");
+    printf("converge: conflicts: %lld logged; edges were told %d won, %d lost, %d merged\n",
+           logged, won, lost, merged);
+    if (won + merged == 0 || logged == 0)
+        die("conflicts", "the run produced no conflicts, so it tested nothing");
+}
+
 static void check_conflict_log(void)
 {
     char path[128];
+    if (pg) {
+        check_conflict_log_pg();
+        return;
+    }
     snprintf(path, sizeof path, "%s/cloud.db", dir);
     sqlite3 *db;
     sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
@@ -451,7 +489,7 @@ static void check_conflict_log(void)
         die("conflicts", "the run produced no conflicts, so it tested nothing");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const char *env = getenv("CONVERGE_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
@@ -462,6 +500,14 @@ int main(void)
     if (!mkdtemp(dir))
         die("mkdtemp", "failed");
     printf("converge: folder %s (kept if the test fails)\n", dir);
+    if (argc > 1 && strcmp(argv[1], "--pg") == 0) {
+        pg = getenv("SYNC_TEST_PG");
+        if (!pg || !*pg)
+            pg = th_pg_start();
+        else if (th_pg_exec(pg, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
+            die("SYNC_TEST_PG", "cannot empty the database");
+        printf("converge: the cloud's store on PostgreSQL (%s)\n", pg);
+    }
     char schema_path[256], err[512], path[128];
     snprintf(schema_path, sizeof schema_path, "%s/docs/examples/schema.conf", SYNC_SOURCE_DIR);
     sync_schema *s;
@@ -471,10 +517,10 @@ int main(void)
     cloud_config_init(&ccfg);
     cloud_config_set(&ccfg, "tenant", "t", err, sizeof err);
     snprintf(path, sizeof path, "%s/cloud.db", dir);
-    cloud_config_set(&ccfg, "database", path, err, sizeof err);
+    cloud_config_set(&ccfg, "database", pg ? pg : path, err, sizeof err);
     cloud_config_set(&ccfg, "policy", "notes merge", err, sizeof err);
     cloud_config_set(&ccfg, "pull_rows", "3", err, sizeof err);
-    if (cloud_store_open(path, schema, 0, &store, err, sizeof err) != SYNC_OK ||
+    if (cloud_store_open(ccfg.database, schema, 0, &store, err, sizeof err) != SYNC_OK ||
         cloud_applier_new(store, schema, &ccfg, &applier, err, sizeof err) != SYNC_OK ||
         cloud_puller_new(store, schema, &ccfg, &puller, err, sizeof err) != SYNC_OK)
         die("cloud", err);
@@ -576,6 +622,7 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "converge: could not remove %s\n", dir);
+    th_pg_stop();
     printf("converge: OK\n");
     return 0;
 }

@@ -1,6 +1,10 @@
 /* test_policies.c - every conflict policy on hand-made cases: batches go through the real
- * cloud applier and SQLite store exactly as synccloud runs them (validate, dedup, version
- * check, policy, commit, flush), and the test reads the acks and the stored rows back.
+ * cloud applier and store exactly as synccloud runs them (validate, dedup, version check,
+ * policy, commit, flush), and the test reads the acks and the stored rows back.
+ *
+ * The store is an SQLite file in a temp folder; with --pg it is a PostgreSQL database of a
+ * throwaway server (th_pg_start), or the one of $SYNC_TEST_PG (a connection string; the test
+ * empties its public schema before each case, so give it a database of its own).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,8 +26,10 @@
 #include "sync/log.h"
 #include "sync/record.h"
 #include "sync/schema.h"
+#include "harness.h"
 
 static int failures, checks;
+static const char *pg; /* PostgreSQL connection string, or NULL: SQLite files */
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -72,7 +78,9 @@ static void cloud_open(cloud *c, const char *const *policy_lines)
     cloud_config_init(&c->cfg);
     cloud_config_set(&c->cfg, "tenant", "t", err, sizeof err);
     snprintf(path, sizeof path, "%s/cloud.db", c->dir);
-    cloud_config_set(&c->cfg, "database", path, err, sizeof err);
+    if (pg && th_pg_exec(pg, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public") != 0)
+        exit(1); /* every case starts from an empty store, as with a new file */
+    cloud_config_set(&c->cfg, "database", pg ? pg : path, err, sizeof err);
     cloud_config_set(&c->cfg, "sync_full", "false", err, sizeof err);
     cloud_config_set(&c->cfg, "role", "mgr manager", err, sizeof err);
     cloud_config_set(&c->cfg, "role", "clerk clerk", err, sizeof err);
@@ -82,7 +90,7 @@ static void cloud_open(cloud *c, const char *const *policy_lines)
             fprintf(stderr, "policy: %s\n", err);
             exit(1);
         }
-    if (cloud_store_open(path, c->schema, 0, &c->st, err, sizeof err) != SYNC_OK ||
+    if (cloud_store_open(c->cfg.database, c->schema, 0, &c->st, err, sizeof err) != SYNC_OK ||
         cloud_applier_new(c->st, c->schema, &c->cfg, &c->ap, err, sizeof err) != SYNC_OK) {
         fprintf(stderr, "cloud: %s\n", err);
         exit(1);
@@ -263,6 +271,10 @@ static stored get(cloud *c, const char *table, int64_t id)
 static int conflicts(cloud *c, const char *outcome)
 {
     char path[128], sql[256];
+    if (pg)
+        return (int)th_pg_int(pg, "SELECT count(*) FROM _sync_conflicts%s%s%s",
+                              outcome ? " WHERE outcome = '" : "", outcome ? outcome : "",
+                              outcome ? "'" : "");
     snprintf(path, sizeof path, "%s/cloud.db", c->dir);
     sqlite3 *db;
     sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
@@ -501,9 +513,7 @@ static void test_compaction(void)
     /* The horizon survives a restart of the store. */
     cloud_store_close(c.st);
     cloud_applier_free(c.ap);
-    char path[160];
-    snprintf(path, sizeof path, "%s/cloud.db", c.dir);
-    if (cloud_store_open(path, c.schema, 0, &c.st, err, sizeof err) != SYNC_OK ||
+    if (cloud_store_open(c.cfg.database, c.schema, 0, &c.st, err, sizeof err) != SYNC_OK ||
         cloud_applier_new(c.st, c.schema, &c.cfg, &c.ap, err, sizeof err) != SYNC_OK) {
         fprintf(stderr, "reopen: %s\n", err);
         exit(1);
@@ -814,9 +824,15 @@ static void test_duplicates(void)
     cloud_close(&c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     sync_log_setup("test_policies", SYNC_LOG_ERR, 0);
+    if (argc > 1 && strcmp(argv[1], "--pg") == 0) {
+        pg = getenv("SYNC_TEST_PG");
+        if (!pg || !*pg)
+            pg = th_pg_start();
+        printf("test_policies: store on PostgreSQL (%s)\n", pg);
+    }
     test_lww();
     test_server_wins();
     test_priority();
@@ -829,6 +845,7 @@ int main(void)
     test_admin();
     test_master_mode();
     test_duplicates();
+    th_pg_stop();
     if (failures) {
         fprintf(stderr, "test_policies: %d of %d checks failed\n", failures, checks);
         return 1;

@@ -11,6 +11,9 @@
  *
  * Environment: E2E_SEED=N repeats a run (the seed is printed); TH_KEEP=1 keeps the folder with
  * every database and log.
+ *
+ * With --pg, synccloud's store is a PostgreSQL database of a throwaway server (th_pg_start),
+ * named by a postgresql:// URL.
  */
 #include "harness.h"
 
@@ -49,7 +52,8 @@ struct e2e {
     const char *broker;        /* ssl://127.0.0.1:PORT */
     const char *a_db;          /* edge A: the application's database */
     const char *b_db;          /* edge B: created by syncedge from the schema */
-    const char *cloud_db;      /* synccloud's store */
+    const char *cloud_db;      /* synccloud's store (a file, or a URL with --pg) */
+    const char *pg;            /* with --pg: the store's connection string for queries */
     const char *sum_log;       /* stderr of the --checksum runs */
     const char *sum_cmd_a;     /* shell command printing A's checksums */
     const char *sum_cmd_b;     /* same for B */
@@ -568,23 +572,46 @@ static pid_t spawn(const char *log, const struct args *a)
     return pid;
 }
 
-/* A condition on one database: `sql` yields `want`. */
+/* A condition on one database: `sql` yields `want`. pg: db is a PostgreSQL connection
+ * string. */
 struct sql_is {
     const char *db, *sql;
     long long want;
+    int pg;
 };
+
+static long long db_int(const char *db, int pg, const char *sql)
+{
+    return pg ? th_pg_int(db, "%s", sql) : th_sql_int(db, "%s", sql);
+}
 
 static int sql_is(void *ctx)
 {
     const struct sql_is *q = ctx;
-    return th_sql_int(q->db, "%s", q->sql) == q->want;
+    return db_int(q->db, q->pg, q->sql) == q->want;
+}
+
+static void wait_db(const char *db, int pg, const char *sql, long long want, const char *what)
+{
+    struct sql_is q = {db, sql, want, pg};
+    TH_CHECK(th_wait_until(sql_is, &q, 30000) == 0, "%s: `%s` on %s never gave %lld (now %lld)",
+             what, sql, db, want, db_int(db, pg, sql));
 }
 
 static void wait_sql(const char *db, const char *sql, long long want, const char *what)
 {
-    struct sql_is q = {db, sql, want};
-    TH_CHECK(th_wait_until(sql_is, &q, 30000) == 0, "%s: `%s` on %s never gave %lld (now %lld)",
-             what, sql, db, want, th_sql_int(db, "%s", sql));
+    wait_db(db, 0, sql, want, what);
+}
+
+/* The cloud's store, whichever it is. */
+static long long cloud_int(const struct e2e *e, const char *sql)
+{
+    return e->pg ? th_pg_int(e->pg, "%s", sql) : th_sql_int(e->cloud_db, "%s", sql);
+}
+
+static void wait_cloud(const struct e2e *e, const char *sql, long long want, const char *what)
+{
+    wait_db(e->pg ? e->pg : e->cloud_db, e->pg != NULL, sql, want, what);
 }
 
 /* A conflict on a table with the manual policy, settled with syncctl through the broker:
@@ -606,16 +633,16 @@ static pid_t manual_conflict(struct e2e *e)
              "update on B");
     TH_CHECK(th_sql_exec(e->a_db, "UPDATE notes SET body = 'from-a' WHERE k = 'conflict-me'") == 0,
              "update on A");
-    wait_sql(e->cloud_db, th_fmt("%s'from-a'", row), 1, "A's edit applied");
+    wait_cloud(e, th_fmt("%s'from-a'", row), 1, "A's edit applied");
     struct args a = edge_args(e, "edge-b", e->b_db);
     pid_t b = spawn(th_fmt("%s/edge-b2.log", e->dir), &a);
-    wait_sql(e->cloud_db,
+    wait_cloud(e,
              "SELECT count(*) FROM _sync_conflicts WHERE tbl = 'notes' AND pk = 'conflict-me' AND "
              "outcome = 'pending' AND resolved_at IS NULL",
              1, "B's edit is a pending conflict");
-    long long id = th_sql_int(e->cloud_db, "SELECT id FROM _sync_conflicts WHERE pk = "
-                                           "'conflict-me' AND outcome = 'pending'");
-    TH_CHECK(th_sql_int(e->cloud_db, "%s'from-a'", row) == 1, "the cloud kept A's value");
+    long long id = cloud_int(e, "SELECT id FROM _sync_conflicts WHERE pk = "
+                                "'conflict-me' AND outcome = 'pending'");
+    TH_CHECK(cloud_int(e, th_fmt("%s'from-a'", row)) == 1, "the cloud kept A's value");
     char *list = th_output(th_fmt("%s conflicts list --json", ctl));
     TH_CHECK(list && strstr(list, "\"conflict-me\"") && strstr(list, "from-b") &&
                  strstr(list, "\"pending\""),
@@ -631,12 +658,12 @@ static pid_t manual_conflict(struct e2e *e)
     printf("e2e: %s", out);
     free(out);
     /* Settled rows travel like any change: the cloud, A and B all hold it. */
-    wait_sql(e->cloud_db, th_fmt("%s'agreed'", row), 1, "cloud has the settled row");
+    wait_cloud(e, th_fmt("%s'agreed'", row), 1, "cloud has the settled row");
     wait_sql(e->a_db, th_fmt("%s'agreed'", row), 1, "A has the settled row");
     wait_sql(e->b_db, th_fmt("%s'agreed'", row), 1, "B has the settled row");
-    TH_CHECK(th_sql_int(e->cloud_db, "SELECT count(*) FROM _sync_conflicts WHERE id = %lld AND "
-                                     "resolved_at IS NOT NULL AND resolution LIKE '%%@e2e%%'",
-                        id) == 1,
+    TH_CHECK(cloud_int(e, th_fmt("SELECT count(*) FROM _sync_conflicts WHERE id = %lld AND "
+                                 "resolved_at IS NOT NULL AND resolution LIKE '%%@e2e%%'",
+                                 id)) == 1,
              "the conflict log does not record the resolution");
     out = th_output(th_fmt("%s conflicts resolve %lld --take server 2>&1; echo \"exit=$?\"", ctl,
                            id));
@@ -655,7 +682,7 @@ static uint64_t pick_seed(void)
     return (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static struct e2e e; /* zeroed */
     struct counts n = {0, 0, 0, 0, 0};
@@ -679,6 +706,11 @@ int main(void)
     e.a_db = th_fmt("%s/a.db", e.dir);
     e.b_db = th_fmt("%s/b.db", e.dir);
     e.cloud_db = th_fmt("%s/cloud.db", e.dir);
+    if (argc > 1 && strcmp(argv[1], "--pg") == 0) {
+        e.pg = th_pg_start();
+        e.cloud_db = th_fmt("postgresql://synccloud@127.0.0.1:%d/synctest", th_pg_port());
+        th_register_log(th_fmt("%s/pg/postgres.log", e.dir));
+    }
     e.sum_log = th_fmt("%s/checksum.log", e.dir);
     th_register_log(e.sum_log);
     printf("e2e: folder %s, broker %s\n", e.dir, e.broker);
@@ -761,6 +793,7 @@ int main(void)
     th_stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b2.log", e.dir), 1);
     th_stop(e.cloud_pid, "synccloud", th_fmt("%s/synccloud.log", e.dir), 1);
     th_stop(e.broker_pid, "mosquitto", th_fmt("%s/mosquitto.log", e.dir), 0);
+    th_pg_stop();
     free(e.sum_a);
     free(e.sum_b);
     free(e.sum_cloud);

@@ -16,10 +16,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1375,4 +1379,388 @@ double th_stop(pid_t pid, const char *name, const char *log, int must_be_clean)
             TH_FAIL("%s exited with status %d after SIGTERM", name, WEXITSTATUS(st));
     }
     return th_now() - t;
+}
+
+/* ---- throwaway PostgreSQL server --------------------------------------------------------- */
+
+#define TH__PG_START_S 60 /* longest wait for initdb plus the server to accept connections */
+
+static struct {
+    pid_t keeper;            /* the process that runs postgres (see th__pg_keeper), or 0 */
+    int port;                /* where it listens on 127.0.0.1 */
+    uid_t uid;               /* who runs the server: the postgres user when we are root */
+    gid_t gid;
+    int drop;                /* 1: switch to uid/gid before exec (we are root) */
+    char bindir[TH__PATH];   /* initdb, postgres and psql are there */
+    char dir[TH__PATH];      /* th_tmpdir()/pg: the cluster, its socket and its logs */
+    char conninfo[256];      /* what th_pg_start() returns */
+} th__pg;
+
+static volatile sig_atomic_t th__pg_child; /* the keeper's postgres */
+
+static int th__pg_has_bins(const char *dir)
+{
+    char p[TH__PATH];
+    static const char *const need[] = {"initdb", "postgres", "psql"};
+    size_t i;
+
+    for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, need[i]);
+        if (access(p, X_OK) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Finds the folder of initdb, postgres and psql (see th_pg_start). Returns 0 or -1. */
+static int th__pg_find_bins(void)
+{
+    const char *env = getenv("SYNC_PG_BINDIR"), *path = getenv("PATH");
+    char *out = NULL, *nl;
+    glob_t g;
+    size_t i;
+    int best = -1, ver;
+
+    if (env != NULL && *env != '\0') {
+        snprintf(th__pg.bindir, sizeof(th__pg.bindir), "%s", env);
+        return th__pg_has_bins(th__pg.bindir) ? 0 : -1;
+    }
+    if (th_capture(&out, "pg_config --bindir 2>/dev/null") == 0 && out != NULL) {
+        if ((nl = strchr(out, '\n')) != NULL)
+            *nl = '\0';
+        snprintf(th__pg.bindir, sizeof(th__pg.bindir), "%s", out);
+        free(out);
+        if (th__pg_has_bins(th__pg.bindir))
+            return 0;
+    } else {
+        free(out);
+    }
+    /* Debian keeps the server binaries out of PATH, one folder per major version. */
+    if (glob("/usr/lib/postgresql/*/bin", 0, NULL, &g) == 0) {
+        for (i = 0; i < g.gl_pathc; i++) {
+            ver = atoi(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
+            if (ver > best && th__pg_has_bins(g.gl_pathv[i])) {
+                best = ver;
+                snprintf(th__pg.bindir, sizeof(th__pg.bindir), "%s", g.gl_pathv[i]);
+            }
+        }
+        globfree(&g);
+        if (best >= 0)
+            return 0;
+    }
+    while (path != NULL && *path != '\0') {
+        const char *end = strchr(path, ':');
+        size_t n = end != NULL ? (size_t)(end - path) : strlen(path);
+        snprintf(th__pg.bindir, sizeof(th__pg.bindir), "%.*s", (int)n, path);
+        if (n > 0 && th__pg_has_bins(th__pg.bindir))
+            return 0;
+        path = end != NULL ? end + 1 : NULL;
+    }
+    th__pg.bindir[0] = '\0';
+    return -1;
+}
+
+/* In a forked child: output to log, the server's user (when root), signals as exec expects
+ * them, then exec. Never returns. */
+_Noreturn static void th__pg_exec_child(char *const argv[], const char *log)
+{
+    sigset_t none;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    fd = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    if (th__pg.drop &&
+        (initgroups("postgres", th__pg.gid) != 0 || setgid(th__pg.gid) != 0 ||
+         setuid(th__pg.uid) != 0)) {
+        dprintf(STDERR_FILENO, "harness: cannot become the postgres user: %s\n",
+                strerror(errno));
+        _exit(127);
+    }
+    /* If whoever started it dies, the server shuts down fast instead of living on (set after
+     * the user change, which clears it). */
+    prctl(PR_SET_PDEATHSIG, SIGINT);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv(argv[0], argv);
+    dprintf(STDERR_FILENO, "harness: cannot execute %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static void th__pg_forward(int sig)
+{
+    (void)sig;
+    if (th__pg_child > 0)
+        kill(th__pg_child, SIGINT);
+}
+
+/* Starts postgres under a keeper process and returns the keeper's pid (registered, so
+ * th_cleanup() stops it), or -1. PostgreSQL's SIGTERM is a "smart" shutdown that waits for
+ * every session to end, and the test's own connections are still open when th_cleanup() runs:
+ * the keeper turns any SIGTERM, SIGINT or SIGHUP into a SIGINT (fast shutdown: sessions are
+ * ended) and exits with the server. */
+static pid_t th__pg_keeper(char *const argv[], const char *log)
+{
+    sigset_t all, old;
+    struct sigaction sa;
+    pid_t k, p;
+    int st = 0;
+
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    fflush(NULL);
+    k = fork();
+    if (k < 0) {
+        th__err("fork: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return -1;
+    }
+    if (k == 0) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = th__pg_forward;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        p = fork();
+        if (p == 0)
+            th__pg_exec_child(argv, log);
+        if (p < 0)
+            _exit(127);
+        th__pg_child = p;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
+        }
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    th__slot(k, 1, "postgres");
+    return k;
+}
+
+/* Runs a short program (initdb) as the server's user and waits for it. Returns its exit
+ * status, or -1. */
+static int th__pg_run(char *const argv[], const char *log, int timeout_ms)
+{
+    pid_t pid;
+    int st;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        th__err("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0)
+        th__pg_exec_child(argv, log);
+    th__slot(pid, 1, argv[0]);
+    st = th_wait_exit(pid, timeout_ms, 1);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* psql's argv as a shell command prefix (quoted). */
+static const char *th__psql(const char *conninfo)
+{
+    return th_fmt("%s -X -q -A -t -v ON_ERROR_STOP=1 -d %s",
+                  th_shq(th_fmt("%s/psql", th__pg.bindir[0] ? th__pg.bindir : "/usr/bin")),
+                  th_shq(conninfo));
+}
+
+static int th__pg_ready(void *ctx)
+{
+    (void)ctx;
+    if (!th_alive(th__pg.keeper))
+        return 1; /* the caller sees it is gone */
+    return th_run("%s -c 'SELECT 1' >/dev/null 2>&1",
+                  th__psql(th_fmt("host=127.0.0.1 port=%d dbname=postgres user=postgres "
+                                  "connect_timeout=5",
+                                  th__pg.port))) == 0;
+}
+
+int th_pg_port(void)
+{
+    return th__pg.keeper > 0 ? th__pg.port : 0;
+}
+
+const char *th_pg_start(void)
+{
+    const char *tmp, *data, *log, *ci = getenv("CI");
+    struct passwd *pw;
+    char *argv[24];
+    int attempt, n;
+
+    th_init();
+    if (th__pg.keeper > 0)
+        return th__pg.conninfo;
+    if (th__pg_find_bins() != 0) {
+        const char *why = "the PostgreSQL server binaries (initdb, postgres, psql) are not "
+                          "installed: scripts/install-deps.sh postgresql, or set "
+                          "SYNC_PG_BINDIR";
+        if (ci != NULL && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0))
+            TH_FAIL("%s (CI=%s: a PostgreSQL test may not be skipped)", why, ci);
+        fprintf(stderr, "SKIP: %s\n", why);
+        exit(TH_SKIP);
+    }
+    tmp = th_tmpdir();
+    TH_CHECK(tmp != NULL, "no temp folder");
+    snprintf(th__pg.dir, sizeof(th__pg.dir), "%s/pg", tmp);
+    TH_CHECK(mkdir(th__pg.dir, 0700) == 0, "mkdir %s: %s", th__pg.dir, strerror(errno));
+    th__pg.drop = geteuid() == 0;
+    if (th__pg.drop) {
+        /* PostgreSQL refuses to run as root: the server is the postgres user's, who must be
+         * able to reach its folder (traverse only: the rest of the temp folder stays closed). */
+        pw = getpwnam("postgres");
+        TH_CHECK(pw != NULL, "running as root, and there is no 'postgres' user to run the "
+                             "PostgreSQL server as (Debian's postgresql package creates it)");
+        th__pg.uid = pw->pw_uid;
+        th__pg.gid = pw->pw_gid;
+        TH_CHECK(chmod(tmp, 0711) == 0 && chown(th__pg.dir, th__pg.uid, th__pg.gid) == 0,
+                 "cannot open %s to the postgres user: %s", th__pg.dir, strerror(errno));
+    }
+    data = th_fmt("%s/data", th__pg.dir);
+    log = th_fmt("%s/initdb.log", th__pg.dir);
+    th_register_log(log);
+    n = 0;
+    argv[n++] = (char *)th_fmt("%s/initdb", th__pg.bindir);
+    argv[n++] = "-D";
+    argv[n++] = (char *)data;
+    argv[n++] = "-U";
+    argv[n++] = "postgres";
+    argv[n++] = "-A";
+    argv[n++] = "trust";
+    argv[n++] = "-E";
+    argv[n++] = "UTF8";
+    argv[n++] = "--locale=C";
+    argv[n++] = "--no-sync"; /* a throwaway cluster; the server itself keeps fsync on */
+    argv[n] = NULL;
+    TH_CHECK(th__pg_run(argv, log, TH__PG_START_S * 1000) == 0, "initdb failed (see %s)", log);
+    log = th_fmt("%s/postgres.log", th__pg.dir);
+    th_register_log(log);
+    /* The free port may be taken before the server binds it: then try another. */
+    for (attempt = 0; attempt < 3; attempt++) {
+        th__pg.port = th_free_port();
+        TH_CHECK(th__pg.port > 0, "no free port");
+        n = 0;
+        argv[n++] = (char *)th_fmt("%s/postgres", th__pg.bindir);
+        argv[n++] = "-D";
+        argv[n++] = (char *)data;
+        argv[n++] = "-p";
+        argv[n++] = (char *)th_fmt("%d", th__pg.port);
+        argv[n++] = "-k";
+        argv[n++] = th__pg.dir;
+        argv[n++] = "-c";
+        argv[n++] = "listen_addresses=127.0.0.1";
+        argv[n++] = "-c";
+        argv[n++] = "max_connections=50";
+        argv[n++] = "-c";
+        argv[n++] = "shared_buffers=32MB";
+        argv[n] = NULL;
+        th__pg.keeper = th__pg_keeper(argv, log);
+        TH_CHECK(th__pg.keeper > 0, "cannot start postgres");
+        TH_CHECK(th_wait_until(th__pg_ready, NULL, TH__PG_START_S * 1000) == 0,
+                 "PostgreSQL did not accept connections on port %d within %d s", th__pg.port,
+                 TH__PG_START_S);
+        if (th_alive(th__pg.keeper))
+            break;
+        th_wait_exit(th__pg.keeper, 0, 0);
+        th__pg.keeper = 0;
+        th__err("postgres exited at start (port %d taken?); trying another port", th__pg.port);
+    }
+    TH_CHECK(th__pg.keeper > 0, "postgres does not start (see %s)", log);
+    TH_CHECK(th_run("%s -c 'CREATE ROLE synccloud LOGIN' -c 'CREATE DATABASE synctest OWNER "
+                    "synccloud' >>%s 2>&1",
+                    th__psql(th_fmt("host=127.0.0.1 port=%d dbname=postgres user=postgres",
+                                    th__pg.port)),
+                    th_shq(log)) == 0,
+             "cannot create the test role and database (see %s)", log);
+    snprintf(th__pg.conninfo, sizeof(th__pg.conninfo),
+             "host=127.0.0.1 port=%d dbname=synctest user=synccloud", th__pg.port);
+    return th__pg.conninfo;
+}
+
+void th_pg_stop(void)
+{
+    int st;
+
+    if (th__pg.keeper <= 0)
+        return;
+    th_kill(th__pg.keeper, SIGTERM);
+    st = th_wait_exit(th__pg.keeper, 30000, 1);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        th__err("postgres stopped with status %d", st);
+    th__pg.keeper = 0;
+}
+
+/* Runs SQL through psql; *out (may be NULL) receives its output. Returns psql's status. */
+static int th__pg_sql(char **out, const char *conninfo, const char *fmt, va_list ap)
+{
+    char *sql = th__vfmt(fmt, ap), *o = NULL;
+    int rc;
+
+    if (sql == NULL) {
+        th__err("out of memory");
+        return -1;
+    }
+    if (th__pg.bindir[0] == '\0')
+        th__pg_find_bins();
+    /* One -c string is one transaction (unless it is a statement that cannot run in one, such
+     * as CREATE DATABASE, given alone); stderr is kept for the message. */
+    rc = th_capture(&o, "%s -c %s 2>&1", th__psql(conninfo), th_shq(sql));
+    if (rc != 0)
+        th__err("psql: %s\n  in: %.300s", o != NULL ? o : "(no output)", sql);
+    free(sql);
+    if (out != NULL)
+        *out = o;
+    else
+        free(o);
+    return rc;
+}
+
+int th_pg_exec(const char *conninfo, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = th__pg_sql(NULL, conninfo, fmt, ap);
+    va_end(ap);
+    return rc == 0 ? 0 : -1;
+}
+
+long long th_pg_int(const char *conninfo, const char *fmt, ...)
+{
+    va_list ap;
+    char *out = NULL, *end;
+    long long v = TH_SQL_ERR;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = th__pg_sql(&out, conninfo, fmt, ap);
+    va_end(ap);
+    if (rc == 0 && out != NULL && out[0] != '\0') {
+        /* -A -t: the first field of the first row, a NULL as an empty line. */
+        v = out[0] == '\n' ? 0 : strtoll(out, &end, 10);
+        if (out[0] != '\n' && *end != '\n' && *end != '|' && *end != '\0') {
+            th__err("psql: not an integer: %.100s", out);
+            v = TH_SQL_ERR;
+        }
+    } else if (rc == 0) {
+        th__err("psql: no row");
+    }
+    free(out);
+    return v;
 }

@@ -170,4 +170,42 @@ _Noreturn void th_fail(const char *file, int line, const char *expr, const char 
 /* TH_FAIL(fmt, ...): fails the test unconditionally with a message. */
 #define TH_FAIL(...) th_fail(__FILE__, __LINE__, NULL, __VA_ARGS__)
 
+/* ---- throwaway PostgreSQL server ------------------------------------------------------- */
+
+/* Exit status of a test that skipped itself (give ctest SKIP_RETURN_CODE 77). */
+#define TH_SKIP 77
+
+/* Starts a PostgreSQL server of its own for this test: initdb of a new cluster in
+ * th_tmpdir()/pg (trust authentication, UTF8, C locale), postgres on 127.0.0.1 at a free port
+ * with its unix socket in that folder, a role `synccloud` and a database `synctest` it owns.
+ * Returns the connection string "host=127.0.0.1 port=N dbname=synctest user=synccloud" (owned
+ * by the harness). Run as root, the server runs as the `postgres` system user (PostgreSQL
+ * refuses root), so the temp folder is made traversable (0711) and the cluster folder is given
+ * to that user. The binaries are looked for in $SYNC_PG_BINDIR, `pg_config --bindir`,
+ * /usr/lib/postgresql/N/bin (highest N) and PATH. The server is stopped (a fast shutdown) by
+ * th_pg_stop() or th_cleanup(), also when the test fails or is interrupted; its log is shown
+ * by a failing TH_CHECK.
+ * Never returns NULL: if the binaries are not installed, it fails the test when the
+ * environment has CI=true (or 1) and otherwise exits with TH_SKIP after saying why; any other
+ * problem fails the test. One server per test program. */
+const char *th_pg_start(void);
+
+/* The port of the server th_pg_start() started (0 if none). */
+int th_pg_port(void);
+
+/* Stops the server th_pg_start() started (fast shutdown: sessions are ended) and waits for it.
+ * A no-op if none runs. */
+void th_pg_stop(void);
+
+/* Runs the SQL built with printf-style fmt (values quoted by the caller) on the database of
+ * conninfo with psql, as one transaction (one statement that cannot run inside one, such as
+ * CREATE DATABASE, works alone). Returns 0, or -1 with psql's message. */
+int th_pg_exec(const char *conninfo, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Runs the query built like th_pg_exec() and returns the integer in the first column of the
+ * first row (NULL reads as 0). Returns TH_SQL_ERR with a message on error or when there is
+ * no row. */
+long long th_pg_int(const char *conninfo, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -1,0 +1,157 @@
+/* store.c - the store interface of store.h, dispatched to the backend that opened the store
+ * (see store_backend.h): SQLite for a file path, PostgreSQL for a connection string.
+ */
+#include <string.h>
+
+#include "store_backend.h"
+
+int cloud_store_is_pg(const char *database)
+{
+    if (!database)
+        return 0;
+    /* libpq's two spellings of a connection URI, or keyword=value connection strings (a file
+     * path naming a database or a host that way would be odd enough). */
+    return strncmp(database, "postgresql://", 13) == 0 ||
+           strncmp(database, "postgres://", 11) == 0 || strstr(database, "dbname=") != NULL ||
+           strstr(database, "host=") != NULL;
+}
+
+int cloud_store_open(const char *database, const sync_schema *s, int sync_full, cloud_store **out,
+                     char *err, size_t errlen)
+{
+    if (cloud_store_is_pg(database))
+        return cloud_store_pg_open(database, s, sync_full, out, err, errlen);
+    return cloud_store_sqlite_open(database, s, sync_full, out, err, errlen);
+}
+
+int cloud_store_open_ro(const char *database, const sync_schema *s, cloud_store **out, char *err,
+                        size_t errlen)
+{
+    if (cloud_store_is_pg(database))
+        return cloud_store_pg_open_ro(database, s, out, err, errlen);
+    return cloud_store_sqlite_open_ro(database, s, out, err, errlen);
+}
+
+void cloud_store_close(cloud_store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+const char *cloud_store_errmsg(cloud_store *st)
+{
+    return st->ops->errmsg(st);
+}
+
+const char *cloud_store_describe(cloud_store *st)
+{
+    return st->ops->describe(st);
+}
+
+int cloud_store_begin(cloud_store *st)
+{
+    return st->ops->begin(st);
+}
+
+int cloud_store_commit(cloud_store *st)
+{
+    return st->ops->commit(st);
+}
+
+void cloud_store_rollback(cloud_store *st)
+{
+    st->ops->rollback(st);
+}
+
+int cloud_store_savepoint(cloud_store *st)
+{
+    return st->ops->savepoint(st);
+}
+
+int cloud_store_release(cloud_store *st)
+{
+    return st->ops->release(st);
+}
+
+void cloud_store_rollback_savepoint(cloud_store *st)
+{
+    st->ops->rollback_savepoint(st);
+}
+
+int cloud_store_device_seq(cloud_store *st, const char *device, uint64_t *last_seq)
+{
+    return st->ops->device_seq(st, device, last_seq);
+}
+
+int cloud_store_device_done(cloud_store *st, const char *device, uint64_t last_seq,
+                            uint64_t applied, uint64_t records)
+{
+    return st->ops->device_done(st, device, last_seq, applied, records);
+}
+
+int cloud_store_row_get(cloud_store *st, const sync_table *t, const sync_value *key,
+                        cloud_row *row)
+{
+    return st->ops->row_get(st, t, key, row);
+}
+
+int cloud_store_row_put(cloud_store *st, const sync_table *t, const sync_value *key,
+                        const cloud_row *row)
+{
+    return st->ops->row_put(st, t, key, row);
+}
+
+int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id)
+{
+    return st->ops->conflict(st, c, id);
+}
+
+int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t limit,
+                          cloud_conflict_cb cb, void *ctx)
+{
+    return st->ops->conflicts(st, id, pending_only, limit, cb, ctx);
+}
+
+int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sync_value *key,
+                                  int64_t id, const char *resolution)
+{
+    return st->ops->conflict_resolved(st, t, key, id, resolution);
+}
+
+uint64_t cloud_store_next_cseq(cloud_store *st)
+{
+    return st->ops->next_cseq(st);
+}
+
+int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
+{
+    return st->ops->table_cseq(st, t, cseq);
+}
+
+int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
+                     cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    return st->ops->pull(st, t, after, limit, cb, ctx, remaining);
+}
+
+int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
+                        uint64_t *removed)
+{
+    return st->ops->compact(st, t, before_ms, removed);
+}
+
+uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t)
+{
+    return st->ops->compacted(st, t);
+}
+
+uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t)
+{
+    return st->ops->version_floor(st, t);
+}
+
+int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
+                         char *err, size_t errlen)
+{
+    return st->ops->checksum(st, t, hex, rows, err, errlen);
+}

@@ -1,0 +1,622 @@
+/* test_store.c - the cloud store's backends against the contract of cloud/store.h.
+ *
+ * Without arguments it checks the SQLite backend; with --pg it starts a throwaway PostgreSQL
+ * server (th_pg_start) and checks the PostgreSQL backend the same way, then what only it has:
+ *   - values written and read back bit for bit (int64 extremes, doubles with -0.0, infinities,
+ *     subnormals and large exponents, NaN stored as NULL as SQLite does, text in any UTF-8,
+ *     blobs with NUL bytes, empty text and blobs that stay what they are), through row_get,
+ *     catch-up pages and the checksum, which must equal SQLite's for the same rows, also in a
+ *     database whose default collation is not C;
+ *   - change sequence numbers rewound by rollbacks and kept by commits, across reopening;
+ *   - a schema that grows (columns and tables added), an older schema and a column of another
+ *     type refused with a message; a database not in UTF8 refused;
+ *   - text with a NUL byte refused and only its batch (savepoint) lost;
+ *   - two connections: a write transaction holds the counter until it commits, so the other
+ *     writer gets the next numbers, while a catch-up read neither waits nor sees uncommitted
+ *     rows;
+ *   - a connection ended by the server is made again at the next transaction;
+ *   - the description for logs never shows a password.
+ */
+#include "harness.h"
+
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cloud/store.h"
+#include "sync/err.h"
+#include "sync/log.h"
+#include "sync/schema.h"
+
+static const char *pg; /* the PostgreSQL server's connection string with --pg */
+
+static const char schema_v1[] = "version 1\n"
+                                "table vals\n"
+                                "column id integer key\n"
+                                "column i integer\n"
+                                "column r real\n"
+                                "column t text\n"
+                                "column b blob\n"
+                                "table tkeys\n"
+                                "column k text key\n"
+                                "column v integer\n"
+                                "table bkeys\n"
+                                "column k blob key\n"
+                                "column v real\n";
+
+/* Loads a schema from text (owned by the caller). */
+static sync_schema *schema(const char *text)
+{
+    static int n;
+    char err[256];
+    const char *path = th_fmt("%s/schema%d.conf", th_tmpdir(), n++);
+    FILE *f = fopen(path, "w");
+    TH_CHECK(f != NULL, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    sync_schema *s;
+    TH_CHECK(sync_schema_load(path, &s, err, sizeof err) == SYNC_OK, "schema: %s", err);
+    return s;
+}
+
+static cloud_store *open_store(const char *where, const sync_schema *s)
+{
+    cloud_store *st;
+    char err[512];
+    TH_CHECK(cloud_store_open(where, s, 0, &st, err, sizeof err) == SYNC_OK, "open %s: %s", where,
+             err);
+    return st;
+}
+
+/* An empty store: a new SQLite file, or the PostgreSQL database emptied. */
+static const char *fresh(const char *name)
+{
+    if (!name) {
+        TH_CHECK(th_pg_exec(pg, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public") == 0,
+                 "cannot empty the database");
+        return pg;
+    }
+    return th_fmt("%s/%s.db", th_tmpdir(), name);
+}
+
+/* ---- the values ---- */
+
+static const int64_t ints[] = {INT64_MIN, INT64_MAX, 0, -1, 1, 9007199254740993LL, -2147483649LL};
+#define NI (int)(sizeof ints / sizeof ints[0])
+static double reals[] = {-0.0,    0.0,      1e308,  -1e308, DBL_MAX, DBL_MIN, 5e-324,
+                         -5e-324, 0.1,      -123.456, 1e-300, 3.0,   0,       0,
+                         0};
+#define NR (int)(sizeof reals / sizeof reals[0])
+static const char *texts[] = {
+    "",
+    "O'Brien said \"hi\"; DROP TABLE vals; -- \\ %s %d",
+    "Gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80",
+    "line1\nline2\ttab\r\n\x01\x7f",
+    "e\xcc\x81 (combining), \xef\xbb\xbf (BOM), \xf4\x8f\xbf\xbf (U+10FFFF)",
+    NULL, /* a long one, made in main */
+};
+#define NT (int)(sizeof texts / sizeof texts[0])
+static uint8_t blob_all[256], blob_big[70000];
+static const struct {
+    const uint8_t *p;
+    size_t n;
+} blobs[] = {{(const uint8_t *)"", 0},
+             {(const uint8_t *)"\0", 1},
+             {blob_all, sizeof blob_all},
+             {blob_big, sizeof blob_big},
+             {(const uint8_t *)"\0\0x\0", 4}};
+#define NB (int)(sizeof blobs / sizeof blobs[0])
+#define NROWS 40
+
+static const char *text_keys[] = {"", "a", "A", "B", "a\x01", "ab", "a b/c", "\xc3\xa9", "z",
+                                  "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "Z", "_", "10", "9"};
+#define NTK (int)(sizeof text_keys / sizeof text_keys[0])
+static const struct {
+    const char *p;
+    size_t n;
+} blob_keys[] = {{"", 0}, {"\0", 1}, {"\0\0", 2}, {"\0\xff", 2}, {"\x01", 1}, {"\xff", 1}};
+#define NBK (int)(sizeof blob_keys / sizeof blob_keys[0])
+
+/* Row k of table vals: every value of every list comes up, and some NULLs. */
+static void vals_row(int k, sync_value *v)
+{
+    v[0] = (sync_value){.type = SYNC_INT, .u.i = k < NI ? ints[k] : (int64_t)k * 1000003};
+    v[1] = k % 9 == 8 ? (sync_value){.type = SYNC_NULL}
+                      : (sync_value){.type = SYNC_INT, .u.i = ints[k % NI]};
+    v[2] = k % 11 == 10 ? (sync_value){.type = SYNC_NULL}
+                        : (sync_value){.type = SYNC_REAL, .u.f = reals[k % NR]};
+    v[3] = k % 7 == 6 ? (sync_value){.type = SYNC_NULL}
+                      : (sync_value){.type = SYNC_TEXT,
+                                     .u.b = {(const uint8_t *)texts[k % NT], strlen(texts[k % NT])}};
+    v[4] = k % 13 == 12 ? (sync_value){.type = SYNC_NULL}
+                        : (sync_value){.type = SYNC_BLOB, .u.b = {blobs[k % NB].p, blobs[k % NB].n}};
+}
+
+/* What a value reads back as: NaN becomes NULL; SQLite may give 0.0 for -0.0. */
+static int same(const sync_value *want, const sync_value *got, int exact_zero)
+{
+    if (want->type == SYNC_REAL && isnan(want->u.f))
+        return got->type == SYNC_NULL;
+    if (want->type != got->type)
+        return 0;
+    switch (want->type) {
+    case SYNC_NULL:
+        return 1;
+    case SYNC_INT:
+        return want->u.i == got->u.i;
+    case SYNC_REAL:
+        if (!exact_zero && want->u.f == 0.0)
+            return got->u.f == 0.0;
+        return memcmp(&want->u.f, &got->u.f, sizeof(double)) == 0;
+    default:
+        return want->u.b.n == got->u.b.n &&
+               (want->u.b.n == 0 || memcmp(want->u.b.p, got->u.b.p, want->u.b.n) == 0);
+    }
+}
+
+static cloud_row row_of(const sync_table *t, const sync_value *v, uint64_t cseq)
+{
+    cloud_row r;
+    memset(&r, 0, sizeof r);
+    r.exists = 1;
+    r.version = 1;
+    r.hlc = (uint64_t)1795000000000 << 16;
+    r.cseq = cseq;
+    snprintf(r.origin, sizeof r.origin, "dev-%" PRIu64, cseq % 3);
+    for (int i = 0; i < t->ncols; i++) {
+        r.vals[i] = v[i];
+        r.colver[i] = (uint32_t)(i + 1) * 0x01010101u;
+    }
+    return r;
+}
+
+/* Writes every row of the three tables. */
+static void write_all(cloud_store *st, const sync_schema *s)
+{
+    const sync_table *vt = sync_schema_table(s, 0), *tt = sync_schema_table(s, 1),
+                     *bt = sync_schema_table(s, 2);
+    sync_value v[SYNC_MAX_COLS];
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    for (int k = 0; k < NROWS; k++) {
+        vals_row(k, v);
+        cloud_row r = row_of(vt, v, cloud_store_next_cseq(st));
+        r.deleted = k == NROWS - 1; /* a tombstone: not in the checksum, in the pages */
+        TH_CHECK(cloud_store_row_put(st, vt, &v[0], &r) == SYNC_OK, "put vals %d: %s", k,
+                 cloud_store_errmsg(st));
+    }
+    for (int k = 0; k < NTK; k++) {
+        v[0] = (sync_value){.type = SYNC_TEXT, .u.b = {(const uint8_t *)text_keys[k],
+                                                       strlen(text_keys[k])}};
+        v[1] = (sync_value){.type = SYNC_INT, .u.i = k};
+        cloud_row r = row_of(tt, v, cloud_store_next_cseq(st));
+        TH_CHECK(cloud_store_row_put(st, tt, &v[0], &r) == SYNC_OK, "put tkeys: %s",
+                 cloud_store_errmsg(st));
+    }
+    for (int k = 0; k < NBK; k++) {
+        v[0] = (sync_value){.type = SYNC_BLOB,
+                            .u.b = {(const uint8_t *)blob_keys[k].p, blob_keys[k].n}};
+        v[1] = (sync_value){.type = SYNC_REAL, .u.f = k / 3.0};
+        cloud_row r = row_of(bt, v, cloud_store_next_cseq(st));
+        TH_CHECK(cloud_store_row_put(st, bt, &v[0], &r) == SYNC_OK, "put bkeys: %s",
+                 cloud_store_errmsg(st));
+    }
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+}
+
+struct pulled {
+    const sync_table *t;
+    int n, exact_zero;
+    uint64_t last;
+};
+
+static int check_pulled(void *ctx, const sync_value *key, const cloud_row *row)
+{
+    struct pulled *p = ctx;
+    sync_value v[SYNC_MAX_COLS];
+    int k = (int)(row->cseq - 1);
+    TH_CHECK(row->cseq > p->last, "pages in cseq order: %" PRIu64 " after %" PRIu64, row->cseq,
+             p->last);
+    p->last = row->cseq;
+    TH_CHECK(k >= 0 && k < NROWS, "cseq %" PRIu64 " of vals", row->cseq);
+    vals_row(k, v);
+    TH_CHECK(same(&v[0], key, 1), "pulled key of row %d", k);
+    TH_CHECK(row->deleted == (k == NROWS - 1) && row->version == 1 && row->hlc >> 16 == 1795000000000,
+             "pulled metadata of row %d", k);
+    for (int i = 0; i < p->t->ncols; i++)
+        TH_CHECK(same(&v[i], &row->vals[i], p->exact_zero), "pulled row %d column %d", k, i);
+    p->n++;
+    return 0;
+}
+
+/* Everything written reads back, by key and by page. Returns the checksums in sums. */
+static void round_trip(const char *where, int exact_zero, char sums[3][80])
+{
+    sync_schema *s = schema(schema_v1);
+    cloud_store *st = open_store(where, s);
+    const sync_table *vt = sync_schema_table(s, 0);
+    write_all(st, s);
+    sync_value v[SYNC_MAX_COLS];
+    cloud_row row;
+    for (int k = 0; k < NROWS; k++) {
+        vals_row(k, v);
+        TH_CHECK(cloud_store_row_get(st, vt, &v[0], &row) == SYNC_OK && row.exists,
+                 "get row %d: %s", k, cloud_store_errmsg(st));
+        for (int i = 0; i < vt->ncols; i++)
+            TH_CHECK(same(&v[i], &row.vals[i], exact_zero), "row %d column %d reads back otherwise",
+                     k, i);
+        TH_CHECK(row.cseq == (uint64_t)k + 1 && row.version == 1 && row.colver[2] == 0x03030303u &&
+                     row.deleted == (k == NROWS - 1) && row.conflict == 0,
+                 "metadata of row %d", k);
+    }
+    /* Keys of every kind find their rows. */
+    for (int k = 0; k < NTK; k++) {
+        sync_value key = {.type = SYNC_TEXT,
+                          .u.b = {(const uint8_t *)text_keys[k], strlen(text_keys[k])}};
+        TH_CHECK(cloud_store_row_get(st, sync_schema_table(s, 1), &key, &row) == SYNC_OK &&
+                     row.exists && row.vals[1].u.i == k,
+                 "text key %d", k);
+    }
+    for (int k = 0; k < NBK; k++) {
+        sync_value key = {.type = SYNC_BLOB,
+                          .u.b = {(const uint8_t *)blob_keys[k].p, blob_keys[k].n}};
+        TH_CHECK(cloud_store_row_get(st, sync_schema_table(s, 2), &key, &row) == SYNC_OK &&
+                     row.exists && row.vals[1].u.f == k / 3.0 && row.vals[0].u.b.n == blob_keys[k].n,
+                 "blob key %d", k);
+    }
+    sync_value nokey = {.type = SYNC_INT, .u.i = 424242};
+    TH_CHECK(cloud_store_row_get(st, vt, &nokey, &row) == SYNC_OK && !row.exists, "no row");
+    /* Pages of 7 rows. */
+    struct pulled p = {vt, 0, exact_zero, 0};
+    uint64_t remaining, after = 0;
+    do {
+        int before = p.n;
+        TH_CHECK(cloud_store_pull(st, vt, after, 7, check_pulled, &p, &remaining) == SYNC_OK,
+                 "pull: %s", cloud_store_errmsg(st));
+        TH_CHECK(remaining == (uint64_t)(NROWS - before), "remaining %" PRIu64 " at %d", remaining,
+                 before);
+        after = p.last;
+    } while (p.n < NROWS && remaining > 7);
+    TH_CHECK(p.n == NROWS, "pulled %d rows", p.n);
+    uint64_t top;
+    TH_CHECK(cloud_store_table_cseq(st, vt, &top) == SYNC_OK && top == NROWS, "table cseq");
+    for (int i = 0; i < 3; i++) {
+        char hex[65], err[256];
+        long long n;
+        TH_CHECK(cloud_store_checksum(st, sync_schema_table(s, i), hex, &n, err, sizeof err) ==
+                     SYNC_OK,
+                 "checksum: %s", err);
+        snprintf(sums[i], 80, "%lld %s", n, hex);
+    }
+    cloud_store_close(st);
+    /* --checksum's read-only opening gives the same. */
+    char err[256];
+    TH_CHECK(cloud_store_open_ro(where, s, &st, err, sizeof err) == SYNC_OK, "open_ro: %s", err);
+    for (int i = 0; i < 3; i++) {
+        char hex[65];
+        long long n;
+        TH_CHECK(cloud_store_checksum(st, sync_schema_table(s, i), hex, &n, err, sizeof err) ==
+                         SYNC_OK &&
+                     strcmp(th_fmt("%lld %s", n, hex), sums[i]) == 0,
+                 "read-only checksum differs");
+    }
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
+/* Change sequence numbers: a rollback (of the transaction or of a savepoint) hands the same
+ * numbers out again, a commit keeps them, also across reopening. */
+static void cseq_rules(const char *where)
+{
+    sync_schema *s = schema(schema_v1);
+    const sync_table *t = sync_schema_table(s, 1);
+    cloud_store *st = open_store(where, s);
+    sync_value v[2] = {{.type = SYNC_TEXT, .u.b = {(const uint8_t *)"k", 1}},
+                       {.type = SYNC_INT, .u.i = 1}};
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin");
+    uint64_t a = cloud_store_next_cseq(st), b = cloud_store_next_cseq(st);
+    TH_CHECK(b == a + 1, "consecutive");
+    cloud_store_rollback(st);
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin");
+    TH_CHECK(cloud_store_next_cseq(st) == a, "a rollback hands the numbers out again");
+    TH_CHECK(cloud_store_savepoint(st) == SYNC_OK, "savepoint");
+    uint64_t c = cloud_store_next_cseq(st);
+    cloud_row r = row_of(t, v, c);
+    TH_CHECK(cloud_store_row_put(st, t, &v[0], &r) == SYNC_OK, "put");
+    cloud_store_rollback_savepoint(st);
+    TH_CHECK(cloud_store_next_cseq(st) == c, "a rolled-back savepoint hands its numbers out again");
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit");
+    cloud_row got;
+    TH_CHECK(cloud_store_row_get(st, t, &v[0], &got) == SYNC_OK && !got.exists,
+             "the rolled-back savepoint's row is gone");
+    cloud_store_close(st);
+    st = open_store(where, s);
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin");
+    TH_CHECK(cloud_store_next_cseq(st) == c + 1, "committed numbers are kept across reopening");
+    cloud_store_rollback(st);
+    /* The device table: the seq of a device rises with each batch. */
+    uint64_t seq;
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK && cloud_store_device_seq(st, "d1", &seq) == SYNC_OK &&
+                 seq == 0,
+             "a new device");
+    TH_CHECK(cloud_store_device_done(st, "d1", UINT64_MAX - 5, 3, 4) == SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK,
+             "device_done");
+    TH_CHECK(cloud_store_device_seq(st, "d1", &seq) == SYNC_OK && seq == UINT64_MAX - 5,
+             "a seq above 2^63 is kept: %" PRIu64, seq);
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
+/* A schema that grows is taken; an older one or a column of another type is refused. */
+static void schema_changes(const char *where)
+{
+    sync_schema *s1 = schema(schema_v1);
+    cloud_store *st = open_store(where, s1);
+    write_all(st, s1);
+    cloud_store_close(st);
+    char v2[1024];
+    snprintf(v2, sizeof v2, "%s%s", schema_v1,
+             "column w integer\ntable more\ncolumn id integer key\ncolumn x text\n");
+    v2[8] = '2'; /* "version 2" */
+    sync_schema *s2 = schema(v2);
+    st = open_store(where, s2);
+    const sync_table *bt = sync_schema_table(s2, 2);
+    sync_value key = {.type = SYNC_BLOB, .u.b = {(const uint8_t *)"\xff", 1}};
+    cloud_row row;
+    TH_CHECK(cloud_store_row_get(st, bt, &key, &row) == SYNC_OK && row.exists &&
+                 row.vals[2].type == SYNC_NULL && row.vals[1].u.f == 5 / 3.0,
+             "an old row in a widened table: the new column is NULL");
+    cloud_store_close(st);
+    char err[512];
+    if (cloud_store_is_pg(where)) {
+        TH_CHECK(cloud_store_open(where, s1, 0, &st, err, sizeof err) == SYNC_ERR_SCHEMA &&
+                     st == NULL && strstr(err, "schema version 2") && strstr(err, "version 1"),
+                 "an older schema is refused: %s", err);
+        printf("store: an older schema: %s\n", err);
+        char v3[1024];
+        snprintf(v3, sizeof v3, "%s", v2);
+        v3[8] = '3';
+        char *i = strstr(v3, "column i integer");
+        memcpy(i, "column i text   ", 16);
+        sync_schema *s3 = schema(v3);
+        TH_CHECK(cloud_store_open(where, s3, 0, &st, err, sizeof err) == SYNC_ERR_SCHEMA &&
+                     strstr(err, "'i'") && strstr(err, "bigint"),
+                 "a column of another type is refused: %s", err);
+        printf("store: another type: %s\n", err);
+        sync_schema_free(s3);
+    }
+    sync_schema_free(s1);
+    sync_schema_free(s2);
+}
+
+/* ---- PostgreSQL only ---- */
+
+static const char *superuser(void)
+{
+    return th_fmt("host=127.0.0.1 port=%d dbname=postgres user=postgres", th_pg_port());
+}
+
+/* Text with a NUL byte: refused with a message, and only its savepoint is lost. */
+static void nul_text(void)
+{
+    sync_schema *s = schema(schema_v1);
+    const sync_table *t = sync_schema_table(s, 0);
+    cloud_store *st = open_store(fresh(NULL), s);
+    sync_value v[5];
+    vals_row(3, v);
+    v[3] = (sync_value){.type = SYNC_TEXT, .u.b = {(const uint8_t *)"a\0b", 3}};
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK && cloud_store_savepoint(st) == SYNC_OK, "begin");
+    cloud_row r = row_of(t, v, cloud_store_next_cseq(st));
+    TH_CHECK(cloud_store_row_put(st, t, &v[0], &r) != SYNC_OK &&
+                 strstr(cloud_store_errmsg(st), "NUL"),
+             "NUL in text: %s", cloud_store_errmsg(st));
+    cloud_store_rollback_savepoint(st);
+    TH_CHECK(cloud_store_savepoint(st) == SYNC_OK, "the next batch: %s", cloud_store_errmsg(st));
+    vals_row(4, v);
+    r = row_of(t, v, cloud_store_next_cseq(st));
+    TH_CHECK(cloud_store_row_put(st, t, &v[0], &r) == SYNC_OK && cloud_store_release(st) == SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK,
+             "the next batch applies: %s", cloud_store_errmsg(st));
+    cloud_row got;
+    vals_row(3, v);
+    TH_CHECK(cloud_store_row_get(st, t, &v[0], &got) == SYNC_OK && !got.exists, "not stored");
+    vals_row(4, v);
+    TH_CHECK(cloud_store_row_get(st, t, &v[0], &got) == SYNC_OK && got.exists && got.cseq == 1,
+             "stored, with the rolled-back batch's cseq");
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
+/* Two connections: the second writer waits for the first to commit and then gets the next
+ * number; a catch-up read during the first's transaction neither waits nor sees its rows. */
+static void two_writers(void)
+{
+    sync_schema *s = schema(schema_v1);
+    const sync_table *t = sync_schema_table(s, 1);
+    const char *where = fresh(NULL);
+    cloud_store *mine = open_store(where, s);
+    int ready[2], done[2];
+    TH_CHECK(pipe(ready) == 0 && pipe(done) == 0, "pipe");
+    fflush(NULL);
+    pid_t child = fork();
+    TH_CHECK(child >= 0, "fork");
+    if (child == 0) {
+        /* The other consumer (its own connection; the parent's is not touched here). */
+        char err[512], c = 'x';
+        cloud_store *other;
+        if (cloud_store_open(where, s, 0, &other, err, sizeof err) != SYNC_OK ||
+            cloud_store_begin(other) != SYNC_OK)
+            _exit(2);
+        sync_value v[2] = {{.type = SYNC_TEXT, .u.b = {(const uint8_t *)"other", 5}},
+                           {.type = SYNC_INT, .u.i = 7}};
+        cloud_row r = row_of(t, v, cloud_store_next_cseq(other));
+        if (cloud_store_row_put(other, t, &v[0], &r) != SYNC_OK ||
+            write(ready[1], &c, 1) != 1)
+            _exit(3);
+        if (read(done[0], &c, 1) != 1) /* the parent has read the page */
+            _exit(4);
+        usleep(400000);
+        int ok = cloud_store_commit(other) == SYNC_OK;
+        cloud_store_close(other);
+        _exit(ok ? 0 : 5);
+    }
+    char c;
+    TH_CHECK(read(ready[0], &c, 1) == 1, "the other writer did not start");
+    uint64_t remaining = 99;
+    struct pulled p = {t, 0, 1, 0};
+    double t0 = th_now();
+    TH_CHECK(cloud_store_pull(mine, t, 0, 100, check_pulled, &p, &remaining) == SYNC_OK &&
+                 p.n == 0 && remaining == 0,
+             "a page during the other's transaction sees none of its rows (%d, %" PRIu64 ")", p.n,
+             remaining);
+    TH_CHECK(th_now() - t0 < 0.3, "the page waited %.2f s", th_now() - t0);
+    TH_CHECK(write(done[1], "x", 1) == 1, "pipe");
+    t0 = th_now();
+    TH_CHECK(cloud_store_begin(mine) == SYNC_OK, "begin: %s", cloud_store_errmsg(mine));
+    double waited = th_now() - t0;
+    uint64_t next = cloud_store_next_cseq(mine);
+    cloud_store_rollback(mine);
+    int status;
+    TH_CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+                 WEXITSTATUS(status) == 0,
+             "the other writer failed (%d)", status);
+    TH_CHECK(waited > 0.3, "begin did not wait for the other writer's commit (%.2f s)", waited);
+    TH_CHECK(next == 2, "the next number after the other's commit is 2, not %" PRIu64, next);
+    printf("store: a second writer waited %.2f s for the first one's commit, then got cseq %" PRIu64
+           "\n",
+           waited, next);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    close(done[1]);
+    cloud_store_close(mine);
+    sync_schema_free(s);
+}
+
+/* A session ended by the server: the next transaction connects again. */
+static void reconnect(void)
+{
+    sync_schema *s = schema(schema_v1);
+    const sync_table *t = sync_schema_table(s, 1);
+    cloud_store *st = open_store(fresh(NULL), s);
+    TH_CHECK(th_pg_int(pg, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE "
+                           "application_name = 'synccloud'") == 1,
+             "the store's session was not found");
+    sync_value v[2] = {{.type = SYNC_TEXT, .u.b = {(const uint8_t *)"after", 5}},
+                       {.type = SYNC_INT, .u.i = 1}};
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin after the session ended: %s",
+             cloud_store_errmsg(st));
+    cloud_row r = row_of(t, v, cloud_store_next_cseq(st));
+    TH_CHECK(cloud_store_row_put(st, t, &v[0], &r) == SYNC_OK && cloud_store_commit(st) == SYNC_OK,
+             "write after reconnecting: %s", cloud_store_errmsg(st));
+    /* Ended in the middle of a transaction: that one fails, the next works. */
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin");
+    th_pg_int(pg, "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE "
+                  "application_name = 'synccloud'");
+    r = row_of(t, v, cloud_store_next_cseq(st));
+    TH_CHECK(cloud_store_row_put(st, t, &v[0], &r) != SYNC_OK || cloud_store_commit(st) != SYNC_OK,
+             "a transaction whose session ended cannot commit");
+    cloud_store_rollback(st);
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK && cloud_store_commit(st) == SYNC_OK,
+             "the next transaction: %s", cloud_store_errmsg(st));
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
+static void connection_strings(void)
+{
+    TH_CHECK(cloud_store_is_pg("postgresql://u@h/db") && cloud_store_is_pg("postgres://h/db") &&
+                 cloud_store_is_pg("host=h dbname=d") && cloud_store_is_pg("dbname=d") &&
+                 !cloud_store_is_pg("/var/lib/synccloud/cloud.db") && !cloud_store_is_pg("x.db"),
+             "which setting names PostgreSQL");
+    sync_schema *s = schema(schema_v1);
+    const char *with_pw[] = {
+        th_fmt("%s password=s3cret-word", pg),
+        th_fmt("postgresql://synccloud:s3cret-word@127.0.0.1:%d/synctest?application_name=x",
+               th_pg_port()),
+    };
+    for (int i = 0; i < 2; i++) {
+        cloud_store *st = open_store(with_pw[i], s);
+        const char *d = cloud_store_describe(st);
+        TH_CHECK(strstr(d, "PostgreSQL") && strstr(d, "synctest") && !strstr(d, "s3cret"),
+                 "describe: %s", d);
+        cloud_store_close(st);
+    }
+    char err[512];
+    cloud_store *st;
+    TH_CHECK(cloud_store_open(th_fmt("postgresql://synccloud:s3cret-word@127.0.0.1:%d/nosuchdb",
+                                     th_pg_port()),
+                              s, 0, &st, err, sizeof err) != SYNC_OK &&
+                 strstr(err, "nosuchdb") && !strstr(err, "s3cret"),
+             "a failed connection says why, without the password: %s", err);
+    printf("store: %s\n", err);
+    /* The store needs a UTF8 database. */
+    TH_CHECK(th_pg_exec(superuser(), "CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' "
+                                     "LC_CTYPE 'C' TEMPLATE template0 OWNER synccloud") == 0,
+             "create database");
+    TH_CHECK(cloud_store_open(th_fmt("host=127.0.0.1 port=%d dbname=ascii user=synccloud",
+                                     th_pg_port()),
+                              s, 0, &st, err, sizeof err) != SYNC_OK &&
+                 strstr(err, "SQL_ASCII") && strstr(err, "UTF8"),
+             "a database not in UTF8 is refused: %s", err);
+    sync_schema_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    char sq[3][80], pq[3][80], icu[3][80];
+    static char longtext[100001];
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    th_init();
+    sync_log_setup("test_store", SYNC_LOG_ERR, 0);
+    pg = argc > 1 && strcmp(argv[1], "--pg") == 0 ? th_pg_start() : NULL;
+    reals[12] = INFINITY;
+    reals[13] = -INFINITY;
+    reals[14] = NAN;
+    for (int i = 0; i < 256; i++)
+        blob_all[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof blob_big; i++)
+        blob_big[i] = (uint8_t)(i % 3 ? i * 2654435761u >> 13 : 0);
+    for (size_t i = 0; i < sizeof longtext - 1; i++)
+        longtext[i] = (char)('a' + i % 26);
+    texts[NT - 1] = longtext;
+
+    round_trip(fresh("rt"), 0, sq);
+    cseq_rules(fresh("cseq"));
+    schema_changes(fresh("schema"));
+    printf("store: SQLite: values, pages, checksums, change sequence and schema changes\n");
+    if (pg) {
+        round_trip(fresh(NULL), 1, pq);
+        for (int i = 0; i < 3; i++)
+            TH_CHECK(strcmp(sq[i], pq[i]) == 0, "table %d: SQLite's checksum %s, PostgreSQL's %s",
+                     i, sq[i], pq[i]);
+        /* A database whose default collation sorts "a" before "B" orders the same. */
+        TH_CHECK(th_pg_exec(superuser(), "CREATE DATABASE icu LOCALE_PROVIDER icu ICU_LOCALE "
+                                         "'en-US' LOCALE 'C' TEMPLATE template0 OWNER synccloud") ==
+                     0,
+                 "create database icu");
+        round_trip(th_fmt("host=127.0.0.1 port=%d dbname=icu user=synccloud", th_pg_port()), 1,
+                   icu);
+        for (int i = 0; i < 3; i++)
+            TH_CHECK(strcmp(sq[i], icu[i]) == 0, "table %d (ICU database): %s vs %s", i, sq[i],
+                     icu[i]);
+        printf("store: PostgreSQL: values bit for bit; checksums equal SQLite's:\n");
+        for (int i = 0; i < 3; i++)
+            printf("  %s\n", pq[i]);
+        cseq_rules(fresh(NULL));
+        schema_changes(fresh(NULL));
+        nul_text();
+        two_writers();
+        reconnect();
+        connection_strings();
+        th_pg_stop();
+    }
+    printf("store: OK\n");
+    return 0;
+}
