@@ -16,8 +16,9 @@
 typedef struct tdelta {
     sync_cbuf body;     /* encoded changes of this table since the last flush */
     size_t n;           /* how many */
-    uint64_t published; /* cseq of the last change of the last delta published (committed) */
+    uint64_t published; /* the table's newest cseq before body: the next delta's prev_cseq */
     uint64_t last;      /* cseq of the last change in body */
+    int prev_read;      /* published was read from the store in this transaction */
 } tdelta;
 
 struct cloud_applier {
@@ -342,6 +343,23 @@ static void json_change(cloud_applier *a, sync_json *j, const sync_table *t, con
     sync_json_end(j);
 }
 
+/* Before the first change of a table in a transaction: the table's newest committed cseq,
+ * which the delta of this transaction names as prev_cseq. A consumer alone on its store knows
+ * it already (its own last delta); with several consumers sharing a PostgreSQL store the
+ * others' transactions come between, and a delta naming our own last one would tell replicas
+ * "nothing missed" across changes another consumer's lost delta held. Read under the store's
+ * write lock, so nothing can commit in between. */
+static int delta_prev(cloud_applier *a, const sync_table *t)
+{
+    tdelta *d = &a->deltas[t->index];
+    if (d->prev_read)
+        return SYNC_OK;
+    if (cloud_store_table_cseq(a->st, t, &d->published) != SYNC_OK)
+        return SYNC_ERR_DB;
+    d->prev_read = 1;
+    return SYNC_OK;
+}
+
 /* Queues the downstream effects of an applied change: the delta entry, the retained row state
  * and the change event. */
 static int publish_change(cloud_applier *a, const sync_table *t, const sync_record *r,
@@ -593,6 +611,10 @@ static int ap_rec(void *ctx, const sync_record *r)
         if (!won)
             return add_result(a, r->seq, SYNC_R_LOST, row->version, t, 1);
     }
+    if (delta_prev(a, t) != SYNC_OK) {
+        a->db_failed = 1;
+        return SYNC_ERR_DB;
+    }
     cloud_row *nx = &a->next;
     nx->exists = 1;
     nx->deleted = r->op == SYNC_OP_DELETE;
@@ -680,6 +702,8 @@ int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_tab
         op = SYNC_OP_DELETE; /* restating a tombstone (or nothing) leaves a tombstone */
     /* An update of a tombstone brings the row back with only the given columns. */
     int keep = op == SYNC_OP_UPDATE && row->exists && !row->deleted;
+    if (delta_prev(a, t) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "%s", cloud_store_errmsg(a->st));
     nx->exists = 1;
     nx->deleted = op == SYNC_OP_DELETE;
     nx->version = row->version + 1;
@@ -926,6 +950,8 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
         d->n = 0;
         sync_cbuf_reset(&d->body);
     }
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++)
+        a->deltas[i].prev_read = 0;
     sync_cbuf_free(&hdr);
     cloud_outq_move(q, &a->rows);
     cloud_outq_move(q, &a->events);
@@ -943,7 +969,12 @@ int cloud_applier_head(cloud_applier *a, cloud_outq *q)
         const sync_table *t = sync_schema_table(a->schema, i);
         e[i].table = t->name;
         e[i].table_len = strlen(t->name);
+        /* The store's newest committed change: with several consumers on one store, the
+         * others' changes count too. */
+        uint64_t c = 0;
         e[i].cseq = a->deltas[i].published;
+        if (cloud_store_table_cseq(a->st, t, &c) == SYNC_OK && c > e[i].cseq)
+            e[i].cseq = c;
         if (e[i].cseq > top)
             top = e[i].cseq;
     }
@@ -964,6 +995,7 @@ void cloud_applier_discard(cloud_applier *a)
     cloud_outq_clear(&a->events);
     for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
         a->deltas[i].n = 0;
+        a->deltas[i].prev_read = 0;
         sync_cbuf_reset(&a->deltas[i].body);
     }
 }

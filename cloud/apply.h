@@ -53,7 +53,8 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q);
 /* After ROLLBACK: forgets them (and rewinds the delta links). */
 void cloud_applier_discard(cloud_applier *a);
 
-/* Queues the retained head message: the newest published cseq of every table. */
+/* Queues the retained head message: the newest committed cseq of every table, whichever
+ * consumer committed it (read from the store: call it outside a transaction). */
 int cloud_applier_head(cloud_applier *a, cloud_outq *q);
 
 void cloud_applier_stats(const cloud_applier *a, cloud_stats *s);

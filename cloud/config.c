@@ -10,6 +10,7 @@
 #include "sync/log.h"
 #include "sync/schema.h"
 #include "sync/topic.h"
+#include "store.h"
 
 const char cloud_config_help[] =
     "Usage: synccloud [-c FILE] [--KEY VALUE ...] [--checksum] [-v] [-h]\n"
@@ -24,7 +25,10 @@ const char cloud_config_help[] =
     "  schema FILE          schema file shared with the edges (required)\n"
     "  tenant ID            tenant id (required)\n"
     "  broker URI           broker, e.g. ssl://127.0.0.1:8883 (default)\n"
-    "  client_id ID         MQTT client id (default synccloud-TENANT)\n"
+    "  client_id ID         MQTT client id (default synccloud-TENANT; unique per process)\n"
+    "  shared_group NAME    consume as one of several synccloud processes on one PostgreSQL\n"
+    "                       store: subscribe through $share/NAME/... so the broker hands\n"
+    "                       each message to one member of the group (default: alone)\n"
     "  username NAME        broker user name (default synccloud)\n"
     "  password_file FILE   file holding the broker password (mode 0600)\n"
     "  cafile FILE          CA certificate(s) to verify the broker\n"
@@ -79,6 +83,7 @@ static const sync_opt cloud_opts[] = {
     OPT("tenant", SYNC_OPT_STR, tenant, 0, 0),
     OPT("broker", SYNC_OPT_STR, broker, 0, 0),
     OPT("client_id", SYNC_OPT_STR, client_id, 0, 0),
+    OPT("shared_group", SYNC_OPT_STR, shared_group, 0, 0),
     OPT("username", SYNC_OPT_STR, username, 0, 0),
     OPT("password_file", SYNC_OPT_STR, password_file, 0, 0),
     OPT("cafile", SYNC_OPT_STR, cafile, 0, 0),
@@ -281,6 +286,15 @@ int cloud_config_finish(cloud_config *c, char *err, size_t errlen)
     if (c->retry_max < c->retry_min)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL, "retry_max (%ld) is below retry_min (%ld)",
                            c->retry_max, c->retry_min);
+    if (c->shared_group && !sync_id_valid(c->shared_group, strlen(c->shared_group)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid shared_group value (%s): 1-64 of A-Z a-z 0-9 _ . -",
+                           c->shared_group);
+    if (c->shared_group && !cloud_store_is_pg(c->database))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "shared_group needs a PostgreSQL store: an SQLite file (%s) is for "
+                           "one synccloud process only",
+                           c->database);
     int rc = SYNC_OK;
     if (!c->broker)
         rc = sync_conf_str(&c->broker, "ssl://127.0.0.1:8883", err, errlen);

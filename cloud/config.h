@@ -33,6 +33,7 @@ typedef struct cloud_config {
     char *tenant;
     char *broker;
     char *client_id; /* default: synccloud-TENANT */
+    char *shared_group; /* MQTT 5 shared subscription group, or NULL: the only consumer */
     char *username;  /* default: synccloud */
     char *password_file;
     char *cafile, *certfile, *keyfile;

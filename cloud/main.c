@@ -192,14 +192,21 @@ static int run(cloud_config *c, const sync_schema *schema)
         sync_error("%s", err);
         goto out;
     }
-    char filter[SYNC_TOPIC_MAX];
-    snprintf(filter, sizeof filter, "sync/%s/dev/+/up", c->tenant);
+    /* With a shared group, the broker hands each batch, pull and admin request to one member
+     * of the group. Per-device order holds because an edge has one batch in flight at a time;
+     * the store's write lock orders the members' transactions (store_pg.c). */
+    char share[SYNC_MAX_ID + 16] = "";
+    if (c->shared_group)
+        snprintf(share, sizeof share, "$share/%s/", c->shared_group);
+    char filter[SYNC_TOPIC_MAX + sizeof share];
+    snprintf(filter, sizeof filter, "%ssync/%s/dev/+/up", share, c->tenant);
     sync_mqtt_subscribe(m, filter, 1);
-    snprintf(filter, sizeof filter, "sync/%s/dev/+/pull", c->tenant);
+    snprintf(filter, sizeof filter, "%ssync/%s/dev/+/pull", share, c->tenant);
+    sync_mqtt_subscribe(m, filter, 1);
+    snprintf(filter, sizeof filter, "%ssync/%s/admin/req", share, c->tenant);
     sync_mqtt_subscribe(m, filter, 1);
     char admin_topic[SYNC_TOPIC_MAX];
     snprintf(admin_topic, sizeof admin_topic, "sync/%s/admin/req", c->tenant);
-    sync_mqtt_subscribe(m, admin_topic, 1);
     if (cloud_puller_new(st, schema, c, &puller, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;

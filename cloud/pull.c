@@ -108,7 +108,12 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
                            device, (int)req.table_len, req.table);
     uint64_t limit =
         req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
+    /* Another consumer sharing the database may have compacted: the horizon is read again. */
+    if (cloud_store_refresh(p->st) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "pull of '%s' for %s: %s", p->t->name, device,
+                           cloud_store_errmsg(p->st));
     uint64_t horizon = cloud_store_compacted(p->st, p->t);
+again:
     if (!req.full && req.after > 0 && req.after < horizon) {
         /* Tombstones after the replica's cursor were compacted: it may hold rows deleted since,
          * which no change can tell it about now. It gets the whole table (a page whose `after`
@@ -125,6 +130,13 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     p->last = req.after;
     uint64_t remaining = 0;
     rc = cloud_store_pull(p->st, p->t, req.after, limit, add_row, p, &remaining);
+    if (rc == SYNC_OK && !req.full && req.after > 0 && cloud_store_refresh(p->st) == SYNC_OK &&
+        cloud_store_compacted(p->st, p->t) != horizon) {
+        /* A compaction committed between our look at the horizon and the page's snapshot
+         * could have removed tombstones the page should hold: decide again. */
+        horizon = cloud_store_compacted(p->st, p->t);
+        goto again;
+    }
     if (rc != SYNC_OK)
         return sync_seterr(err, errlen, rc, "pull of '%s' for %s: %s", p->t->name, device,
                            rc == SYNC_ERR_DB ? cloud_store_errmsg(p->st) : sync_strerror(rc));

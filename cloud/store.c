@@ -140,6 +140,11 @@ int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
     return st->ops->compact(st, t, before_ms, removed);
 }
 
+int cloud_store_refresh(cloud_store *st)
+{
+    return st->ops->refresh(st);
+}
+
 uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t)
 {
     return st->ops->compacted(st, t);

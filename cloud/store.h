@@ -147,6 +147,11 @@ int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint6
  * Call inside a write transaction. *removed receives the number of tombstones removed. */
 int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
                         uint64_t *removed);
+/* Reads again what another consumer sharing the database may have changed since: each table's
+ * compaction horizon and version floor. A no-op for SQLite (one consumer per file); PostgreSQL
+ * also does it at every cloud_store_begin, under the lock that orders write transactions.
+ * Returns SYNC_OK or SYNC_ERR_DB. */
+int cloud_store_refresh(cloud_store *st);
 /* The table's compaction horizon (0: nothing compacted yet). */
 uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t);
 /* The table's version floor (0: nothing compacted yet). */

@@ -39,6 +39,7 @@ typedef struct cloud_store_ops {
     int (*pull)(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                 cloud_row_cb cb, void *ctx, uint64_t *remaining);
     int (*compact)(cloud_store *st, const sync_table *t, int64_t before_ms, uint64_t *removed);
+    int (*refresh)(cloud_store *st);
     uint64_t (*compacted)(const cloud_store *st, const sync_table *t);
     uint64_t (*version_floor)(const cloud_store *st, const sync_table *t);
     int (*checksum)(cloud_store *st, const sync_table *t, char hex[65], long long *rows,

@@ -359,7 +359,8 @@ static int pg__stmt_add(pg_store *st, const char *name, const char *sql, int npa
         return -1;
     }
     s->nparams = nparams;
-    memcpy(s->types, types, (size_t)nparams * sizeof *types);
+    if (nparams > 0)
+        memcpy(s->types, types, (size_t)nparams * sizeof *types);
     return st->nstmts++;
 }
 
@@ -926,6 +927,25 @@ static int pg__common_stmts(pg_store *st)
     return SYNC_OK;
 }
 
+/* Reads each table's compaction horizon and version floor: another consumer sharing the
+ * database may have compacted since we last looked. */
+static int pg__load_compacted(pg_store *st)
+{
+    for (int i = 0; i < sync_schema_ntables(st->schema); i++) {
+        pg_params p = {0};
+        p_cstr(&p, sync_schema_table(st->schema, i)->name);
+        PGresult *r = pg__run(st, st->common[C_COMPACTED_GET], &p);
+        if (!r)
+            return SYNC_ERR_DB;
+        if (PQntuples(r) == 1) {
+            st->tst[i].compacted = (uint64_t)r_int(r, 0, 0);
+            st->tst[i].floor = (uint64_t)r_int(r, 0, 1);
+        }
+        PQclear(r);
+    }
+    return SYNC_OK;
+}
+
 /* ---- open and close ---- */
 
 static void pg_close(cloud_store *cs)
@@ -979,20 +999,8 @@ int cloud_store_pg_open(const char *conninfo, const sync_schema *s, int sync_ful
     if (rc == SYNC_OK)
         rc = pg__prepare_all(st);
     /* Where earlier compactions left off, and the change sequence. */
-    for (int i = 0; rc == SYNC_OK && i < sync_schema_ntables(s); i++) {
-        pg_params p = {0};
-        p_cstr(&p, sync_schema_table(s, i)->name);
-        PGresult *r = pg__run(st, st->common[C_COMPACTED_GET], &p);
-        if (!r) {
-            rc = SYNC_ERR_DB;
-            break;
-        }
-        if (PQntuples(r) == 1) {
-            st->tst[i].compacted = (uint64_t)r_int(r, 0, 0);
-            st->tst[i].floor = (uint64_t)r_int(r, 0, 1);
-        }
-        PQclear(r);
-    }
+    if (rc == SYNC_OK)
+        rc = pg__load_compacted(st);
     if (rc == SYNC_OK) {
         PGresult *r = PQexecParams(st->conn, "SELECT cseq FROM _sync_state WHERE id = 1", 0, NULL,
                                    NULL, NULL, NULL, 1);
@@ -1068,7 +1076,22 @@ static int pg_begin(cloud_store *cs)
     }
     st->cseq = st->cseq_tx = (uint64_t)r_int(r, 0, 0);
     PQclear(r);
+    /* Under the lock, what other consumers compacted is committed and visible: the version
+     * floors the applier uses in this transaction are current. */
+    if (pg__load_compacted(st) != SYNC_OK) {
+        PQclear(PQexec(st->conn, "ROLLBACK"));
+        st->in_tx = 0;
+        return SYNC_ERR_DB;
+    }
     return SYNC_OK;
+}
+
+static int pg_refresh(cloud_store *cs)
+{
+    pg_store *st = (pg_store *)cs;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    return pg__load_compacted(st);
 }
 
 static int pg_commit(cloud_store *cs)
@@ -1695,6 +1718,7 @@ static const cloud_store_ops pg_ops = {
     .table_cseq = pg_table_cseq,
     .pull = pg_pull,
     .compact = pg_compact,
+    .refresh = pg_refresh,
     .compacted = pg_compacted,
     .version_floor = pg_version_floor,
     .checksum = pg_checksum,

@@ -594,6 +594,13 @@ static int sq_compact(cloud_store *cs, const sync_table *t, int64_t before_ms,
     return SYNC_OK;
 }
 
+/* One consumer per file: nobody else compacts it (see cloud_store_refresh). */
+static int sq_refresh(cloud_store *cs)
+{
+    (void)cs;
+    return SYNC_OK;
+}
+
 static uint64_t sq_compacted(const cloud_store *cs, const sync_table *t)
 {
     const sq_store *st = (const sq_store *)cs;
@@ -697,6 +704,7 @@ static const cloud_store_ops sq_ops = {
     .table_cseq = sq_table_cseq,
     .pull = sq_pull,
     .compact = sq_compact,
+    .refresh = sq_refresh,
     .compacted = sq_compacted,
     .version_floor = sq_version_floor,
     .checksum = sq_checksum,

@@ -545,6 +545,191 @@ static void flushed(cloud *c, int *deltas, int *rows, int *events, const char *t
     cloud_outq_clear(&q);
 }
 
+/* ---- several consumers on one PostgreSQL store ---- */
+
+/* A second consumer on the store of c: its own connection and applier, as a second synccloud
+ * process of a shared group would have. */
+typedef struct consumer {
+    cloud_store *st;
+    cloud_applier *ap;
+} consumer;
+
+static void consumer_open(consumer *k, cloud *c)
+{
+    char err[512];
+    if (cloud_store_open(c->cfg.database, c->schema, 0, &k->st, err, sizeof err) != SYNC_OK ||
+        cloud_applier_new(k->st, c->schema, &c->cfg, &k->ap, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "second consumer: %s\n", err);
+        exit(1);
+    }
+}
+
+static void consumer_close(consumer *k)
+{
+    cloud_applier_free(k->ap);
+    cloud_store_close(k->st);
+}
+
+static int delta_hdr(void *ctx, const sync_delta_hdr *h)
+{
+    *(uint64_t *)ctx = h->prev_cseq;
+    return 0;
+}
+
+static int head_table(void *ctx, const sync_head_entry *e)
+{
+    if (e->table_len == 5 && memcmp(e->table, "items", 5) == 0)
+        *(uint64_t *)ctx = e->cseq;
+    return 0;
+}
+
+/* Applies one update of items `id` from device dev through consumer (st, ap), flushes, and
+ * returns the prev_cseq its delta on items names (UINT64_MAX: no delta). */
+static uint64_t apply_via(cloud *c, cloud_store *st, cloud_applier *ap, int dev, int64_t id,
+                          const char *a, uint64_t hlc)
+{
+    sync_record r;
+    memset(&r, 0, sizeof r);
+    r.table = "items";
+    r.table_len = 5;
+    r.key.type = SYNC_INT;
+    r.key.u.i = id;
+    r.op = SYNC_OP_UPDATE;
+    r.hlc = hlc;
+    r.seq = ++c->seq[dev];
+    r.ncols = 1;
+    r.cols[0].name = "a";
+    r.cols[0].name_len = 1;
+    r.cols[0].v.type = SYNC_TEXT;
+    r.cols[0].v.u.b.p = (const uint8_t *)a;
+    r.cols[0].v.u.b.n = strlen(a);
+    sync_cbuf b;
+    sync_cbuf_init(&b, 0);
+    sync_batch_hdr h = {1, devices[dev], strlen(devices[dev]), r.seq, 1};
+    sync_batch_encode_hdr(&b, &h);
+    sync_record_encode(&b, &r, r.seq);
+    if (b.err || cloud_store_begin(st) != SYNC_OK ||
+        cloud_applier_batch(ap, devices[dev], b.data, b.len) != SYNC_OK ||
+        cloud_store_commit(st) != SYNC_OK) {
+        fprintf(stderr, "apply failed: %s\n", cloud_store_errmsg(st));
+        exit(1);
+    }
+    sync_cbuf_free(&b);
+    cloud_outq q;
+    cloud_outq_init(&q);
+    cloud_applier_flush(ap, &q);
+    uint64_t prev = UINT64_MAX;
+    for (cloud_msg *m = q.head; m; m = m->next)
+        if (strcmp(m->topic, "sync/t/delta/items") == 0)
+            sync_delta_decode(m->payload, m->len, NULL, delta_hdr, NULL, &prev, NULL, 0);
+    cloud_outq_clear(&q);
+    return prev;
+}
+
+static uint64_t head_of(cloud_applier *ap)
+{
+    cloud_outq q;
+    cloud_outq_init(&q);
+    uint64_t cseq = 0, top = 0;
+    if (cloud_applier_head(ap, &q) == SYNC_OK && q.head)
+        sync_head_decode(q.head->payload, q.head->len, &top, head_table, &cseq, NULL, 0);
+    cloud_outq_clear(&q);
+    return cseq;
+}
+
+/* Two consumers take turns: each delta must name the change the other committed just before
+ * as prev_cseq (a replica that missed the other's delta then notices), and either consumer's
+ * head must count the other's changes. */
+static void test_two_consumers(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    consumer k;
+    consumer_open(&k, &c);
+    send(&c, A, (change){"items", 1, SYNC_OP_INSERT, 0, HLC(1000), "one", 1}); /* cseq 1 */
+    CHECK(apply_via(&c, k.st, k.ap, B, 1, "two", HLC(2000)) == 1,
+          "the second consumer's delta must follow the first's change (cseq 1)");
+    CHECK(apply_via(&c, c.st, c.ap, A, 1, "three", HLC(3000)) == 2,
+          "the first consumer's next delta must follow the second's change (cseq 2)");
+    CHECK(apply_via(&c, k.st, k.ap, B, 1, "four", HLC(4000)) == 3, "and back again (cseq 3)");
+    CHECK(head_of(c.ap) == 4 && head_of(k.ap) == 4, "head %llu / %llu, want 4 from both",
+          (unsigned long long)head_of(c.ap), (unsigned long long)head_of(k.ap));
+    stored s = get(&c, "items", 1);
+    CHECK(s.version == 4 && strcmp(s.a, "four") == 0, "row: version %llu a '%s'",
+          (unsigned long long)s.version, s.a);
+    consumer_close(&k);
+    cloud_close(&c);
+}
+
+/* Two consumers apply to the same rows at the same time, each from its own thread and
+ * connection, updates whose HLCs interleave: whatever order they are applied in, each row must
+ * end with the update of the highest HLC, its version must count exactly the updates that were
+ * applied (each one produced a delta), and the change sequence must count them too. */
+#include <pthread.h>
+#define TC_ROWS 5
+#define TC_UPDATES 150 /* per consumer */
+
+typedef struct tc_arg {
+    cloud *c;
+    cloud_store *st;
+    cloud_applier *ap;
+    int dev;
+    int applied; /* updates that produced a delta (the others lost to a later HLC) */
+} tc_arg;
+
+static void *tc_run(void *p)
+{
+    tc_arg *t = p;
+    for (int i = 0; i < TC_UPDATES; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "%s-%d", devices[t->dev], i);
+        uint64_t prev = apply_via(t->c, t->st, t->ap, t->dev, 1 + i % TC_ROWS, a,
+                                  HLC(1000000 + 2 * i + t->dev));
+        t->applied += prev != UINT64_MAX;
+    }
+    return NULL;
+}
+
+static void test_concurrent_consumers(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    for (int id = 1; id <= TC_ROWS; id++)
+        send(&c, C, (change){"items", id, SYNC_OP_INSERT, 0, HLC(1000), "start", 0});
+    consumer k;
+    consumer_open(&k, &c);
+    tc_arg ta = {&c, c.st, c.ap, A, 0}, tb = {&c, k.st, k.ap, B, 0};
+    pthread_t th;
+    if (pthread_create(&th, NULL, tc_run, &tb) != 0) {
+        perror("pthread_create");
+        exit(1);
+    }
+    tc_run(&ta);
+    pthread_join(th, NULL);
+    int applied = ta.applied + tb.applied;
+    printf("test_policies: concurrent consumers applied %d + %d of %d updates\n", ta.applied,
+           tb.applied, 2 * TC_UPDATES);
+    CHECK(applied >= TC_ROWS, "only %d updates applied", applied);
+    for (int id = 1; id <= TC_ROWS; id++) {
+        int last = TC_UPDATES - 1; /* the highest i with 1 + i % TC_ROWS == id */
+        while (1 + last % TC_ROWS != id)
+            last--;
+        char want[32];
+        snprintf(want, sizeof want, "%s-%d", devices[B], last); /* B's HLC is the higher */
+        stored s = get(&c, "items", id);
+        CHECK(strcmp(s.a, want) == 0, "row %d holds '%s', want '%s'", id, s.a, want);
+    }
+    long long versions = th_pg_int(pg, "SELECT sum(_version) FROM items");
+    CHECK(versions == TC_ROWS + applied, "sum of versions %lld, want %d", versions,
+          TC_ROWS + applied);
+    long long cseq = th_pg_int(pg, "SELECT max(_cseq) FROM items");
+    CHECK(cseq == TC_ROWS + applied, "newest cseq %lld, want %d", cseq, TC_ROWS + applied);
+    CHECK(th_pg_int(pg, "SELECT cseq FROM _sync_state WHERE id = 1") == cseq,
+          "the change counter is not the newest change");
+    consumer_close(&k);
+    cloud_close(&c);
+}
+
 /* Resolving pending (manual) conflicts by hand: each way of taking a side, and the refusals. */
 static void test_resolve(void)
 {
@@ -845,6 +1030,10 @@ int main(int argc, char **argv)
     test_admin();
     test_master_mode();
     test_duplicates();
+    if (pg) {
+        test_two_consumers();
+        test_concurrent_consumers();
+    }
     th_pg_stop();
     if (failures) {
         fprintf(stderr, "test_policies: %d of %d checks failed\n", failures, checks);
