@@ -343,6 +343,35 @@ static void json_change(cloud_applier *a, sync_json *j, const sync_table *t, con
     sync_json_end(j);
 }
 
+/* Queues the retained row message of `full` (a change holding the whole row) on topic. */
+static int queue_row(cloud_applier *a, cloud_outq *q, const char *topic, const sync_table *t,
+                     const sync_change *full)
+{
+    sync_cbuf_reset(&a->scratch);
+    if (sync_row_encode(&a->scratch, t->name, strlen(t->name), full) != SYNC_OK ||
+        cloud_outq_add(q, topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 1) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    return SYNC_OK;
+}
+
+int cloud_applier_row_message(cloud_applier *a, const sync_table *t, const sync_value *key,
+                              const cloud_row *row, cloud_outq *q)
+{
+    char topic[SYNC_TOPIC_MAX];
+    if (!row->exists || sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) != SYNC_OK)
+        return SYNC_ERR_INVAL;
+    sync_change *full = &a->change;
+    full->key = *key;
+    full->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+    full->version = row->version;
+    full->cseq = row->cseq;
+    full->hlc = row->hlc;
+    full->origin = row->origin;
+    full->origin_len = strlen(row->origin);
+    fill_cols_from_row(full->cols, &full->ncols, t, row);
+    return queue_row(a, q, topic, t, full);
+}
+
 /* Before the first change of a table in a transaction: the table's newest committed cseq,
  * which the delta of this transaction names as prev_cseq. A consumer alone on its store knows
  * it already (its own last delta); with several consumers sharing a PostgreSQL store the
@@ -397,10 +426,7 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
             sync_change full = *c;
             full.op = a->next.deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
             fill_cols_from_row(full.cols, &full.ncols, t, &a->next);
-            sync_cbuf_reset(&a->scratch);
-            if (sync_row_encode(&a->scratch, t->name, strlen(t->name), &full) != SYNC_OK ||
-                cloud_outq_add(&a->rows, topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 1) !=
-                    SYNC_OK)
+            if (queue_row(a, &a->rows, topic, t, &full) != SYNC_OK)
                 return SYNC_ERR_NOMEM;
         } else {
             sync_warn("row topic for a key of '%s' would be too long; not published", t->name);

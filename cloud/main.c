@@ -17,6 +17,7 @@
 #include "outq.h"
 #include "pull.h"
 #include "registry.h"
+#include "rowcheck.h"
 #include "store.h"
 #include "sync/conf.h"
 #include "sync/daemon.h"
@@ -28,6 +29,8 @@
 #include "sync/topic.h"
 
 #define CLOUD_VERSION "0.1.0"
+/* A retained row message not acknowledged by then is checked anyway (rowcheck.h). */
+#define ROWCHECK_DEADLINE_S 10.0
 
 static double mono_s(void)
 {
@@ -62,7 +65,7 @@ static int print_checksums(const cloud_config *c, const sync_schema *s)
 
 /* Publishes what is queued, in order, while connected. What cannot be published now stays
  * queued for the next connection. */
-static void publish_queue(sync_mqtt *m, cloud_outq *q)
+static void publish_queue(sync_mqtt *m, cloud_outq *q, cloud_rowcheck *rows)
 {
     cloud_msg *msg;
     while (q->head && sync_mqtt_connected(m)) {
@@ -75,6 +78,11 @@ static void publish_queue(sync_mqtt *m, cloud_outq *q)
             return; /* keep it: publish when connected again / when the window has room */
         if (rc != SYNC_OK)
             sync_error("publish to %s is impossible (%zu bytes); dropped", msg->topic, msg->len);
+        else if (rows)
+            /* Delivered once every publish outstanding now (ours last) has completed. */
+            cloud_rowcheck_note(rows, msg,
+                                sync_mqtt_delivered(m) + (unsigned long)sync_mqtt_pending(m),
+                                mono_s() + ROWCHECK_DEADLINE_S);
         free(cloud_outq_pop(q));
     }
 }
@@ -152,6 +160,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     cloud_puller *puller = NULL;
     cloud_registry *reg = NULL;
     cloud_admin *admin = NULL;
+    cloud_rowcheck *rows = NULL; /* with a shared group: see rowcheck.h */
     sync_mqtt *m = NULL;
     cloud_outq q;
     cloud_outq_init(&q);
@@ -167,7 +176,9 @@ static int run(cloud_config *c, const sync_schema *schema)
         goto out;
     }
     cloud_applier_set_registry(ap, reg);
-    if (cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK) {
+    if (cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK ||
+        (c->shared_group && c->publish_rows &&
+         cloud_rowcheck_new(st, schema, c->tenant, ap, &rows, err, sizeof err) != SYNC_OK)) {
         sync_error("%s", err);
         goto out;
     }
@@ -271,7 +282,9 @@ static int run(cloud_config *c, const sync_schema *schema)
                               sizeof err) != SYNC_OK)
                 sync_error("%s", err);
         }
-        publish_queue(m, &q);
+        if (rows && cloud_rowcheck_run(rows, sync_mqtt_delivered(m), now, &q) > 0)
+            sync_debug("rowcheck: published newer states of rows another consumer overtook");
+        publish_queue(m, &q, rows);
     }
     status = 0;
     cloud_stats s;
@@ -281,6 +294,10 @@ static int run(cloud_config *c, const sync_schema *schema)
                 (unsigned long long)s.batches, (unsigned long long)s.records,
                 (unsigned long long)s.applied, (unsigned long long)s.conflicts,
                 (unsigned long long)s.duplicates, (unsigned long long)s.rejected, q.n);
+    if (rows)
+        sync_notice("shared group %s: %llu retained rows published again after another "
+                    "consumer's older state overtook ours",
+                    c->shared_group, (unsigned long long)cloud_rowcheck_republished(rows));
 out:
     sync_mqtt_free(m);
     cloud_outq_clear(&q);
@@ -288,6 +305,7 @@ out:
     cloud_puller_free(puller);
     cloud_registry_close(reg);
     cloud_admin_free(admin);
+    cloud_rowcheck_free(rows);
     cloud_store_close(st);
     memset(password, 0, sizeof password);
     return status;

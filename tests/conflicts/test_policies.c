@@ -19,6 +19,7 @@
 #include "cloud/outq.h"
 #include "cloud/registry.h"
 #include "cloud/resolve.h"
+#include "cloud/rowcheck.h"
 #include "cloud/store.h"
 #include "sync/cbor.h"
 #include "sync/err.h"
@@ -583,10 +584,10 @@ static int head_table(void *ctx, const sync_head_entry *e)
     return 0;
 }
 
-/* Applies one update of items `id` from device dev through consumer (st, ap), flushes, and
- * returns the prev_cseq its delta on items names (UINT64_MAX: no delta). */
-static uint64_t apply_via(cloud *c, cloud_store *st, cloud_applier *ap, int dev, int64_t id,
-                          const char *a, uint64_t hlc)
+/* Applies one update of items `id` from device dev through consumer (st, ap) in a transaction
+ * of its own, and flushes what it produced into q. */
+static void apply_one(cloud *c, cloud_store *st, cloud_applier *ap, int dev, int64_t id,
+                      const char *a, uint64_t hlc, cloud_outq *q)
 {
     sync_record r;
     memset(&r, 0, sizeof r);
@@ -615,9 +616,16 @@ static uint64_t apply_via(cloud *c, cloud_store *st, cloud_applier *ap, int dev,
         exit(1);
     }
     sync_cbuf_free(&b);
+    cloud_applier_flush(ap, q);
+}
+
+/* apply_one, returning the prev_cseq its delta on items names (UINT64_MAX: no delta). */
+static uint64_t apply_via(cloud *c, cloud_store *st, cloud_applier *ap, int dev, int64_t id,
+                          const char *a, uint64_t hlc)
+{
     cloud_outq q;
     cloud_outq_init(&q);
-    cloud_applier_flush(ap, &q);
+    apply_one(c, st, ap, dev, id, a, hlc, &q);
     uint64_t prev = UINT64_MAX;
     for (cloud_msg *m = q.head; m; m = m->next)
         if (strcmp(m->topic, "sync/t/delta/items") == 0)
@@ -661,6 +669,89 @@ static void test_two_consumers(void)
     cloud_close(&c);
 }
 
+/* apply_one, keeping the retained row message the flush queued (the caller frees it); NULL if
+ * there was none. */
+static cloud_msg *row_msg_via(cloud *c, cloud_store *st, cloud_applier *ap, int dev, int64_t id,
+                              const char *a, uint64_t hlc)
+{
+    cloud_outq q;
+    cloud_outq_init(&q);
+    apply_one(c, st, ap, dev, id, a, hlc, &q);
+    cloud_msg *m, *keep = NULL;
+    while ((m = cloud_outq_pop(&q)) != NULL) {
+        if (!keep && m->retain && strncmp(m->topic, "sync/t/rows/items/", 18) == 0) {
+            m->next = NULL;
+            keep = m;
+        } else {
+            free(m);
+        }
+    }
+    return keep;
+}
+
+/* Version in a retained row message. */
+static uint64_t row_version(const cloud_msg *m)
+{
+    static sync_change chg;
+    const char *t;
+    size_t tl;
+    if (!m || sync_row_decode(m->payload, m->len, NULL, &chg, &t, &tl, NULL, 0) != SYNC_OK)
+        return 0;
+    return chg.version;
+}
+
+/* The retained row messages of two consumers can reach the broker in the wrong order; the
+ * checker of the one whose state is older publishes the newer state once its own message is
+ * delivered, and the other one publishes nothing more. */
+static void test_rowcheck(void)
+{
+    cloud c;
+    cloud_open(&c, NULL);
+    consumer k;
+    consumer_open(&k, &c);
+    char err[256];
+    cloud_rowcheck *rc_c = NULL, *rc_k = NULL;
+    CHECK(cloud_rowcheck_new(c.st, c.schema, "t", c.ap, &rc_c, err, sizeof err) == SYNC_OK &&
+              cloud_rowcheck_new(k.st, c.schema, "t", k.ap, &rc_k, err, sizeof err) == SYNC_OK,
+          "rowcheck_new: %s", err);
+    send(&c, A, (change){"items", 7, SYNC_OP_INSERT, 0, HLC(1000), "v1", 1});
+    cloud_msg *old = row_msg_via(&c, c.st, c.ap, A, 7, "v2", HLC(2000));
+    cloud_msg *newer = row_msg_via(&c, k.st, k.ap, B, 7, "v3", HLC(3000));
+    CHECK(row_version(old) == 2 && row_version(newer) == 3, "row messages carry versions %llu, %llu",
+          (unsigned long long)row_version(old), (unsigned long long)row_version(newer));
+    /* Each consumer hands its message to the broker: delivered when the count reaches 5. */
+    cloud_rowcheck_note(rc_c, old, 5, 100.0);
+    cloud_rowcheck_note(rc_k, newer, 5, 100.0);
+    cloud_outq q;
+    cloud_outq_init(&q);
+    CHECK(cloud_rowcheck_run(rc_c, 4, 1.0, &q) == 0 && q.n == 0 &&
+              cloud_rowcheck_waiting(rc_c) == 1,
+          "a row whose message is not delivered yet is not read");
+    CHECK(cloud_rowcheck_run(rc_c, 5, 1.0, &q) == 1 && q.n == 1, "the older state's sender must "
+          "publish the newer state (queued %zu)", q.n);
+    CHECK(q.head && strcmp(q.head->topic, "sync/t/rows/items/7") == 0 && q.head->retain &&
+              row_version(q.head) == 3,
+          "republished: topic %s version %llu", q.head ? q.head->topic : "-",
+          (unsigned long long)row_version(q.head));
+    CHECK(cloud_rowcheck_waiting(rc_c) == 0 && cloud_rowcheck_republished(rc_c) == 1,
+          "checked rows are forgotten");
+    cloud_outq_clear(&q);
+    CHECK(cloud_rowcheck_run(rc_k, 0, 100.0, &q) == 0 && q.n == 0,
+          "the newest state's sender publishes nothing more (at its deadline)");
+    /* Other retained messages (the head) are not rows. */
+    cloud_applier_head(c.ap, &q);
+    CHECK(q.n == 1, "head queued");
+    cloud_rowcheck_note(rc_c, q.head, 0, 0.0);
+    CHECK(cloud_rowcheck_waiting(rc_c) == 0, "the head message is not a row to check");
+    cloud_outq_clear(&q);
+    free(old);
+    free(newer);
+    cloud_rowcheck_free(rc_c);
+    cloud_rowcheck_free(rc_k);
+    consumer_close(&k);
+    cloud_close(&c);
+}
+
 /* Two consumers apply to the same rows at the same time, each from its own thread and
  * connection, updates whose HLCs interleave: whatever order they are applied in, each row must
  * end with the update of the highest HLC, its version must count exactly the updates that were
@@ -675,11 +766,13 @@ typedef struct tc_arg {
     cloud_applier *ap;
     int dev;
     int applied; /* updates that produced a delta (the others lost to a later HLC) */
+    pthread_barrier_t *go; /* both start together */
 } tc_arg;
 
 static void *tc_run(void *p)
 {
     tc_arg *t = p;
+    pthread_barrier_wait(t->go);
     for (int i = 0; i < TC_UPDATES; i++) {
         char a[32];
         snprintf(a, sizeof a, "%s-%d", devices[t->dev], i);
@@ -698,7 +791,9 @@ static void test_concurrent_consumers(void)
         send(&c, C, (change){"items", id, SYNC_OP_INSERT, 0, HLC(1000), "start", 0});
     consumer k;
     consumer_open(&k, &c);
-    tc_arg ta = {&c, c.st, c.ap, A, 0}, tb = {&c, k.st, k.ap, B, 0};
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    tc_arg ta = {&c, c.st, c.ap, A, 0, &go}, tb = {&c, k.st, k.ap, B, 0, &go};
     pthread_t th;
     if (pthread_create(&th, NULL, tc_run, &tb) != 0) {
         perror("pthread_create");
@@ -706,6 +801,7 @@ static void test_concurrent_consumers(void)
     }
     tc_run(&ta);
     pthread_join(th, NULL);
+    pthread_barrier_destroy(&go);
     int applied = ta.applied + tb.applied;
     printf("test_policies: concurrent consumers applied %d + %d of %d updates\n", ta.applied,
            tb.applied, 2 * TC_UPDATES);
@@ -1032,6 +1128,7 @@ int main(int argc, char **argv)
     test_duplicates();
     if (pg) {
         test_two_consumers();
+        test_rowcheck();
         test_concurrent_consumers();
     }
     th_pg_stop();
