@@ -14,6 +14,7 @@
 #include "outbox.h"
 #include "pull.h"
 #include "replica.h"
+#include "watch.h"
 #include "sync/checksum.h"
 #include "sync/conf.h"
 #include "sync/daemon.h"
@@ -296,6 +297,11 @@ static int run(edge_config *c, const sync_schema *schema)
                 "table%s, %lld change%s waiting",
                 c->device, c->tenant, c->database, e.db.ntables, e.db.ntables == 1 ? "" : "s",
                 edge_db_outbox_count(&e.db), edge_db_outbox_count(&e.db) == 1 ? "" : "s");
+    /* Commits of the application wake the loop at once (watch.h); else it finds them within
+     * poll_ms. */
+    edge_watch *watch = NULL;
+    if (edge_watch_start(c->database, e.mqtt, &watch, err, sizeof err) != SYNC_OK)
+        sync_notice("%s; new changes are found every %ld ms", err, c->poll_ms);
     sync_mqtt_start(e.mqtt, err, sizeof err);
     while (!sync_stop_requested()) {
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
@@ -322,6 +328,7 @@ static int run(edge_config *c, const sync_schema *schema)
                          c->device, edge_db_outbox_count(&e.db));
         sync_mqtt_publish(e.mqtt, e.state_topic, json, (size_t)n, 1, 1);
     }
+    edge_watch_stop(watch);
 out:
     sync_mqtt_free(e.mqtt);
     edge_pull_free(e.pull);

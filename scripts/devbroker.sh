@@ -11,13 +11,21 @@
 #   scripts/devbroker.sh status DIR       say whether that broker runs
 #
 # DIR must be an absolute path. The broker runs as the invoking user and listens on 127.0.0.1
-# only. Dev users: synccloud, edge-a .. edge-e, viewer (see broker-config/dev.acl).
+# only. Dev users: synccloud, edge-a .. edge-e, viewer (see broker-config/dev.acl), plus the
+# device users named in $DEVBROKER_EXTRA_USERS (space-separated).
 # Running setup again keeps existing passwords and certificates, and rewrites the rest.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
 USERS=(synccloud edge-a edge-b edge-c edge-d edge-e viewer admin)
+# More device users (e.g. DEVBROKER_EXTRA_USERS="edge-f edge-g" for a benchmark with more
+# edges); the ACL's patterns give every user the topics of the device of that name.
+read -r -a EXTRA_USERS <<<"${DEVBROKER_EXTRA_USERS:-}"
+for u in "${EXTRA_USERS[@]}"; do
+    [[ "$u" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || { echo "devbroker: error: bad user name '$u'" >&2; exit 1; }
+    USERS+=("$u")
+done
 START_TIMEOUT=10
 
 die() {
