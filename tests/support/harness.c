@@ -1519,6 +1519,8 @@ static pid_t th__pg_keeper(char *const argv[], const char *log)
     pid_t k, p;
     int st = 0;
 
+    pid_t test = getpid();
+
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
     fflush(NULL);
@@ -1529,6 +1531,17 @@ static pid_t th__pg_keeper(char *const argv[], const char *log)
         return -1;
     }
     if (k == 0) {
+        /* If the test dies without stopping us (a sanitizer's abort, SIGKILL), stop the server
+         * too; and hold none of the test's output pipes, or ctest would wait for them. */
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+            if (null > STDERR_FILENO)
+                close(null);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = th__pg_forward;
         sigemptyset(&sa.sa_mask);
@@ -1543,6 +1556,8 @@ static pid_t th__pg_keeper(char *const argv[], const char *log)
             _exit(127);
         th__pg_child = p;
         sigprocmask(SIG_SETMASK, &old, NULL);
+        if (getppid() != test) /* the test died before PR_SET_PDEATHSIG took */
+            kill(p, SIGINT);
         while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
         }
         _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
