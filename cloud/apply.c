@@ -49,7 +49,13 @@ struct cloud_applier {
     sync_change change;
     sync_hlc hlc; /* the cloud's own clock, for changes made by an administrator */
     cloud_registry *registry; /* devices allowed to sync, or NULL (not owned) */
+    sync_cbuf changes;        /* change events of this transaction: "obj,obj,..." (JSON) */
+    size_t nchanges;          /* how many */
 };
+
+/* Change events travel together: one `changes` event per transaction (split at this size)
+ * instead of one message per change, which cost as much as the rest of the apply. */
+#define CHANGES_EVENT_MAX (256 * 1024)
 
 void cloud_applier_set_registry(cloud_applier *a, cloud_registry *r)
 {
@@ -74,6 +80,7 @@ int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config 
     sync_cbuf_init(&a->ack_body, 0);
     sync_cbuf_init(&a->scratch, 0);
     sync_cbuf_init(&a->scratch2, 0);
+    sync_cbuf_init(&a->changes, 0);
     int n = sync_schema_ntables(s);
     a->deltas = calloc((size_t)n, sizeof *a->deltas);
     if (!a->deltas) {
@@ -115,6 +122,7 @@ void cloud_applier_free(cloud_applier *a)
     sync_cbuf_free(&a->ack_body);
     sync_cbuf_free(&a->scratch);
     sync_cbuf_free(&a->scratch2);
+    sync_cbuf_free(&a->changes);
     free(a);
 }
 
@@ -124,6 +132,39 @@ void cloud_applier_stats(const cloud_applier *a, cloud_stats *s)
 }
 
 /* ---- events ---- */
+
+/* Queues the `changes` event of the change events gathered so far (if any). */
+static int changes_event(cloud_applier *a)
+{
+    if (a->nchanges == 0)
+        return SYNC_OK;
+    char head[160], topic[SYNC_TOPIC_MAX];
+    int n = snprintf(head, sizeof head, "{\"event\":\"changes\",\"ts\":%llu,\"count\":%zu,"
+                     "\"changes\":[",
+                     (unsigned long long)sync_wall_ms(), a->nchanges);
+    int rc = sync_cbor_put_raw(&a->changes, "]}", 2);
+    if (rc == SYNC_OK && !a->changes.err &&
+        sync_topic_event(topic, sizeof topic, a->cfg->tenant, "changes") == SYNC_OK)
+        rc = cloud_outq_add(&a->events, topic, head, (size_t)n, a->changes.data, a->changes.len,
+                            0, 0);
+    sync_cbuf_reset(&a->changes);
+    a->nchanges = 0;
+    return rc == SYNC_OK ? SYNC_OK : SYNC_ERR_NOMEM;
+}
+
+/* Adds one change event (a JSON object) to the transaction's `changes` event. */
+static int change_event(cloud_applier *a, const sync_json *j)
+{
+    if (!sync_json_ok(j))
+        return SYNC_OK;
+    if (a->changes.len + j->len > CHANGES_EVENT_MAX && changes_event(a) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    if ((a->nchanges && sync_cbor_put_raw(&a->changes, ",", 1) != SYNC_OK) ||
+        sync_cbor_put_raw(&a->changes, j->buf, j->len) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    a->nchanges++;
+    return SYNC_OK;
+}
 
 static void event(cloud_applier *a, const char *kind, const sync_json *j)
 {
@@ -442,7 +483,8 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
             sync_json_init(&j, buf, sizeof buf);
             json_change(a, &j, t, key, r->op, c, 0);
         }
-        event(a, "change", &j);
+        if (change_event(a, &j) != SYNC_OK)
+            return SYNC_ERR_NOMEM;
     }
     return SYNC_OK;
 }
@@ -980,6 +1022,8 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
         a->deltas[i].prev_read = 0;
     sync_cbuf_free(&hdr);
     cloud_outq_move(q, &a->rows);
+    if (changes_event(a) != SYNC_OK)
+        rc = SYNC_ERR_NOMEM;
     cloud_outq_move(q, &a->events);
     return rc;
 }
@@ -1019,6 +1063,8 @@ void cloud_applier_discard(cloud_applier *a)
     cloud_outq_clear(&a->acks);
     cloud_outq_clear(&a->rows);
     cloud_outq_clear(&a->events);
+    sync_cbuf_reset(&a->changes);
+    a->nchanges = 0;
     for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
         a->deltas[i].n = 0;
         a->deltas[i].prev_read = 0;

@@ -27,6 +27,15 @@
  * Prints a table and one machine-readable line starting with "bench:".
  *
  * Usage: bench_pipeline [--quick] [--skip-callgrind]
+ *
+ * Environment, to look into one part (docs/performance.md shows what each found):
+ *   BENCH_CLOUD_ARGS="--events batches ..."  more synccloud flags, to compare settings
+ *   BENCH_LOG_LEVEL=debug                    the daemons' log level (logs kept with TH_KEEP=1)
+ *   BENCH_THROUGHPUT_ONLY=1 / BENCH_LATENCY_ONLY=1 / BENCH_CEILING_ONLY=1   one part only
+ *   BENCH_INFLIGHT=N                         the MQTT ceiling's publish window (default 1000)
+ *   BENCH_TRACE=1                            print the application's statements over 2 ms
+ *   BENCH_DEFAULT_BUSY=1                     SQLite's busy_timeout for the application instead
+ *                                            of a 0.2 ms retry loop
  */
 #include "harness.h"
 
@@ -131,6 +140,7 @@ static struct {
     edge writers[BP_WRITERS];
     edge replica; /* edge-r: holds every change; the throughput and latency runs read it */
     sqlite3 *rdb; /* our read connection to the replica's database */
+    sqlite3 *cdb; /* our read connection to the cloud's store */
 } B;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -191,6 +201,31 @@ static long proc_kb(pid_t pid, const char *field)
         }
     fclose(f);
     return kb;
+}
+
+/* CPU seconds (user + system) pid has used so far; -1 if unknown. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static args edge_args(const char *device, const char *db)
@@ -363,10 +398,39 @@ static int workload_next(workload *w, long long *id, int *qty)
     return 1;
 }
 
+/* The application's busy handler: retry every 0.2 ms for up to 10 s. SQLite's own
+ * busy_timeout sleeps 1, 2, 5, 10, ... ms between tries, so each brief overlap with syncedge's
+ * write transactions (an ack: the acknowledged changes leave the outbox) would cost the
+ * application several milliseconds. */
+static int app_busy(void *ctx, int n)
+{
+    (void)ctx;
+    if (n >= 50000)
+        return 0;
+    usleep(200);
+    return 1;
+}
+
+static int app_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)ctx;
+    if (type == SQLITE_TRACE_PROFILE && *(sqlite3_int64 *)x > 2000000) {
+        char *sql = sqlite3_expanded_sql((sqlite3_stmt *)p);
+        fprintf(stderr, "slow %.1f ms: %.200s\n", (double)*(sqlite3_int64 *)x / 1e6, sql ? sql : "?");
+        sqlite3_free(sql);
+    }
+    return 0;
+}
+
 static void app_open(edge *e)
 {
     TH_CHECK(sqlite3_open(e->db, &e->app) == SQLITE_OK, "open %s", e->db);
-    sqlite3_busy_timeout(e->app, 10000);
+    if (getenv("BENCH_TRACE"))
+        sqlite3_trace_v2(e->app, SQLITE_TRACE_PROFILE, app_trace, NULL);
+    if (getenv("BENCH_DEFAULT_BUSY"))
+        sqlite3_busy_timeout(e->app, 10000);
+    else
+        sqlite3_busy_handler(e->app, app_busy, NULL);
     char *msg = NULL;
     int rc = sqlite3_exec(e->app,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -399,8 +463,12 @@ static void exec(sqlite3 *db, const char *sql)
 
 /* Commits n changes of e's workload in one transaction. t_us > 0 stamps updates with it (the
  * latency run); inserts get t = 0. */
+static double slow_s, slowest_s; /* time in application transactions over 5 ms */
+static long slow_n;
+
 static void app_write(edge *e, long n, double t_us)
 {
+    double t0 = th_now();
     exec(e->app, "BEGIN");
     for (long i = 0; i < n; i++) {
         long long id;
@@ -425,6 +493,13 @@ static void app_write(edge *e, long n, double t_us)
         sqlite3_reset(s);
     }
     exec(e->app, "COMMIT");
+    double d = th_now() - t0;
+    if (d > 0.005) {
+        slow_s += d;
+        slow_n++;
+        if (d > slowest_s)
+            slowest_s = d;
+    }
 }
 
 /* ---- what the replica holds ---- */
@@ -457,29 +532,72 @@ static int db_holds(sqlite3 *db, long long rows, long long qty)
     return ok;
 }
 
-static long long cloud_applied(void)
+/* One integer from a query on db (-1 on any error). */
+static long long q_int(sqlite3 *db, const char *sql)
 {
-    long long n = th_sql_int(B.cloud_db, "SELECT coalesce(sum(applied), 0) FROM _sync_devices");
-    return n == TH_SQL_ERR ? -1 : n;
+    sqlite3_stmt *s;
+    long long v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
 }
 
-/* Waits (polling every 5 ms) until the replica holds what the writers wrote; also notes when
- * the cloud had applied `applied_goal` changes. Returns the seconds since t0 (th_now). */
+static sqlite3 *cloud_db(void)
+{
+    if (!B.cdb && sqlite3_open_v2(B.cloud_db, &B.cdb, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(B.cdb);
+        B.cdb = NULL;
+        return NULL;
+    }
+    sqlite3_busy_timeout(B.cdb, 1000);
+    return B.cdb;
+}
+
+static long long cloud_applied(void)
+{
+    sqlite3 *db = cloud_db();
+    return db ? q_int(db, "SELECT coalesce(sum(applied), 0) FROM _sync_devices") : -1;
+}
+
+/* Whether a replica's database has taken every change up to the cloud's newest (its cursor),
+ * cheaply: counting the table while the pipeline runs would steal the CPU it measures. */
+static int replica_at(sqlite3 *db, long long cseq)
+{
+    return q_int(db, "SELECT cseq FROM _sync_cursor WHERE tbl = 'items'") >= cseq;
+}
+
+/* Waits until the replica holds what the writers wrote: first until the cloud has applied
+ * `applied_goal` changes (noting when), then until the replica's cursor reaches the cloud's
+ * newest change, then checks its content (count and sum) once. Returns the seconds since t0
+ * (th_now). */
 static double wait_replica(double t0, long long applied_goal, double *cloud_s)
 {
     long long rows = expect_rows(), qty = expect_qty();
     *cloud_s = -1;
+    long long top = -1;
     for (;;) {
         double now = th_now();
-        if (*cloud_s < 0 && cloud_applied() >= applied_goal)
-            *cloud_s = now - t0;
-        if (db_holds(B.rdb, rows, qty)) {
-            if (*cloud_s < 0)
-                *cloud_s = now - t0;
-            return now - t0;
-        }
         TH_CHECK(now - t0 < BP_WAIT_S, "the replica never caught up (%lld rows expected)", rows);
-        usleep(5000);
+        if (*cloud_s < 0) {
+            if (cloud_applied() < applied_goal) {
+                usleep(2000);
+                continue;
+            }
+            *cloud_s = now - t0;
+        }
+        if (top < 0)
+            top = q_int(cloud_db(), "SELECT coalesce(max(_cseq), 0) FROM items");
+        if (!replica_at(B.rdb, top)) {
+            usleep(2000);
+            continue;
+        }
+        double done = th_now() - t0;
+        /* The cursor says so; the content must agree (else keep waiting: a later delta). */
+        if (db_holds(B.rdb, rows, qty))
+            return done;
+        top = -1;
+        usleep(20000);
     }
 }
 
@@ -594,6 +712,11 @@ static double sqlite_ceiling(long n)
 static double throughput(int nwriters, long n, double *cloud_rate)
 {
     long long goal = cloud_applied() + n;
+    double cpu_app = self_cpu_s(), cpu_cloud = proc_cpu_s(B.cloud_pid),
+           cpu_broker = proc_cpu_s(B.broker_pid), cpu_rep = proc_cpu_s(B.replica.pid),
+           cpu_w = 0;
+    for (int i = 0; i < nwriters; i++)
+        cpu_w -= proc_cpu_s(B.writers[i].pid);
     double t0 = th_now();
     long per = n / nwriters;
     /* Round-robin, one transaction at a time, as independent sites would. */
@@ -603,9 +726,16 @@ static double throughput(int nwriters, long n, double *cloud_rate)
     double write_s = th_now() - t0;
     double cloud_s;
     double s = wait_replica(t0, goal, &cloud_s);
+    for (int i = 0; i < nwriters; i++)
+        cpu_w += proc_cpu_s(B.writers[i].pid);
     say("%d writer%s: %ld changes committed in %.2f s; the cloud had them all after %.2f s, the "
         "replica after %.2f s",
         nwriters, nwriters == 1 ? "" : "s", per * nwriters, write_s, cloud_s, s);
+    say("  CPU seconds: application (this program, with the capture triggers) %.2f, syncedge "
+        "writer%s %.2f, mosquitto %.2f, synccloud %.2f, replica syncedge %.2f",
+        self_cpu_s() - cpu_app, nwriters == 1 ? "" : "s", cpu_w,
+        proc_cpu_s(B.broker_pid) - cpu_broker, proc_cpu_s(B.cloud_pid) - cpu_cloud,
+        proc_cpu_s(B.replica.pid) - cpu_rep);
     *cloud_rate = (double)(per * nwriters) / cloud_s;
     return (double)(per * nwriters) / s;
 }
@@ -759,13 +889,14 @@ static double bootstrap(long rows)
     start_edge(&fresh, NULL);
     sqlite3 *db = NULL;
     long long want_rows = expect_rows(), want_qty = expect_qty();
+    long long top = q_int(cloud_db(), "SELECT coalesce(max(_cseq), 0) FROM items");
     for (;;) {
         if (!db && access(fresh.db, F_OK) == 0 &&
             sqlite3_open_v2(fresh.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
             sqlite3_close(db);
             db = NULL;
         }
-        if (db && db_holds(db, want_rows, want_qty))
+        if (db && replica_at(db, top) && db_holds(db, want_rows, want_qty))
             break;
         TH_CHECK(th_now() - t0 < BP_WAIT_S, "the new replica never caught up");
         usleep(5000);
@@ -1080,7 +1211,9 @@ int main(int argc, char **argv)
     double cloud1, cloud10;
     if (getenv("BENCH_THROUGHPUT_ONLY")) {
         double r = throughput(1, B.p.thr_changes, &cloud1);
-        printf("throughput 1 edge %.0f changes/s (cloud %.0f/s)\n", r, cloud1);
+        printf("throughput 1 edge %.0f changes/s (cloud %.0f/s); %ld slow transactions, %.2f s, "
+               "slowest %.3f s\n",
+               r, cloud1, slow_n, slow_s, slowest_s);
         return 0;
     }
     if (getenv("BENCH_LATENCY_ONLY")) {
@@ -1119,6 +1252,7 @@ int main(int argc, char **argv)
 
     /* Everything must stop cleanly. */
     sqlite3_close(B.rdb);
+    sqlite3_close(B.cdb);
     stop_edge(&B.writers[0]);
     stop_edge(&B.replica);
     th_stop(B.cloud_pid, "synccloud", B.cloud_log, 1);

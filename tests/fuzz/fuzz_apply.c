@@ -887,8 +887,8 @@ static size_t check_output(const cloud_outq *q, expect *exps, size_t nexp, int q
             FUZZ_CHECK(m->retain, "row state not retained");
             check_row(m, rest + 5);
         } else if (strncmp(rest, "events/", 7) == 0) {
-            FUZZ_CHECK(!quiet || strcmp(rest + 7, "change") != 0,
-                       "change event with events=batches");
+            FUZZ_CHECK(!quiet || strcmp(rest + 7, "changes") != 0,
+                       "changes event with events=batches");
             check_event(m);
         } else {
             FUZZ_CHECK(0, "unexpected topic %s", m->topic);
