@@ -31,6 +31,8 @@
 #define CLOUD_VERSION "0.1.0"
 /* A retained row message not acknowledged by then is checked anyway (rowcheck.h). */
 #define ROWCHECK_DEADLINE_S 10.0
+/* On SIGTERM, the longest wait for what is queued to reach the broker. */
+#define STOP_DRAIN_S 3.0
 
 static double mono_s(void)
 {
@@ -285,6 +287,17 @@ static int run(cloud_config *c, const sync_schema *schema)
         if (rows && cloud_rowcheck_run(rows, sync_mqtt_delivered(m), now, &q) > 0)
             sync_debug("rowcheck: published newer states of rows another consumer overtook");
         publish_queue(m, &q, rows);
+    }
+    /* What was committed goes out before we do (acks, deltas, retained rows, events): up to
+     * STOP_DRAIN_S while the broker takes it. Batches arriving now are not applied; their
+     * edges send them again. */
+    double until = mono_s() + STOP_DRAIN_S;
+    while ((q.head || sync_mqtt_pending(m) > 0) && sync_mqtt_connected(m) && mono_s() < until) {
+        publish_queue(m, &q, NULL);
+        for (sync_mqtt_msg *x = sync_mqtt_poll(m, 20), *next; x; x = next) {
+            next = x->next;
+            sync_mqtt_msg_free(x);
+        }
     }
     status = 0;
     cloud_stats s;

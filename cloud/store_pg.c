@@ -723,11 +723,24 @@ static int pg__migrate(pg_store *st, const sync_schema *s, char *err, size_t err
     if (rc != SYNC_OK)
         return rc;
     rc = pg__ddl(st, PG_MIGRATE_LOCK, "taking the set-up lock", err, errlen);
+    /* Consumers already running take the counter row first in every write transaction, then
+     * the rows and tables they change. The set-up takes it first too, before any other lock
+     * (its DDL locks tables): in the other order a consumer starting beside running ones
+     * deadlocked with them (seen in the scale test). Running consumers wait meanwhile. */
+    if (rc == SYNC_OK) {
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE IF NOT EXISTS _sync_state(id integer PRIMARY KEY CHECK (id = 1),"
+                 " cseq bigint NOT NULL, schema_version bigint NOT NULL);"
+                 "INSERT INTO _sync_state(id, cseq, schema_version) VALUES (1, 0, %u)"
+                 " ON CONFLICT (id) DO NOTHING;"
+                 "SELECT 1 FROM _sync_state WHERE id = 1 FOR UPDATE",
+                 sync_schema_version(s));
+        rc = pg__ddl(st, sql, "locking the change counter", err, errlen);
+    }
     if (rc == SYNC_OK)
         rc = pg__ddl(
             st,
-            "CREATE TABLE IF NOT EXISTS _sync_state(id integer PRIMARY KEY CHECK (id = 1),"
-            " cseq bigint NOT NULL, schema_version bigint NOT NULL);"
             "CREATE TABLE IF NOT EXISTS _sync_devices(device text COLLATE \"C\" PRIMARY KEY,"
             " last_seq bigint NOT NULL, applied bigint NOT NULL, records bigint NOT NULL,"
             " batches bigint NOT NULL, first_seen bigint, last_seen bigint);"
@@ -764,10 +777,9 @@ static int pg__migrate(pg_store *st, const sync_schema *s, char *err, size_t err
     if (rc == SYNC_OK) {
         char sql[256];
         snprintf(sql, sizeof sql,
-                 "INSERT INTO _sync_state(id, cseq, schema_version) VALUES (1, 0, %u) "
-                 "ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
-                 sync_schema_version(s));
-        rc = pg__ddl(st, sql, "initialising _sync_state", err, errlen);
+                 "UPDATE _sync_state SET schema_version = %u WHERE id = 1 AND schema_version <> %u",
+                 sync_schema_version(s), sync_schema_version(s));
+        rc = pg__ddl(st, sql, "recording the schema version", err, errlen);
     }
     if (rc == SYNC_OK)
         rc = pg__ddl(st, "COMMIT", "committing the store's set-up", err, errlen);

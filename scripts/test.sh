@@ -3,7 +3,8 @@
 #
 # Usage: scripts/test.sh [CTEST_ARGS ...]      e.g. scripts/test.sh -L unit
 #
-# 1. installs missing Debian packages (scripts/install-deps.sh, plus valgrind);
+# 1. installs missing Debian packages (scripts/install-deps.sh, plus valgrind and PostgreSQL:
+#    the tests labelled postgres start a throwaway server of their own);
 # 2. builds build/ (RelWithDebInfo, warnings are errors) and runs ctest there, passing
 #    CTEST_ARGS through;
 # 3. unless SYNC_SKIP_FUZZ=1, builds the libFuzzer targets (clang, ASan + UBSan, build-fuzz/)
@@ -11,7 +12,7 @@
 # 4. unless SYNC_SKIP_ASAN=1, builds build-asan/ with -DSYNC_SANITIZE=ON and runs every test
 #    there (all labels: CTEST_ARGS are not passed), with leak detection on.
 # Exits nonzero if a build fails or any test fails; both test runs happen either way, so one
-# run shows every failure.
+# run shows every failure. ctest runs SYNC_CTEST_JOBS (default 2) tests at a time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +27,9 @@ cmake --build build -j"$JOBS"
 
 status=0
 echo "== ctest build/ $*"
-if ! ctest --test-dir build --output-on-failure --no-tests=error "$@"; then
+# Two tests at a time: most of their time is spent waiting on daemons and timers, not CPU.
+CTEST_JOBS=${SYNC_CTEST_JOBS:-2}
+if ! ctest --test-dir build --output-on-failure --no-tests=error -j"$CTEST_JOBS" "$@"; then
     status=1
     echo "test.sh: tests FAILED in build/" >&2
 fi
@@ -50,7 +53,7 @@ if [[ "${SYNC_SKIP_ASAN:-0}" != 1 ]]; then
     # nonzero, which the integration tests check when they stop them.
     if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --test-dir build-asan --output-on-failure --no-tests=error; then
+        ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$CTEST_JOBS"; then
         status=1
         echo "test.sh: tests FAILED in build-asan/" >&2
     fi
