@@ -10,7 +10,8 @@
  * costs what a group costs, e.g. the re-reading of every published row, cloud/rowcheck.h).
  * SQLite takes one consumer and no group.
  *   1. The K consumers start once, subscribe, create the store's tables, and stop (SIGTERM):
- *      the broker keeps their sessions, so what the edges publish next waits there for them.
+ *      the broker keeps their sessions (--session-expiry 600: a shared group's members keep
+ *      none by default), so what the edges publish next waits there for them.
  *   2. The edges start and their applications write M changes each (the rig's mix of inserts,
  *      updates, deletes and re-inserts, transactions of 1..20 changes) while no consumer runs:
  *      each edge publishes its first batch, which waits at the broker, and the rest waits in its
@@ -287,6 +288,10 @@ int main(int argc, char **argv)
     n = 0;
     o.cloud_extra[n++] = "--log-level";
     o.cloud_extra[n++] = "info";
+    /* The backlog waits at the broker in the consumers' sessions (step 1), which members of a
+     * shared group do not keep by default (session_expiry 0): ask for one. */
+    o.cloud_extra[n++] = "--session-expiry";
+    o.cloud_extra[n++] = "600";
     for (i = 0; i < nucloud; i++)
         o.cloud_extra[n++] = ucloud[i];
     n = 0;
