@@ -4,6 +4,7 @@
  * Paho's threads, applies acks and deltas in one transaction per wake-up, and publishes the
  * next batch when none is in flight.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +363,9 @@ static void free_cfg(void *cfg)
 
 int main(int argc, char **argv)
 {
+    /* Paho's two threads, the watch thread and ours would each get a malloc arena of their
+     * own; two are plenty for what syncedge allocates, and each arena costs resident memory. */
+    mallopt(M_ARENA_MAX, 2);
     edge_config c;
     edge_config_init(&c);
     sync_daemon d = {

@@ -30,8 +30,10 @@
  *
  * Environment, to look into one part (docs/performance.md shows what each found):
  *   BENCH_CLOUD_ARGS="--events batches ..."  more synccloud flags, to compare settings
+ *   BENCH_EDGE_ARGS="--pull-rows 5000"       more syncedge flags (every edge)
  *   BENCH_LOG_LEVEL=debug                    the daemons' log level (logs kept with TH_KEEP=1)
- *   BENCH_THROUGHPUT_ONLY=1 / BENCH_LATENCY_ONLY=1 / BENCH_CEILING_ONLY=1   one part only
+ *   BENCH_THROUGHPUT_ONLY=1 / BENCH_LATENCY_ONLY=1 / BENCH_CEILING_ONLY=1 /
+ *   BENCH_BOOTSTRAP_ONLY=1                   one part only
  *   BENCH_INFLIGHT=N                         the MQTT ceiling's publish window (default 1000)
  *   BENCH_TRACE=1                            print the application's statements over 2 ms
  *   BENCH_DEFAULT_BUSY=1                     SQLite's busy_timeout for the application instead
@@ -228,6 +230,16 @@ static double self_cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Adds the space-separated words of `extra` (NULL: none) to a. */
+static void add_words(args *a, const char *extra)
+{
+    if (!extra || !*extra)
+        return;
+    char *copy = (char *)th_fmt("%s", extra), *save = NULL;
+    for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        args_add(a, w);
+}
+
 static args edge_args(const char *device, const char *db)
 {
     args a = {{NULL}, 0};
@@ -254,6 +266,7 @@ static args edge_args(const char *device, const char *db)
         args_add(&a, "--log-level");
         args_add(&a, getenv("BENCH_LOG_LEVEL"));
     }
+    add_words(&a, getenv("BENCH_EDGE_ARGS"));
     return a;
 }
 
@@ -278,12 +291,7 @@ static args cloud_args(void)
         args_add(&a, getenv("BENCH_LOG_LEVEL"));
     }
     /* More synccloud flags, space-separated (e.g. "--events batches"): to compare settings. */
-    const char *extra = getenv("BENCH_CLOUD_ARGS");
-    if (extra && *extra) {
-        char *copy = (char *)th_fmt("%s", extra), *save = NULL;
-        for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
-            args_add(&a, w);
-    }
+    add_words(&a, getenv("BENCH_CLOUD_ARGS"));
     return a;
 }
 
@@ -912,6 +920,7 @@ static double bootstrap(long rows)
 
 typedef struct footprint {
     long edge_idle_kb, paho_kb, drain_peak_kb;
+    long edge_idle_anon_kb, paho_anon_kb; /* memory of its own (RssAnon): no shared library */
     double drain_rate;
 } footprint;
 
@@ -932,7 +941,9 @@ static void measure_footprint(long backlog, footprint *f)
         TH_CHECK(th_now() - t0 < 30 && th_alive(p), "paho_idle never connected");
     usleep(500000);
     f->paho_kb = proc_kb(p, "VmRSS");
+    f->paho_anon_kb = proc_kb(p, "RssAnon");
     f->edge_idle_kb = proc_kb(B.replica.pid, "VmRSS");
+    f->edge_idle_anon_kb = proc_kb(B.replica.pid, "RssAnon");
     th_stop(p, "paho_idle", plog, 1);
     /* edge-a away while its application writes a backlog; then it drains it. */
     edge *e = &B.writers[0];
@@ -946,9 +957,10 @@ static void measure_footprint(long backlog, footprint *f)
     wait_replica(t0, goal, &cloud_s);
     f->drain_peak_kb = proc_kb(e->pid, "VmHWM");
     f->drain_rate = (double)backlog / cloud_s;
-    say("footprint: Paho TLS client %ld kB, syncedge idle %ld kB, peak %ld kB while draining "
-        "%ld changes (%.0f changes/s to the cloud)",
-        f->paho_kb, f->edge_idle_kb, f->drain_peak_kb, backlog, f->drain_rate);
+    say("footprint: Paho TLS client %ld kB (%ld kB its own), syncedge idle %ld kB (%ld kB its "
+        "own), peak %ld kB while draining %ld changes (%.0f changes/s to the cloud)",
+        f->paho_kb, f->paho_anon_kb, f->edge_idle_kb, f->edge_idle_anon_kb, f->drain_peak_kb,
+        backlog, f->drain_rate);
 }
 
 /* ---- 6. payload ---- */
@@ -1216,6 +1228,11 @@ int main(int argc, char **argv)
                r, cloud1, slow_n, slow_s, slowest_s);
         return 0;
     }
+    if (getenv("BENCH_BOOTSTRAP_ONLY")) {
+        throughput(1, 2000, &cloud1);
+        printf("bootstrap %ld rows %.2f s\n", B.p.boot_rows, bootstrap(B.p.boot_rows));
+        return 0;
+    }
     if (getenv("BENCH_LATENCY_ONLY")) {
         throughput(1, 2000, &cloud1);
         double p50, p99, pmax;
@@ -1279,6 +1296,9 @@ int main(int argc, char **argv)
     printf("| bootstrap of a new replica, %ld rows | %.2f s |\n", B.p.boot_rows, boot_s);
     printf("| RSS: bare Paho TLS client / syncedge idle | %.1f / %.1f MB |\n", fp.paho_kb / 1024.0,
            fp.edge_idle_kb / 1024.0);
+    printf("| RssAnon (no shared libraries): bare Paho TLS client / syncedge idle | %.1f / %.1f "
+           "MB |\n",
+           fp.paho_anon_kb / 1024.0, fp.edge_idle_anon_kb / 1024.0);
     printf("| RSS: syncedge peak draining %ld changes (%.0f changes/s) | %.1f MB |\n", B.p.drain,
            fp.drain_rate, fp.drain_peak_kb / 1024.0);
     printf("| payload: one-column update / as JSON | %zu / %zu bytes |\n", pl.upd1, pl.upd1_json);
@@ -1291,12 +1311,14 @@ int main(int argc, char **argv)
            "sync_changes_per_s_1edge=%.0f sync_changes_per_s_10edges=%.0f "
            "cloud_changes_per_s_1edge=%.0f pipeline_ratio=%.3f latency_p50_ms=%.2f "
            "latency_p99_ms=%.2f latency_max_ms=%.2f latency_samples=%zu bootstrap_rows=%ld "
-           "bootstrap_s=%.2f paho_rss_kb=%ld edge_idle_rss_kb=%ld edge_drain_peak_rss_kb=%ld "
+           "bootstrap_s=%.2f paho_rss_kb=%ld edge_idle_rss_kb=%ld paho_anon_kb=%ld "
+           "edge_idle_anon_kb=%ld edge_drain_peak_rss_kb=%ld "
            "drain_changes_per_s=%.0f payload_update1_bytes=%zu payload_update1_json_bytes=%zu "
            "payload_insert10_bytes=%zu payload_insert10_json_bytes=%zu edge_instr_per_change=%.0f "
            "cloud_instr_per_change=%.0f\n",
            quick ? "quick" : "full", mqtt_rate, sqlite_rate, rate1, rate10, cloud1, ratio, p50,
-           p99, pmax, nlat, B.p.boot_rows, boot_s, fp.paho_kb, fp.edge_idle_kb, fp.drain_peak_kb,
+           p99, pmax, nlat, B.p.boot_rows, boot_s, fp.paho_kb, fp.edge_idle_kb, fp.paho_anon_kb,
+           fp.edge_idle_anon_kb, fp.drain_peak_kb,
            fp.drain_rate, pl.upd1, pl.upd1_json, pl.ins10, pl.ins10_json, edge_ipc, cloud_ipc);
     return 0;
 }
