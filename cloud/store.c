@@ -106,10 +106,35 @@ int cloud_store_conflict(cloud_store *st, const cloud_conflict *c, int64_t *id)
     return st->ops->conflict(st, c, id);
 }
 
+/* Both backends hand conflicts over as read; text columns a row leaves NULL become "" here, so
+ * callers never see a NULL string. */
+typedef struct conflicts_adapter {
+    cloud_conflict_cb cb;
+    void *ctx;
+} conflicts_adapter;
+
+static int conflicts_defaults(void *ctx, const cloud_conflict_rec *in)
+{
+    const conflicts_adapter *ad = ctx;
+    cloud_conflict_rec c = *in;
+    if (!c.table)
+        c.table = "";
+    if (!c.device)
+        c.device = "";
+    if (!c.server_origin)
+        c.server_origin = "";
+    if (!c.policy)
+        c.policy = "";
+    if (!c.outcome)
+        c.outcome = "";
+    return ad->cb(ad->ctx, &c);
+}
+
 int cloud_store_conflicts(cloud_store *st, int64_t id, int pending_only, int64_t limit,
                           cloud_conflict_cb cb, void *ctx)
 {
-    return st->ops->conflicts(st, id, pending_only, limit, cb, ctx);
+    conflicts_adapter ad = {cb, ctx};
+    return st->ops->conflicts(st, id, pending_only, limit, conflicts_defaults, &ad);
 }
 
 int cloud_store_conflict_resolved(cloud_store *st, const sync_table *t, const sync_value *key,

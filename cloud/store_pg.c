@@ -1485,16 +1485,6 @@ static int pg_conflicts(cloud_store *cs, int64_t id, int pending_only, int64_t l
         c.outcome = r_str(r, i, 16);
         c.resolved_at = r_int(r, i, 17);
         c.resolution = r_str(r, i, 18);
-        if (!c.table)
-            c.table = "";
-        if (!c.device)
-            c.device = "";
-        if (!c.server_origin)
-            c.server_origin = "";
-        if (!c.policy)
-            c.policy = "";
-        if (!c.outcome)
-            c.outcome = "";
         int x = cb(ctx, &c);
         if (x == 1)
             break;

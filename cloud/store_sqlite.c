@@ -645,16 +645,6 @@ static int sq_conflicts(cloud_store *cs, int64_t id, int pending_only, int64_t l
         c.outcome = (const char *)sqlite3_column_text(q, 15);
         c.resolved_at = sqlite3_column_int64(q, 16);
         c.resolution = (const char *)sqlite3_column_text(q, 17);
-        if (!c.table)
-            c.table = "";
-        if (!c.device)
-            c.device = "";
-        if (!c.server_origin)
-            c.server_origin = "";
-        if (!c.policy)
-            c.policy = "";
-        if (!c.outcome)
-            c.outcome = "";
         int r = cb(ctx, &c);
         if (r == 1)
             break;

@@ -36,6 +36,7 @@
  *   BENCH_BOOTSTRAP_ONLY=1                   one part only
  *   BENCH_INFLIGHT=N                         the MQTT ceiling's publish window (default 1000)
  *   BENCH_TRACE=1                            print the application's statements over 2 ms
+ *   BENCH_LAT_DUMP=1                         print every latency sample (commit time, ms)
  *   BENCH_DEFAULT_BUSY=1                     SQLite's busy_timeout for the application instead
  *                                            of a 0.2 ms retry loop
  */
@@ -775,6 +776,9 @@ static void lat_collect(lat *L)
             TH_CHECK(L->v != NULL, "out of memory");
         }
         L->v[L->n++] = (now - (double)sqlite3_column_int64(s, 1)) / 1000.0;
+        if (getenv("BENCH_LAT_DUMP"))
+            fprintf(stderr, "lat %.0f %.3f\n", (double)sqlite3_column_int64(s, 1) / 1000.0,
+                    L->v[L->n - 1]);
     }
     sqlite3_finalize(s);
 }
