@@ -182,9 +182,19 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
         sync_sql_bind(up, t->key + 1, key);
         sync_sql_bind(ins, t->key + 1, key);
         sqlite3_bind_int64(up, t->ncols + 1, (sqlite3_int64)mask);
-        rc = sqlite3_step(up);
-        sqlite3_reset(up);
-        if (rc == SQLITE_DONE && sqlite3_changes(r->db->db) == 0 && pending == 0) {
+        /* A whole row this replica has no version of is most likely new here (a bootstrap is
+         * all such rows): try the insert first, and update only if the row exists after all. */
+        int inserted = 0;
+        if (held == 0 && pending == 0 && op == SYNC_OP_INSERT) {
+            rc = sqlite3_step(ins);
+            sqlite3_reset(ins);
+            inserted = rc == SQLITE_DONE;
+        }
+        if (!inserted) {
+            rc = sqlite3_step(up);
+            sqlite3_reset(up);
+        }
+        if (!inserted && rc == SQLITE_DONE && sqlite3_changes(r->db->db) == 0 && pending == 0) {
             rc = sqlite3_step(ins);
             sqlite3_reset(ins);
             if (rc == SQLITE_CONSTRAINT) {
