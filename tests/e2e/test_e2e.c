@@ -141,22 +141,6 @@ static struct args cloud_args(const struct e2e *e)
     return a;
 }
 
-/* Returns the shell command that runs argv plus --checksum, its stderr appended to sum_log
- * (owned by the harness). */
-static const char *checksum_cmd(const struct e2e *e, const struct args *a)
-{
-    char cmd[8192];
-    size_t len = 0;
-    int i, w;
-
-    for (i = 0; i < a->n; i++) {
-        w = snprintf(cmd + len, sizeof(cmd) - len, "%s ", th_shq(a->v[i]));
-        TH_CHECK(w > 0 && (size_t)w < sizeof(cmd) - len, "command line too long");
-        len += (size_t)w;
-    }
-    return th_fmt("%s--checksum 2>>%s", cmd, th_shq(e->sum_log));
-}
-
 /* Returns the ROWS field of TABLE's line in a --checksum output, or -1 if there is none. */
 static long long sum_rows(const char *sum, const char *table)
 {
@@ -736,13 +720,13 @@ int main(int argc, char **argv)
              "cannot create %s", e.a_db);
 
     a = cloud_args(&e);
-    e.sum_cmd_cloud = checksum_cmd(&e, &a);
+    e.sum_cmd_cloud = th_checksum_cmd(a.v, a.n, e.sum_log);
     e.cloud_pid = spawn(th_fmt("%s/synccloud.log", e.dir), &a);
     a = edge_args(&e, "edge-a", e.a_db);
-    e.sum_cmd_a = checksum_cmd(&e, &a);
+    e.sum_cmd_a = th_checksum_cmd(a.v, a.n, e.sum_log);
     e.a_pid = spawn(th_fmt("%s/edge-a.log", e.dir), &a);
     a = edge_args(&e, "edge-b", e.b_db);
-    e.sum_cmd_b = checksum_cmd(&e, &a);
+    e.sum_cmd_b = th_checksum_cmd(a.v, a.n, e.sum_log);
     e.b_pid = spawn(th_fmt("%s/edge-b.log", e.dir), &a);
     TH_CHECK(th_wait_until(started, &e, E2E_START_S * 1000) == 0,
              "the daemons did not connect and prepare their databases within %d s", E2E_START_S);

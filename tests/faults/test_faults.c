@@ -316,21 +316,6 @@ static struct args cloud_args(void)
     return a;
 }
 
-/* Returns the shell command that runs argv plus --checksum, its stderr appended to sum_log. */
-static const char *checksum_cmd(const struct args *a)
-{
-    char cmd[8192];
-    size_t len = 0;
-    int i, w;
-
-    for (i = 0; i < a->n; i++) {
-        w = snprintf(cmd + len, sizeof(cmd) - len, "%s ", th_shq(a->v[i]));
-        TH_CHECK(w > 0 && (size_t)w < sizeof(cmd) - len, "command line too long");
-        len += (size_t)w;
-    }
-    return th_fmt("%s--checksum 2>>%s", cmd, th_shq(T.sum_log));
-}
-
 static pid_t spawn(const char *log, char *const argv[])
 {
     pid_t pid = th_spawn(log, argv);
@@ -1558,7 +1543,7 @@ static void setup(struct rng *master, int pg)
     TH_CHECK(th_wait_port(T.port, 10000) == 0, "mosquitto does not listen on %d", T.port);
 
     T.cloud_args = cloud_args();
-    T.cloud_sum_cmd = checksum_cmd(&T.cloud_args);
+    T.cloud_sum_cmd = th_checksum_cmd(T.cloud_args.v, T.cloud_args.n, T.sum_log);
 
     for (i = 0; i < FT_EDGES; i++) {
         struct edge *e = &T.edges[i];
@@ -1595,7 +1580,7 @@ static void setup(struct rng *master, int pg)
             broker = th_fmt("ssl://127.0.0.1:%d", T.port);
         }
         e->args = edge_args(e, broker);
-        e->sum_cmd = checksum_cmd(&e->args);
+        e->sum_cmd = th_checksum_cmd(e->args.v, e->args.n, T.sum_log);
     }
 
     T.cloud_pid = spawn(T.cloud_log, T.cloud_args.v);

@@ -70,21 +70,6 @@ static void args_extra(struct rig_args *a, const char *const *extra)
         args_add(a, extra[i]);
 }
 
-/* Returns the shell command running argv plus --checksum, stderr appended to sum_log. */
-static const char *checksum_cmd(const struct rig *r, const struct rig_args *a)
-{
-    char cmd[8192];
-    size_t len = 0;
-    int i, w;
-
-    for (i = 0; i < a->n; i++) {
-        w = snprintf(cmd + len, sizeof(cmd) - len, "%s ", th_shq(a->v[i]));
-        TH_CHECK(w > 0 && (size_t)w < sizeof(cmd) - len, "command line too long");
-        len += (size_t)w;
-    }
-    return th_fmt("%s--checksum 2>>%s", cmd, th_shq(r->sum_log));
-}
-
 static struct rig_args cloud_args(const struct rig *r, const char *client_id)
 {
     struct rig_args a = {{NULL}, 0};
@@ -234,7 +219,7 @@ void rig_setup(struct rig *r, const struct rig_opts *o)
         c->client_id = th_fmt("synccloud-%d", i + 1);
         c->args = cloud_args(r, c->client_id);
     }
-    r->cloud_sum_cmd = checksum_cmd(r, &r->clouds[0].args);
+    r->cloud_sum_cmd = th_checksum_cmd(r->clouds[0].args.v, r->clouds[0].args.n, r->sum_log);
 
     for (i = 0; i < o->nedges; i++) {
         struct rig_edge *e = &r->edges[i];
@@ -255,7 +240,7 @@ void rig_setup(struct rig *r, const struct rig_opts *o)
                                     " n INTEGER)") == 0,
                  "cannot create %s", e->db);
         e->args = edge_args(r, e);
-        e->sum_cmd = checksum_cmd(r, &e->args);
+        e->sum_cmd = th_checksum_cmd(e->args.v, e->args.n, r->sum_log);
     }
 }
 

@@ -1779,3 +1779,19 @@ long long th_pg_int(const char *conninfo, const char *fmt, ...)
     free(out);
     return v;
 }
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+const char *th_checksum_cmd(char *const argv[], int n, const char *errlog)
+{
+    char cmd[8192];
+    size_t len = 0;
+    int i, w;
+
+    for (i = 0; i < n; i++) {
+        w = snprintf(cmd + len, sizeof(cmd) - len, "%s ", th_shq(argv[i]));
+        TH_CHECK(w > 0 && (size_t)w < sizeof(cmd) - len, "command line too long");
+        len += (size_t)w;
+    }
+    return th_fmt("%s--checksum 2>>%s", cmd, th_shq(errlog));
+}

@@ -128,6 +128,11 @@ const char *th_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Returns s quoted for a POSIX shell ('...'), owned by the harness (freed at exit). */
 const char *th_shq(const char *s);
 
+/* Returns the shell command that runs the daemon argv[0..n-1] (each word quoted) with
+ * --checksum added, its stderr appended to errlog; owned by the harness. Fails the test if the
+ * command would not fit in 8 KiB. */
+const char *th_checksum_cmd(char *const argv[], int n, const char *errlog);
+
 /* Returns a monotonic clock reading in seconds, for measuring durations. */
 double th_now(void);
 
