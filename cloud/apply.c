@@ -401,16 +401,8 @@ int cloud_applier_row_message(cloud_applier *a, const sync_table *t, const sync_
     char topic[SYNC_TOPIC_MAX];
     if (!row->exists || sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) != SYNC_OK)
         return SYNC_ERR_INVAL;
-    sync_change *full = &a->change;
-    full->key = *key;
-    full->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
-    full->version = row->version;
-    full->cseq = row->cseq;
-    full->hlc = row->hlc;
-    full->origin = row->origin;
-    full->origin_len = strlen(row->origin);
-    fill_cols_from_row(full->cols, &full->ncols, t, row);
-    return queue_row(a, q, topic, t, full);
+    cloud_row_change(t, key, row, &a->change);
+    return queue_row(a, q, topic, t, &a->change);
 }
 
 /* Before the first change of a table in a transaction: the table's newest committed cseq,
@@ -464,9 +456,8 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
     if (a->cfg->publish_rows) {
         char topic[SYNC_TOPIC_MAX];
         if (sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) == SYNC_OK) {
-            sync_change full = *c;
-            full.op = a->next.deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
-            fill_cols_from_row(full.cols, &full.ncols, t, &a->next);
+            sync_change full;
+            cloud_row_change(t, key, &a->next, &full);
             if (queue_row(a, &a->rows, topic, t, &full) != SYNC_OK)
                 return SYNC_ERR_NOMEM;
         } else {

@@ -59,22 +59,7 @@ static int add_row(void *ctx, const sync_value *key, const cloud_row *row)
     cloud_puller *p = ctx;
     const sync_table *t = p->t;
     sync_change *c = &p->chg;
-    c->key = *key;
-    c->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
-    c->version = row->version;
-    c->cseq = row->cseq;
-    c->hlc = row->hlc;
-    c->origin = row->origin;
-    c->origin_len = strlen(row->origin);
-    c->ncols = 0;
-    if (!row->deleted) {
-        for (int i = 0; i < t->ncols; i++) {
-            c->cols[i].name = t->cols[i].name;
-            c->cols[i].name_len = strlen(t->cols[i].name);
-            c->cols[i].v = row->vals[i];
-        }
-        c->ncols = (size_t)t->ncols;
-    }
+    cloud_row_change(t, key, row, c);
     size_t before = p->body.len;
     if (sync_change_encode(&p->body, c) != SYNC_OK)
         return p->body.err == SYNC_ERR_NOMEM ? SYNC_ERR_NOMEM : SYNC_ERR_INVAL;

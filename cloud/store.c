@@ -185,3 +185,24 @@ int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], lon
 {
     return st->ops->checksum(st, t, hex, rows, err, errlen);
 }
+
+void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_row *row,
+                      sync_change *out)
+{
+    out->key = *key;
+    out->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+    out->version = row->version;
+    out->cseq = row->cseq;
+    out->hlc = row->hlc;
+    out->origin = row->origin;
+    out->origin_len = strlen(row->origin);
+    out->ncols = 0;
+    if (!row->exists || row->deleted)
+        return;
+    for (int i = 0; i < t->ncols; i++) {
+        out->cols[i].name = t->cols[i].name;
+        out->cols[i].name_len = strlen(t->cols[i].name);
+        out->cols[i].v = row->vals[i];
+    }
+    out->ncols = (size_t)t->ncols;
+}

@@ -135,6 +135,12 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
  * 1 to stop early (that row is not consumed), or an error. *remaining receives how many rows
  * above `after` the table holds in all (for progress). Read-only: call outside a write
  * transaction so pages show only committed data. */
+/* A stored row as the whole-row change that retained row messages and catch-up pages carry:
+ * INSERT with every column, or DELETE without columns for a tombstone. out points into row and
+ * t (no copies). */
+void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_row *row,
+                      sync_change *out);
+
 typedef int (*cloud_row_cb)(void *ctx, const sync_value *key, const cloud_row *row);
 int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining);
