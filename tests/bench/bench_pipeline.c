@@ -407,6 +407,17 @@ static int workload_next(workload *w, long long *id, int *qty)
     return 1;
 }
 
+/* Binds a new row of the mix to an insert (or upsert) of (id, name, qty, price, ...). */
+static void bind_new_row(sqlite3_stmt *s, long long id, int qty)
+{
+    char name[32];
+    snprintf(name, sizeof name, "item-%lld", id);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 3, qty);
+    sqlite3_bind_double(s, 4, (double)(id % 10000) / 100.0);
+}
+
 /* The application's busy handler: retry every 0.2 ms for up to 10 s. SQLite's own
  * busy_timeout sleeps 1, 2, 5, 10, ... ms between tries, so each brief overlap with syncedge's
  * write transactions (an ack: the acknowledged changes leave the outbox) would cost the
@@ -485,12 +496,7 @@ static void app_write(edge *e, long n, double t_us)
         sqlite3_stmt *s;
         if (workload_next(&e->w, &id, &qty)) {
             s = e->ins;
-            char name[32];
-            snprintf(name, sizeof name, "item-%lld", id);
-            sqlite3_bind_int64(s, 1, id);
-            sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(s, 3, qty);
-            sqlite3_bind_double(s, 4, (double)(id % 10000) / 100.0);
+            bind_new_row(s, id, qty);
         } else {
             s = e->upd;
             sqlite3_bind_int(s, 1, qty);
@@ -698,12 +704,7 @@ static double sqlite_ceiling(long n)
             long long id;
             int qty;
             workload_next(&w, &id, &qty);
-            char name[32];
-            snprintf(name, sizeof name, "item-%lld", id);
-            sqlite3_bind_int64(s, 1, id);
-            sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(s, 3, qty);
-            sqlite3_bind_double(s, 4, (double)(id % 10000) / 100.0);
+            bind_new_row(s, id, qty);
             TH_CHECK(sqlite3_step(s) == SQLITE_DONE, "upsert: %s", sqlite3_errmsg(db));
             sqlite3_reset(s);
         }
@@ -872,26 +873,14 @@ static double bootstrap(long rows)
     long long have = expect_rows();
     /* Top the table up to `rows` with inserts from edge-a (the mix, without its updates). */
     exec(w->app, "BEGIN");
-    sqlite3_stmt *ins;
-    TH_CHECK(sqlite3_prepare_v2(w->app,
-                                "INSERT INTO items(id, name, qty, price, t) VALUES (?, ?, ?, 1.5, "
-                                "0)",
-                                -1, &ins, NULL) == SQLITE_OK,
-             "prepare");
     for (long long i = have; i < rows; i++) {
-        workload *wl = &w->w;
         long long id;
         int qty;
-        workload_insert(wl, &id, &qty);
-        char name[32];
-        snprintf(name, sizeof name, "item-%lld", id);
-        sqlite3_bind_int64(ins, 1, id);
-        sqlite3_bind_text(ins, 2, name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(ins, 3, qty);
-        TH_CHECK(sqlite3_step(ins) == SQLITE_DONE, "insert: %s", sqlite3_errmsg(w->app));
-        sqlite3_reset(ins);
+        workload_insert(&w->w, &id, &qty);
+        bind_new_row(w->ins, id, qty);
+        TH_CHECK(sqlite3_step(w->ins) == SQLITE_DONE, "insert: %s", sqlite3_errmsg(w->app));
+        sqlite3_reset(w->ins);
     }
-    sqlite3_finalize(ins);
     exec(w->app, "COMMIT");
     double dummy;
     wait_replica(th_now(), 0, &dummy);
