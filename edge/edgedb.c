@@ -218,6 +218,8 @@ static int prepare_all(edge_db *e, char *err, size_t errlen)
                         "ON CONFLICT(tbl, pk) DO UPDATE SET after = min(after, excluded.after)"},
         {&e->dirty_del, "DELETE FROM _sync_dirty WHERE tbl = ? AND pk = ?"},
         {&e->dirty_all, "SELECT tbl, pk, after FROM _sync_dirty"},
+        {&e->quiet_q, "SELECT NOT EXISTS (SELECT 1 FROM _sync_outbox WHERE tbl = ?1) AND "
+                      "NOT EXISTS (SELECT 1 FROM _sync_dirty WHERE tbl = ?1)"},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         int rc = sync_sql_prepare(e->db, list[i].sql, list[i].st, err, errlen);
@@ -352,7 +354,7 @@ void edge_db_close(edge_db *e)
 {
     sqlite3_stmt *all[] = {e->begin,        e->commit,      e->rollback,  e->set_applying,
                            e->version_get,  e->version_put, e->pending,   e->data_version_st,
-                           e->outbox_count, e->version_del, e->dirty_put, e->dirty_del,
+                           e->outbox_count, e->version_del, e->dirty_put, e->dirty_del, e->quiet_q,
                            e->dirty_all};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
@@ -451,6 +453,15 @@ int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint
     }
     sqlite3_reset(e->pending);
     return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+int edge_db_table_quiet(edge_db *e, const sync_table *t, int *quiet)
+{
+    sqlite3_bind_text(e->quiet_q, 1, t->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(e->quiet_q);
+    *quiet = rc == SQLITE_ROW && sqlite3_column_int(e->quiet_q, 0);
+    sqlite3_reset(e->quiet_q);
+    return rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
 }
 
 int edge_db_changed(edge_db *e)

@@ -25,7 +25,8 @@ typedef struct edge_db {
     int data_version;             /* last PRAGMA data_version seen */
     char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
     sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
-        *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all;
+        *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all,
+        *quiet_q;
 } edge_db;
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,
@@ -60,6 +61,10 @@ int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key);
 /* Columns of a row with local changes not yet acknowledged: the OR of the outbox masks, all
  * bits when an insert or delete is pending, 0 when nothing is. */
 int edge_db_pending(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *mask);
+
+/* *quiet = 1 when table t has no local change waiting in the outbox and no row marked dirty,
+ * else 0: a replica applying many rows in one transaction then needs neither per-row check. */
+int edge_db_table_quiet(edge_db *e, const sync_table *t, int *quiet);
 /* Nonzero when another connection has committed since the last call. */
 int edge_db_changed(edge_db *e);
 /* Rows in the outbox. */

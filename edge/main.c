@@ -155,6 +155,9 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
              * it; the cloud recognises the sequence numbers and acks them as duplicates. */
             if (settled)
                 e->need_check = 1;
+            /* Cursors moved in memory with rows that are not stored after all. */
+            if (e->pull && edge_pull_reload(e->pull) != SYNC_OK)
+                sync_error("reading the replica's cursors again: %s", sqlite3_errmsg(e->db.db));
         }
     }
     while (list) {
@@ -287,6 +290,8 @@ static int run(edge_config *c, const sync_schema *schema)
         goto out;
     }
     sync_mqtt_subscribe(e.mqtt, e.ack_topic, 1);
+    if (e.pull)
+        edge_pull_set_mqtt(e.pull, e.mqtt);
     if (c->replica) {
         char delta[SYNC_TOPIC_MAX];
         snprintf(delta, sizeof delta, "sync/%s/delta/+", c->tenant);

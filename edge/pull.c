@@ -35,6 +35,8 @@ struct edge_pull {
     sqlite3_stmt *put_cursor; /* raises a cursor */
     sqlite3_stmt *set_cursor; /* sets it, also lower */
     sqlite3_stmt *seen_put, *seen_clear, *resync_put, *resync_del; /* full resyncs */
+    sqlite3_stmt *get_cursor, *get_resync;                          /* load_state() */
+    sync_mqtt *mqtt; /* where the next page is asked for while a page is applied (may be NULL) */
     char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
     /* the request in flight */
     int inflight; /* table slot, or -1 */
@@ -45,6 +47,8 @@ struct edge_pull {
     uint8_t corrbuf[8];
     sync_limits lim;
     const sync_table *page_table;
+    int page_slot;      /* its table's slot */
+    int prefetched;     /* the next page was asked for before this one was applied */
     sync_page_hdr page; /* header of the page being applied */
     int page_failed;
     int page_full; /* the page belongs to a full resync: its keys are recorded as seen */
@@ -63,6 +67,41 @@ static int slot_of(const edge_pull *p, const sync_table *t)
         if (p->db->tables[i] == t)
             return i;
     return -1;
+}
+
+/* (Re)reads every table's cursor and resync flag from the database. Tables never pulled, and
+ * resyncs a stop interrupted, are marked as needing a pull. */
+static int load_state(edge_pull *p)
+{
+    for (int i = 0; i < p->db->ntables; i++) {
+        tstate *s = &p->ts[i];
+        const char *name = p->db->tables[i]->name;
+        s->cursor = 0;
+        s->full = 0;
+        sqlite3_bind_text(p->get_cursor, 1, name, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(p->get_cursor);
+        if (rc == SQLITE_ROW)
+            s->cursor = (uint64_t)sqlite3_column_int64(p->get_cursor, 0);
+        sqlite3_reset(p->get_cursor);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return SYNC_ERR_DB;
+        if (s->head < s->cursor)
+            s->head = s->cursor;
+        /* A table never pulled starts from nothing: fetch it whole. */
+        if (s->cursor == 0)
+            s->need = 1;
+        /* A full resync interrupted by a stop goes on from its last page. */
+        sqlite3_bind_text(p->get_resync, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(p->get_resync);
+        if (rc == SQLITE_ROW) {
+            s->full = 1;
+            s->need = 1;
+        }
+        sqlite3_reset(p->get_resync);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return SYNC_ERR_DB;
+    }
+    return SYNC_OK;
 }
 
 int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pull **out, char *err,
@@ -101,32 +140,15 @@ int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pul
     };
     for (size_t i = 0; rc == SYNC_OK && i < sizeof more / sizeof more[0]; i++)
         rc = sync_sql_prepare(db->db, more[i].sql, more[i].st, err, errlen);
-    sqlite3_stmt *q = NULL, *fq = NULL;
     if (rc == SYNC_OK)
-        rc = sync_sql_prepare(db->db, "SELECT cseq FROM _sync_cursor WHERE tbl = ?", &q, err,
-                              errlen);
+        rc = sync_sql_prepare(db->db, "SELECT cseq FROM _sync_cursor WHERE tbl = ?", &p->get_cursor,
+                              err, errlen);
     if (rc == SYNC_OK)
-        rc = sync_sql_prepare(db->db, "SELECT 1 FROM _sync_resync WHERE tbl = ?", &fq, err,
-                              errlen);
-    for (int i = 0; rc == SYNC_OK && i < db->ntables; i++) {
-        sqlite3_bind_text(q, 1, db->tables[i]->name, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW)
-            p->ts[i].cursor = (uint64_t)sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-        p->ts[i].head = p->ts[i].cursor;
-        /* A table never pulled starts from nothing: fetch it whole. */
-        if (p->ts[i].cursor == 0)
-            p->ts[i].need = 1;
-        /* A full resync interrupted by a stop goes on from its last page. */
-        sqlite3_bind_text(fq, 1, db->tables[i]->name, -1, SQLITE_STATIC);
-        if (sqlite3_step(fq) == SQLITE_ROW) {
-            p->ts[i].full = 1;
-            p->ts[i].need = 1;
-        }
-        sqlite3_reset(fq);
-    }
-    sqlite3_finalize(q);
-    sqlite3_finalize(fq);
+        rc = sync_sql_prepare(db->db, "SELECT 1 FROM _sync_resync WHERE tbl = ?", &p->get_resync,
+                              err, errlen);
+    if (rc == SYNC_OK && load_state(p) != SYNC_OK)
+        rc = sync_seterr(err, errlen, SYNC_ERR_DB, "reading the replica's cursors: %s",
+                         sqlite3_errmsg(db->db));
     if (rc != SYNC_OK) {
         edge_pull_free(p);
         return rc;
@@ -145,6 +167,8 @@ void edge_pull_free(edge_pull *p)
     sqlite3_finalize(p->seen_clear);
     sqlite3_finalize(p->resync_put);
     sqlite3_finalize(p->resync_del);
+    sqlite3_finalize(p->get_cursor);
+    sqlite3_finalize(p->get_resync);
     sync_cbuf_free(&p->buf);
     free(p);
 }
@@ -312,15 +336,54 @@ void edge_pull_unsent(edge_pull *p)
     }
 }
 
+static int publish_request(edge_pull *p, sync_mqtt *m)
+{
+    int rc = sync_mqtt_publish_rr(m, p->req_topic, p->buf.data, p->buf.len, 1, p->resp_topic,
+                                  p->corrbuf, sizeof p->corrbuf);
+    if (rc != SYNC_OK)
+        edge_pull_unsent(p); /* try again on the next round */
+    return rc;
+}
+
 void edge_pull_drive(edge_pull *p, sync_mqtt *m)
 {
     if (!sync_mqtt_connected(m))
         return;
     edge_pull_req req;
-    if (edge_pull_next(p, &req) == 1 &&
-        sync_mqtt_publish_rr(m, req.topic, req.payload, req.len, 1, req.response_topic, req.corr,
-                             req.corr_len) != SYNC_OK)
-        edge_pull_unsent(p); /* try again on the next round */
+    if (edge_pull_next(p, &req) == 1)
+        publish_request(p, m);
+}
+
+/* Asks for the page after the one being applied (p->ts[slot].cursor is its `next`). */
+static int prefetch(edge_pull *p, int slot)
+{
+    if (!p->mqtt || !sync_mqtt_connected(p->mqtt))
+        return SYNC_ERR_IO;
+    p->corr++;
+    make_request(p, slot);
+    if (p->buf.err != SYNC_OK) {
+        p->inflight = -1;
+        return SYNC_ERR_NOMEM;
+    }
+    return publish_request(p, p->mqtt);
+}
+
+void edge_pull_set_mqtt(edge_pull *p, sync_mqtt *m)
+{
+    p->mqtt = m;
+}
+
+int edge_pull_reload(edge_pull *p)
+{
+    /* A new correlation number: the answer to a request in flight is ignored. */
+    p->corr++;
+    p->inflight = -1;
+    for (int i = 0; i < p->db->ntables; i++) {
+        p->ts[i].need = 1;
+        p->ts[i].started = 0;
+        p->ts[i].done_rows = p->ts[i].total_rows = 0;
+    }
+    return load_state(p);
 }
 
 int edge_pull_busy(const edge_pull *p)
@@ -341,6 +404,8 @@ static int step_name(sqlite3_stmt *st, const char *name)
     return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
+static int prefetch(edge_pull *p, int slot);
+
 static int on_page_hdr(void *ctx, const sync_page_hdr *h)
 {
     edge_pull *p = ctx;
@@ -351,7 +416,8 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
     /* The cloud answers a request from cursor A > 0 with a page from 0 when it compacted
      * tombstones after A: deletes since may be unknown here, so the table is rebuilt from a
      * whole snapshot, and rows it does not hold are removed at the end (sweep()). */
-    int redirected = h->after == 0 && p->after > 0 && !p->ts[slot].full;
+    tstate *s = &p->ts[slot];
+    int redirected = h->after == 0 && p->after > 0 && !s->full;
     if (h->after != p->after && !redirected)
         return 1;
     if (redirected) {
@@ -364,9 +430,35 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
             return SYNC_ERR_DB;
         }
     }
-    p->page_full = redirected || p->ts[slot].full;
+    p->page_full = redirected || s->full;
     p->page_table = t;
+    p->page_slot = slot;
     p->page = *h;
+    p->inflight = -1;
+    if (p->page_full && !s->full) { /* the first page of a full resync */
+        s->full = 1;
+        s->cursor = 0;
+        s->started = 0;
+        s->done_rows = 0;
+        sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p->set_cursor, 2, 0);
+        int src = sqlite3_step(p->set_cursor);
+        sqlite3_reset(p->set_cursor);
+        if (src != SQLITE_DONE) {
+            p->page_failed = 1;
+            return SYNC_ERR_DB;
+        }
+    }
+    if (h->next > s->cursor)
+        s->cursor = h->next;
+    /* Ask for the next page now, so the cloud reads and sends it while this one is applied.
+     * The cursor is saved with this page's rows; if their transaction fails, edge_pull_reload
+     * forgets the request (its answer is ignored) and pulls again from the saved cursor. */
+    p->prefetched = !h->done && h->nchanges > 0 && prefetch(p, slot) == SYNC_OK;
+    if (h->nchanges > 1 && edge_replica_hint(p->rep, t) != SYNC_OK) {
+        p->page_failed = 1;
+        return SYNC_ERR_DB;
+    }
     return 0;
 }
 
@@ -433,45 +525,45 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
     p->page_table = NULL;
     p->page_failed = 0;
     p->page_full = 0;
+    p->prefetched = 0;
     int rc =
         sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err, errlen);
+    edge_replica_hint(p->rep, NULL);
     if (rc == 1)
         return SYNC_OK;
+    if (rc != SYNC_OK && p->page_table && !p->page_failed) {
+        /* Malformed after its header was taken: the cursor moved in memory only, and the next
+         * page may be asked for already. Go back to the stored cursor and ask again from there
+         * when the request times out, as for a page that never came. */
+        int slot = p->page_slot;
+        if (load_state(p) != SYNC_OK)
+            return sync_seterr(err, errlen, SYNC_ERR_DB, "reading the cursor of '%s': %s",
+                               p->page_table->name, sqlite3_errmsg(p->db->db));
+        p->inflight = slot;
+        p->after = p->ts[slot].cursor;
+        p->sent_at = now_s();
+        p->ts[slot].need = 0;
+    }
     if (rc != SYNC_OK)
         return p->page_failed ? SYNC_ERR_DB : rc;
-    int slot = p->inflight;
+    int slot = p->page_slot;
     tstate *s = &p->ts[slot];
     const char *name = p->page_table->name;
     double now = now_s();
-    if (p->page_full && !s->full) { /* the first page of a full resync */
-        s->full = 1;
-        s->cursor = 0;
-        s->started = 0;
-        s->done_rows = 0;
-        sqlite3_bind_text(p->set_cursor, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(p->set_cursor, 2, 0);
-        int src = sqlite3_step(p->set_cursor);
-        sqlite3_reset(p->set_cursor);
-        if (src != SQLITE_DONE)
-            return sync_seterr(err, errlen, SYNC_ERR_DB, "resetting the cursor of '%s'", name);
-    }
     if (s->started == 0) { /* the first page of this catch-up */
         s->started = now;
         s->logged = now;
         s->total_rows = p->page.nchanges + p->page.remaining;
     }
     s->done_rows += p->page.nchanges;
-    if (p->page.next > s->cursor) {
-        s->cursor = p->page.next;
-        if ((rc = save_cursor(p, slot)) != SYNC_OK)
-            return sync_seterr(err, errlen, rc, "saving the cursor of '%s'", name);
-    }
+    if ((rc = save_cursor(p, slot)) != SYNC_OK)
+        return sync_seterr(err, errlen, rc, "saving the cursor of '%s'", name);
     if (s->cursor > s->head)
         s->head = s->cursor;
-    p->inflight = -1;
     double secs = now - s->started;
     if (!p->page.done) {
-        s->need = 1;
+        if (!p->prefetched)
+            s->need = 1;
         if (now - s->logged >= 1.0) {
             sync_notice("replica: pulling '%s': %llu/%llu rows (%.0f rows/s)", name,
                         (unsigned long long)s->done_rows, (unsigned long long)s->total_rows,

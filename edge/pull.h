@@ -61,6 +61,15 @@ int edge_pull_next(edge_pull *p, edge_pull_req *req);
 /* The request from edge_pull_next could not be published: it will be made again. */
 void edge_pull_unsent(edge_pull *p);
 
+/* The connection on which edge_pull_on_page asks for the next page of a catch-up before it
+ * applies the current one, so the cloud prepares it meanwhile (NULL: it does not). */
+void edge_pull_set_mqtt(edge_pull *p, sync_mqtt *m);
+
+/* The transaction in which pages, deltas or acks were handled was rolled back: reads the
+ * cursors again from the database, forgets the request in flight (its answer will be
+ * ignored) and pulls every table from its saved cursor. */
+int edge_pull_reload(edge_pull *p);
+
 /* Publishes the next request on m, if any (edge_pull_next + publish). */
 void edge_pull_drive(edge_pull *p, sync_mqtt *m);
 

@@ -28,6 +28,7 @@ struct edge_replica {
     uint64_t cseq_now;     /* cseq of the change being applied (0: not from a delta) */
     uint64_t missing;      /* smallest cseq of a change whose row is missing here (0: none) */
     struct edge_pull *pull;
+    const sync_table *quiet; /* table with nothing pending or dirty in this transaction (hint) */
     int failed; /* a database error happened inside a decode callback */
     char errbuf[256];
 };
@@ -112,6 +113,7 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     uint64_t held;
     if (edge_db_version(r->db, t, key, &held) != SYNC_OK)
         return SYNC_ERR_DB;
+    int quiet = r->quiet == t;
     if (sync_log_enabled(SYNC_LOG_DEBUG)) {
         uint64_t pend = 0;
         edge_db_pending(r->db, t, key, &pend);
@@ -138,8 +140,8 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
         r->skipped++;
         return SYNC_OK;
     }
-    uint64_t pending;
-    if (edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
+    uint64_t pending = 0;
+    if (!quiet && edge_db_pending(r->db, t, key, &pending) != SYNC_OK)
         return SYNC_ERR_DB;
     pending |= also_pending;
     int rc = SQLITE_DONE;
@@ -154,7 +156,7 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     int partial = pending != 0 && (op == SYNC_OP_DELETE || pending == ~0ull || (pending & setcols));
     if (partial && edge_db_mark_dirty(r->db, t, key, reread_from) != SYNC_OK)
         return SYNC_ERR_DB;
-    if (!partial && op != SYNC_OP_UPDATE && edge_db_clear_dirty(r->db, t, key) != SYNC_OK)
+    if (!partial && op != SYNC_OP_UPDATE && !quiet && edge_db_clear_dirty(r->db, t, key) != SYNC_OK)
         return SYNC_ERR_DB;
     if (op == SYNC_OP_DELETE) {
         /* A local change still on its way wins locally until the cloud has decided on it. */
@@ -221,10 +223,25 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     return SYNC_OK;
 }
 
+int edge_replica_hint(edge_replica *r, const sync_table *t)
+{
+    r->quiet = NULL;
+    int quiet = 0;
+    if (t && edge_db_table_quiet(r->db, t, &quiet) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (quiet)
+        r->quiet = t;
+    return SYNC_OK;
+}
+
 static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
 {
     edge_replica *r = ctx;
     r->cur = edge_db_table(r->db, h->table, h->table_len);
+    if (r->cur && h->nchanges > 1 && edge_replica_hint(r, r->cur) != SYNC_OK) {
+        r->failed = 1;
+        return SYNC_ERR_DB;
+    }
     r->prev = h->prev_cseq;
     r->last = 0;
     r->missing = 0;
@@ -260,6 +277,7 @@ int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, c
     r->cur = NULL;
     r->failed = 0;
     int rc = sync_delta_decode(payload, len, &r->lim, on_delta_hdr, on_change, r, err, errlen);
+    r->quiet = NULL;
     if (rc != SYNC_OK && r->failed)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "applying a delta: %s",
                            sqlite3_errmsg(r->db->db));

@@ -33,6 +33,13 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
  * also_pending: columns to treat as pending besides the outbox's (later changes of the same
  * acknowledged batch, whose rows are already gone from the outbox); all bits for a row. */
 
+/* Tells the replica that the caller's transaction now applies many rows of table t (a delta
+ * or a catch-up page): it looks once whether t has local changes waiting or rows marked dirty,
+ * and while it has neither, edge_replica_put skips both per-row lookups. Nothing the replica
+ * applies can add either (its writes are not captured; rows are marked dirty only when a
+ * change is pending). t = NULL ends the hint; call it before the transaction ends. */
+int edge_replica_hint(edge_replica *r, const sync_table *t);
+
 /* Re-reads rows that lag their version (see edge_db_mark_dirty) once no local change to them is
  * pending: forgets their version and pulls their table from where they lag. Call after acks. */
 int edge_replica_settle(edge_replica *r);

@@ -37,6 +37,8 @@
  *   BENCH_INFLIGHT=N                         the MQTT ceiling's publish window (default 1000)
  *   BENCH_TRACE=1                            print the application's statements over 2 ms
  *   BENCH_LAT_DUMP=1                         print every latency sample (commit time, ms)
+ *   BENCH_BOOTSTRAP_CALLGRIND=FILE           run the bootstrap's new replica under callgrind
+ *                                            and print its instructions per row
  *   BENCH_DEFAULT_BUSY=1                     SQLite's busy_timeout for the application instead
  *                                            of a 0.2 ms retry loop
  */
@@ -865,6 +867,21 @@ static void latency(long seconds, double *p50, double *p99, double *max, size_t 
     free(L.v);
 }
 
+/* Total instructions of a callgrind output file (its "summary:" or "totals:" line). */
+static double callgrind_total(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    TH_CHECK(f != NULL, "no callgrind output %s", path);
+    char line[4096];
+    double total = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "summary:", 8) == 0 || strncmp(line, "totals:", 7) == 0)
+            total = strtod(strchr(line, ':') + 1, NULL);
+    fclose(f);
+    TH_CHECK(total > 0, "no total in %s", path);
+    return total;
+}
+
 /* ---- 4. bootstrap ---- */
 
 static double bootstrap(long rows)
@@ -886,8 +903,9 @@ static double bootstrap(long rows)
     wait_replica(th_now(), 0, &dummy);
     /* A new replica with an empty database. */
     edge fresh = {.name = "edge-s", .db = th_fmt("%s/s.db", B.dir)};
+    const char *cg = getenv("BENCH_BOOTSTRAP_CALLGRIND");
     double t0 = th_now();
-    start_edge(&fresh, NULL);
+    start_edge(&fresh, cg);
     sqlite3 *db = NULL;
     long long want_rows = expect_rows(), want_qty = expect_qty();
     long long top = q_int(cloud_db(), "SELECT coalesce(max(_cseq), 0) FROM items");
@@ -906,6 +924,9 @@ static double bootstrap(long rows)
     sqlite3_close(db);
     say("bootstrap: a new replica held %lld rows %.2f s after it was started", want_rows, s);
     stop_edge(&fresh);
+    if (cg) /* includes start-up and the TLS handshake: compare runs, not absolute figures */
+        say("bootstrap: syncedge ran %.0f instructions per row (callgrind, %s)",
+            callgrind_total(cg) / (double)want_rows, cg);
     return s;
 }
 
@@ -1032,21 +1053,6 @@ static void measure_payload(payload *p)
 }
 
 /* ---- 7. CPU ---- */
-
-/* Total instructions of a callgrind output file (its "summary:" or "totals:" line). */
-static double callgrind_total(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    TH_CHECK(f != NULL, "no callgrind output %s", path);
-    char line[4096];
-    double total = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "summary:", 8) == 0 || strncmp(line, "totals:", 7) == 0)
-            total = strtod(strchr(line, ':') + 1, NULL);
-    fclose(f);
-    TH_CHECK(total > 0, "no total in %s", path);
-    return total;
-}
 
 static int applied_pred(void *ctx)
 {
