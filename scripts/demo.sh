@@ -5,7 +5,8 @@
 #        scripts/demo.sh --stop          stop what a --keep-running demo left running
 #
 # Installs missing packages, builds build-release/ (Release), sets up a development broker in a fresh
-# run/demo/ (TLS on 127.0.0.1, dev users and passwords), starts mosquitto, synccloud and two
+# run/demo/ (TLS on 127.0.0.1, dev users and passwords; a WebSockets listener on 127.0.0.1 that
+# serves the live dashboard, whose address it prints), starts mosquitto, synccloud and two
 # syncedge: edge-a on run/demo/a.db (the "application" database) and edge-b on run/demo/b.db
 # (a replica that starts empty). Shows the events the cloud publishes, writes a few rows into
 # a.db with the sqlite3 CLI, waits until a.db, the cloud and b.db agree, and prints them.
@@ -97,6 +98,15 @@ CLOUD=$(find_bin synccloud)
 echo "syncedge:  $EDGE"
 echo "synccloud: $CLOUD"
 
+# The live dashboard (docs/dashboard.md): mqtt.js from npm, as package-lock.json pins it. The
+# demo goes on without the page when npm cannot install it.
+say "Installing the live dashboard's npm packages (cloud/dashboard)"
+DASHBOARD=1
+(cd cloud/dashboard && npm ci --no-audit --no-fund --loglevel=error </dev/null) || {
+    echo "demo: warning: 'npm ci' failed in cloud/dashboard: the demo runs without the dashboard" >&2
+    DASHBOARD=0
+}
+
 say "Setting up a development broker in run/demo/"
 # A demo left running by --keep-running is stopped first: run/demo is made fresh every time.
 stop_all
@@ -107,7 +117,19 @@ while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
     PORT=$((PORT + 1))
     ((PORT < 18983)) || die "no free port between 18883 and 18982 on 127.0.0.1"
 done
-bash scripts/devbroker.sh setup "$RUN" "$PORT"
+WSPORT=
+if ((DASHBOARD)); then
+    # The dashboard's port: the WebSockets listener serves the page and the MQTT connection.
+    WSPORT=${DEMO_WS_PORT:-19001}
+    while [[ "$WSPORT" == "$PORT" ]] || (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null; do
+        WSPORT=$((WSPORT + 1))
+        ((WSPORT < 19101)) || die "no free port between 19001 and 19100 on 127.0.0.1"
+    done
+fi
+bash scripts/devbroker.sh setup "$RUN" "$PORT" ${WSPORT:+"$WSPORT"}
+if ((DASHBOARD)); then
+    node cloud/dashboard/build.js "$RUN/www" >/dev/null || die "the dashboard's build failed"
+fi
 
 # From here on, whatever fails, the trap stops what was started (unless --keep-running
 # succeeded, see the end).
@@ -127,6 +149,13 @@ trap 'exit 130' INT TERM
 bash scripts/devbroker.sh start "$RUN"
 BROKER="ssl://127.0.0.1:$PORT"
 pass() { head -n 1 "$RUN/$1.pass"; }
+DASHBOARD_URL=
+if ((DASHBOARD)); then
+    # The page reads its login from the address's fragment, which the browser never sends.
+    DASHBOARD_URL="http://127.0.0.1:$WSPORT/#tenant=demo&user=viewer&pass=$(pass viewer)"
+    echo
+    echo "Dashboard: $DASHBOARD_URL"
+fi
 
 say "Edge A's application creates its database (run/demo/a.db)"
 APP_SQL="CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, note TEXT, data BLOB);
@@ -286,6 +315,7 @@ if ((KEEP)); then
 
 Still running (--keep-running):
   broker     ssl://127.0.0.1:$PORT   pid $(cat "$RUN/mosquitto.pid")   log run/demo/mosquitto.log
+  dashboard  ${DASHBOARD_URL:-(not built: see the warning above)}
   synccloud  pid $(cat "$RUN/synccloud.pid")   db run/demo/cloud.db   log run/demo/synccloud.log
   edge-a     pid $(cat "$RUN/edge-a.pid")   db run/demo/a.db       log run/demo/edge-a.log
   edge-b     pid $(cat "$RUN/edge-b.pid")   db run/demo/b.db       log run/demo/edge-b.log

@@ -2,8 +2,12 @@
 # devbroker.sh - set up, start and stop a development Mosquitto broker on 127.0.0.1 with TLS.
 #
 # Usage:
-#   scripts/devbroker.sh setup DIR PORT   create DIR: certificates, mosquitto.conf, acl,
-#                                         passwd and one DIR/USER.pass per dev user
+#   scripts/devbroker.sh setup DIR PORT [WSPORT]
+#                                         create DIR: certificates, mosquitto.conf, acl,
+#                                         passwd and one DIR/USER.pass per dev user; with
+#                                         WSPORT also a WebSockets listener (no TLS) on
+#                                         127.0.0.1:WSPORT that serves DIR/www over HTTP
+#                                         (the dashboard, docs/dashboard.md)
 #   scripts/devbroker.sh start DIR        start mosquitto in the background, wait until it
 #                                         accepts TLS logins (log DIR/mosquitto.log,
 #                                         pid DIR/mosquitto.pid)
@@ -34,7 +38,7 @@ die() {
 }
 
 usage() {
-    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -60,6 +64,12 @@ conf_port() {
     awk '$1 == "listener" { print $2; exit }' "$1/mosquitto.conf"
 }
 
+# Prints the WebSockets listener port from DIR/mosquitto.conf (nothing if there is none).
+conf_ws_port() {
+    awk '$1 == "listener" { p = $2 } $1 == "protocol" && $2 == "websockets" { print p; exit }' \
+        "$1/mosquitto.conf"
+}
+
 # Succeeds if PID is alive and is a mosquitto process (guards against a recycled pid).
 is_our_broker() {
     local pid=$1
@@ -82,12 +92,15 @@ probe() {
 }
 
 cmd_setup() {
-    [[ $# -eq 2 ]] || usage
-    local dir=$1 port=$2 user pass u
+    [[ $# -eq 2 || $# -eq 3 ]] || usage
+    local dir=$1 port=$2 wsport=${3:-} user pass u p
     check_dir "$dir"
-    if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]] || ((port > 65535)); then
-        die "PORT must be a number from 1 to 65535, got '$port'"
-    fi
+    for p in "$port" ${wsport:+"$wsport"}; do
+        if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p > 65535)); then
+            die "PORT and WSPORT must be numbers from 1 to 65535, got '$p'"
+        fi
+    done
+    [[ "$port" != "$wsport" ]] || die "WSPORT must differ from PORT"
     need mosquitto_passwd
     need openssl
     [[ -r "$SRC/broker-config/mosquitto-dev.conf" ]] ||
@@ -99,11 +112,20 @@ cmd_setup() {
 
     # The broker runs as this user (see the template), so it can read the files we write.
     user=$(id -un) || die "cannot find the current user name"
-    sed -e "s|@PORT@|$(sed_escape "$port")|g" \
+    # The template's "#ws# " lines are the WebSockets listener: kept (unprefixed) with WSPORT,
+    # dropped without. Its HTTP folder must exist, or that listener does not start.
+    local ws_sed=(-e '/^#ws# /d')
+    if [[ -n "$wsport" ]]; then
+        ws_sed=(-e 's/^#ws# //' -e "s|@WSPORT@|$(sed_escape "$wsport")|g")
+        mkdir -p "$dir/www" || die "cannot create '$dir/www'"
+    fi
+    sed "${ws_sed[@]}" \
+        -e "s|@PORT@|$(sed_escape "$port")|g" \
         -e "s|@DIR@|$(sed_escape "$dir")|g" \
         -e "s|@USER@|$(sed_escape "$user")|g" \
         "$SRC/broker-config/mosquitto-dev.conf" >"$dir/mosquitto.conf.new"
-    ! grep -q '@[A-Z]*@' "$dir/mosquitto.conf.new" ||
+    # Only settings count: comments may name a placeholder (@WSPORT@ without a WebSockets port).
+    ! awk '!/^[[:space:]]*#/ && /@[A-Z]+@/ { bad = 1 } END { exit !bad }' "$dir/mosquitto.conf.new" ||
         die "placeholder left unrendered in $dir/mosquitto.conf.new"
     mv -f "$dir/mosquitto.conf.new" "$dir/mosquitto.conf"
     cp -f "$SRC/broker-config/dev.acl" "$dir/acl"
@@ -137,17 +159,18 @@ cmd_setup() {
     mv -f "$dir/passwd.new" "$dir/passwd"
     umask "$old_umask"
 
-    echo "devbroker: set up $dir (port $port, users: ${USERS[*]})"
+    echo "devbroker: set up $dir (port $port${wsport:+, websockets $wsport serving $dir/www}, users: ${USERS[*]})"
 }
 
 cmd_start() {
     [[ $# -eq 1 ]] || usage
-    local dir=$1 pid port
+    local dir=$1 pid port wsport p
     check_dir "$dir"
     need mosquitto
     [[ -r "$dir/mosquitto.conf" ]] || die "$dir/mosquitto.conf not found: run '$0 setup $dir PORT' first"
     port=$(conf_port "$dir")
     [[ -n "$port" ]] || die "no listener line in $dir/mosquitto.conf"
+    wsport=$(conf_ws_port "$dir")
 
     if [[ -s "$dir/mosquitto.pid" ]]; then
         pid=$(head -n 1 "$dir/mosquitto.pid")
@@ -157,9 +180,11 @@ cmd_start() {
         fi
         rm -f "$dir/mosquitto.pid"
     fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "port $port on 127.0.0.1 is already in use by another process"
-    fi
+    for p in "$port" ${wsport:+"$wsport"}; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            die "port $p on 127.0.0.1 is already in use by another process"
+        fi
+    done
 
     # Mosquitto stays in the foreground (no -d), so $! is its own pid.
     mosquitto -c "$dir/mosquitto.conf" >>"$dir/mosquitto.log" 2>&1 </dev/null &
@@ -171,7 +196,9 @@ cmd_start() {
     local ready=0 deadline=$((SECONDS + START_TIMEOUT))
     while ((SECONDS < deadline)); do
         kill -0 "$pid" 2>/dev/null || break
-        if probe "$dir" "$port"; then
+        # The WebSockets listener opens before the TLS one accepts logins; checked anyway.
+        if probe "$dir" "$port" &&
+            { [[ -z "$wsport" ]] || (exec 3<>"/dev/tcp/127.0.0.1/$wsport") 2>/dev/null; }; then
             ready=1
             break
         fi
@@ -192,7 +219,7 @@ cmd_start() {
         rm -f "$dir/mosquitto.pid"
         exit 1
     fi
-    echo "devbroker: started mosquitto (pid $pid) on ssl://127.0.0.1:$port, log $dir/mosquitto.log"
+    echo "devbroker: started mosquitto (pid $pid) on ssl://127.0.0.1:$port${wsport:+ and ws://127.0.0.1:$wsport}, log $dir/mosquitto.log"
 }
 
 cmd_stop() {

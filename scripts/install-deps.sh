@@ -29,8 +29,16 @@ for p in "$@"; do
     [[ "$p" =~ ^[a-z0-9][a-z0-9+.-]+$ ]] || die "not a Debian package name: '$p'"
 done
 
+# Node.js and npm build the live dashboard (cloud/dashboard) and run its browser test. Any node
+# on PATH will do (it may come from elsewhere than Debian); only without one are Debian's
+# asked for, since installing them beside another node would conflict.
+NODE_PACKAGES=()
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    NODE_PACKAGES=(nodejs npm)
+fi
+
 missing=()
-for p in "${BASE_PACKAGES[@]}" "$@"; do
+for p in "${BASE_PACKAGES[@]}" "${NODE_PACKAGES[@]}" "$@"; do
     # "install ok installed" is the only state that means the package is fully there;
     # removed-but-configured or half-installed packages count as missing.
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

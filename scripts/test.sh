@@ -4,7 +4,9 @@
 # Usage: scripts/test.sh [CTEST_ARGS ...]      e.g. scripts/test.sh -L unit
 #
 # 1. installs missing Debian packages (scripts/install-deps.sh, plus valgrind and PostgreSQL:
-#    the tests labelled postgres start a throwaway server of their own);
+#    the tests labelled postgres start a throwaway server of their own; chromium for the
+#    dashboard's browser test, label ui), then the npm packages of cloud/dashboard and
+#    tests/ui with `npm ci`, exactly as their package-lock.json says;
 # 2. builds build/ (RelWithDebInfo, warnings are errors) and runs ctest there, passing
 #    CTEST_ARGS through;
 # 3. unless SYNC_SKIP_FUZZ=1, builds the libFuzzer targets (clang, ASan + UBSan, build-fuzz/)
@@ -19,7 +21,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 JOBS=${SYNC_JOBS:-2}
 
-bash scripts/install-deps.sh valgrind postgresql
+bash scripts/install-deps.sh valgrind postgresql chromium
+
+# The live dashboard (mqtt.js) and its browser test (playwright-core, which drives Debian's
+# chromium and downloads no browser of its own).
+for dir in cloud/dashboard tests/ui; do
+    echo "== npm ci in $dir"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund </dev/null) || {
+        echo "test.sh: 'npm ci' failed in $dir (the ui test needs it)" >&2
+        exit 1
+    }
+done
 
 echo "== build/ (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNC_WERROR=ON
