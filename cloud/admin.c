@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "registry.h"
 #include "resolve.h"
+#include "sync/hlc.h"
+#include "sync/json.h"
 #include "sync/cbor.h"
 #include "sync/err.h"
 #include "sync/log.h"
@@ -18,6 +21,7 @@ struct cloud_admin {
     cloud_applier *ap;
     const sync_schema *schema;
     const cloud_config *cfg;
+    struct cloud_registry *reg; /* devices allowed to sync, or NULL (borrowed) */
     sync_cbuf out;  /* the answer being built */
     size_t nrows;   /* conflicts listed */
     unsigned long requests;
@@ -30,6 +34,7 @@ typedef struct request {
     int pending;
     char take[16];
     char by[64];
+    char device[SYNC_MAX_ID + 1];
     sync_colval vals[ADMIN_MAX_VALUES];
     size_t nvals;
 } request;
@@ -105,6 +110,8 @@ static int parse(const sync_mqtt_msg *msg, request *q, char *err, size_t errlen)
             rc = uint_into(&r, &q->id, key, err, errlen);
         } else if (strcmp(key, "limit") == 0) {
             rc = uint_into(&r, &q->limit, key, err, errlen);
+        } else if (strcmp(key, "device") == 0) {
+            rc = text_into(&r, q->device, sizeof q->device, key, err, errlen);
         } else if (strcmp(key, "take") == 0) {
             rc = text_into(&r, q->take, sizeof q->take, key, err, errlen);
         } else if (strcmp(key, "by") == 0) {
@@ -258,6 +265,85 @@ static int resolve(cloud_admin *ad, const request *q, cloud_outq *out, char *err
     return SYNC_OK;
 }
 
+void cloud_admin_set_registry(cloud_admin *ad, struct cloud_registry *r)
+{
+    ad->reg = r;
+}
+
+static int add_device(void *ctx, const cloud_device_rec *d)
+{
+    cloud_admin *ad = ctx;
+    sync_cbuf *b = &ad->out;
+    sync_cbor_put_map(b, 7);
+    put_kv_text(b, "device", d->device);
+    put_kv_uint(b, "last_seq", d->last_seq);
+    put_kv_uint(b, "batches", d->batches);
+    put_kv_uint(b, "records", d->records);
+    put_kv_uint(b, "applied", d->applied);
+    put_kv_uint(b, "first_seen", d->first_seen > 0 ? (uint64_t)d->first_seen : 0);
+    put_kv_uint(b, "last_seen", d->last_seen > 0 ? (uint64_t)d->last_seen : 0);
+    ad->nrows++;
+    return b->err;
+}
+
+/* Lists the devices the store knows into ad->out as {"ok": true, "devices": [...]}. */
+static int list_devices(cloud_admin *ad, char *err, size_t errlen)
+{
+    sync_cbuf body = ad->out;
+    sync_cbuf_init(&ad->out, 0);
+    ad->nrows = 0;
+    int rc = cloud_store_devices(ad->st, add_device, ad);
+    sync_cbuf rows = ad->out;
+    ad->out = body;
+    if (rc != SYNC_OK) {
+        sync_cbuf_free(&rows);
+        return sync_seterr(err, errlen, rc, "reading the devices: %s",
+                           rc == SYNC_ERR_DB ? cloud_store_errmsg(ad->st) : sync_strerror(rc));
+    }
+    sync_cbor_put_map(&ad->out, 2);
+    sync_cbor_put_cstr(&ad->out, "ok");
+    sync_cbor_put_bool(&ad->out, 1);
+    sync_cbor_put_cstr(&ad->out, "devices");
+    sync_cbor_put_array(&ad->out, ad->nrows);
+    sync_cbor_put_raw(&ad->out, rows.data, rows.len);
+    sync_cbuf_free(&rows);
+    return SYNC_OK;
+}
+
+/* Tells a device to rebuild its replica from the cloud: a command on its own cmd topic, kept
+ * by its broker session while it is offline. */
+static int resync(cloud_admin *ad, const request *q, cloud_outq *out, char *err, size_t errlen)
+{
+    if (!q->device[0] || !sync_id_valid(q->device, strlen(q->device)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "resync needs a valid 'device'");
+    char why[256];
+    if (ad->reg && cloud_registry_allows(ad->reg, ad->cfg->tenant, q->device, why, sizeof why) != 1)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL, "device %s: %s", q->device, why);
+    char topic[SYNC_TOPIC_MAX], body[256];
+    uint64_t now = sync_wall_ms();
+    sync_json j;
+    sync_json_init(&j, body, sizeof body);
+    sync_json_begin(&j);
+    sync_json_key(&j, "op");
+    sync_json_cstr(&j, "resync");
+    sync_json_key(&j, "id");
+    sync_json_u64(&j, now);
+    sync_json_key(&j, "by");
+    sync_json_cstr(&j, q->by);
+    sync_json_key(&j, "ts");
+    sync_json_u64(&j, now);
+    sync_json_end(&j);
+    if (sync_topic_dev(topic, sizeof topic, ad->cfg->tenant, q->device, "cmd") != SYNC_OK ||
+        !sync_json_ok(&j) || cloud_outq_add(out, topic, j.buf, j.len, NULL, 0, 1, 0) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "cannot queue the command");
+    sync_notice("admin %s asked device %s to resync", q->by, q->device);
+    sync_cbor_put_map(&ad->out, 2);
+    sync_cbor_put_cstr(&ad->out, "ok");
+    sync_cbor_put_bool(&ad->out, 1);
+    put_kv_uint(&ad->out, "id", now);
+    return SYNC_OK;
+}
+
 int cloud_admin_handle(cloud_admin *ad, const sync_mqtt_msg *msg, cloud_outq *q, char *err,
                        size_t errlen)
 {
@@ -279,6 +365,10 @@ int cloud_admin_handle(cloud_admin *ad, const sync_mqtt_msg *msg, cloud_outq *q,
             rc = list_conflicts(ad, &r, why, sizeof why);
         else if (strcmp(r.op, "resolve") == 0)
             rc = resolve(ad, &r, q, why, sizeof why);
+        else if (strcmp(r.op, "devices") == 0)
+            rc = list_devices(ad, why, sizeof why);
+        else if (strcmp(r.op, "resync") == 0)
+            rc = resync(ad, &r, q, why, sizeof why);
         else if (strcmp(r.op, "ping") == 0) {
             sync_cbor_put_map(&ad->out, 1);
             sync_cbor_put_cstr(&ad->out, "ok");

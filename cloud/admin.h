@@ -27,6 +27,10 @@ int cloud_admin_new(cloud_store *st, cloud_applier *ap, const sync_schema *s,
                     const cloud_config *c, cloud_admin **out, char *err, size_t errlen);
 void cloud_admin_free(cloud_admin *ad);
 
+/* Devices a `resync` may name (NULL, the default: any valid device id). Borrowed. */
+struct cloud_registry;
+void cloud_admin_set_registry(cloud_admin *ad, struct cloud_registry *r);
+
 /* Handles one request: runs it (in its own store transaction when it writes; call it outside
  * any), then queues on q what it published (for a resolution: the change) and the answer.
  * Returns SYNC_OK, or an error for a request that could not be answered at all (no usable

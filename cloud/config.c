@@ -47,6 +47,7 @@ const char cloud_config_help[] =
     "  pull_rows N          rows per catch-up page (default 1000)\n"
     "  pull_bytes N         bytes per catch-up page (default 524288)\n"
     "  head_interval SEC    republish the retained head this often (default 10)\n"
+    "  stats_interval SEC   publish retained statistics this often (default 5; 0: never)\n"
     "  registry FILE        syncctl's device registry (registry.db): apply batches only from\n"
     "                       devices active in it for this tenant; others are dropped unacked\n"
     "  tombstone_retention SEC  keep tombstones of deleted rows this long (default 2592000,\n"
@@ -54,8 +55,7 @@ const char cloud_config_help[] =
     "                       the table in full\n"
     "  compact_interval SEC look for tombstones to compact this often (default 3600)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 86400;\n"
-    "                       0 with shared_group: the broker must not route batches to a\n"
-    "                       member that is gone)\n"
+    "                       0 with shared_group)\n"
     "  max_inflight N       QoS 1 publishes outstanding at once (default 1000)\n"
     "  keepalive SEC        MQTT keepalive (default 30)\n"
     "  retry_min SEC        first reconnect delay (default 1)\n"
@@ -102,6 +102,7 @@ static const sync_opt cloud_opts[] = {
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
     OPT("pull_bytes", SYNC_OPT_LONG, pull_bytes, 4096, 64L * 1024 * 1024),
     OPT("head_interval", SYNC_OPT_LONG, head_interval, 1, 86400),
+    OPT("stats_interval", SYNC_OPT_LONG, stats_interval, 0, 86400),
     OPT("tombstone_retention", SYNC_OPT_LONG, tombstone_retention, 0, 100L * 365 * 86400),
     OPT("compact_interval", SYNC_OPT_LONG, compact_interval, 1, 86400 * 30),
     OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
@@ -129,6 +130,7 @@ void cloud_config_init(cloud_config *c)
     c->pull_rows = 1000;
     c->pull_bytes = 512 * 1024;
     c->head_interval = 10;
+    c->stats_interval = 5;
     c->tombstone_retention = 30L * 86400;
     c->compact_interval = 3600;
     c->session_expiry = -1; /* unset: see cloud_config_finish */

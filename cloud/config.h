@@ -48,6 +48,7 @@ typedef struct cloud_config {
     long pull_rows;       /* rows per catch-up page */
     long pull_bytes;      /* bytes per catch-up page */
     long head_interval;   /* seconds between republished heads */
+    long stats_interval;  /* seconds between retained statistics (0: none) */
     long tombstone_retention; /* seconds a tombstone is kept (0: forever) */
     long compact_interval;    /* seconds between compaction runs */
     long session_expiry;

@@ -17,6 +17,7 @@
 #include "outq.h"
 #include "pull.h"
 #include "registry.h"
+#include "monitor.h"
 #include "rowcheck.h"
 #include "store.h"
 #include "sync/conf.h"
@@ -93,9 +94,11 @@ static void publish_queue(sync_mqtt *m, cloud_outq *q, cloud_rowcheck *rows)
  * the way are moved to *pulls (answered after the commit, from committed data). Returns the
  * rest of the list. *changed is set when the transaction applied something. */
 static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_applier *ap,
-                                  sync_mqtt_msg *list, cloud_outq *q, sync_mqtt_msg **pulls,
-                                  int *changed)
+                                  cloud_monitor *mon, sync_mqtt_msg *list, cloud_outq *q,
+                                  sync_mqtt_msg **pulls, int *changed)
 {
+    double t0 = mono_s();
+    unsigned long batches = 0;
     if (cloud_store_begin(st) != SYNC_OK) {
         sync_error("store: cannot begin a transaction: %s", cloud_store_errmsg(st));
         /* Drop the group: the edges resend whatever is not acked. */
@@ -125,7 +128,14 @@ static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_
             i--;
             continue;
         }
+        if (parsed && strcmp(leaf, "state") == 0) {
+            cloud_monitor_on_state(mon, m, q);
+            sync_mqtt_msg_free(m);
+            i--;
+            continue;
+        }
         if (ok && parsed && strcmp(leaf, "up") == 0) {
+            batches++;
             int rc = cloud_applier_batch(ap, device, m->payload, m->len);
             if (rc != SYNC_OK)
                 ok = 0;
@@ -135,6 +145,7 @@ static sync_mqtt_msg *apply_group(const cloud_config *c, cloud_store *st, cloud_
         sync_mqtt_msg_free(m);
     }
     if (ok && cloud_store_commit(st) == SYNC_OK) {
+        cloud_monitor_tx(mon, mono_s() - t0, batches);
         cloud_applier_flush(ap, q);
         cloud_stats after;
         cloud_applier_stats(ap, &after);
@@ -163,6 +174,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     cloud_registry *reg = NULL;
     cloud_admin *admin = NULL;
     cloud_rowcheck *rows = NULL; /* with a shared group: see rowcheck.h */
+    cloud_monitor *mon = NULL;
     sync_mqtt *m = NULL;
     cloud_outq q;
     cloud_outq_init(&q);
@@ -178,7 +190,8 @@ static int run(cloud_config *c, const sync_schema *schema)
         goto out;
     }
     cloud_applier_set_registry(ap, reg);
-    if (cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK ||
+    if (cloud_monitor_new(c, st, ap, &mon, err, sizeof err) != SYNC_OK ||
+        cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK ||
         (c->shared_group && c->publish_rows &&
          cloud_rowcheck_new(st, schema, c->tenant, ap, &rows, err, sizeof err) != SYNC_OK)) {
         sync_error("%s", err);
@@ -201,6 +214,12 @@ static int run(cloud_config *c, const sync_schema *schema)
     mo.retry_min = (int)c->retry_min;
     mo.retry_max = (int)c->retry_max;
     mo.max_inflight = (int)c->max_inflight;
+    /* Watchers see a consumer that vanished as offline, not as stuck at its last figures. */
+    if (c->stats_interval > 0) {
+        mo.will_topic = cloud_monitor_topic(mon);
+        mo.will_payload = cloud_monitor_will(mon, &mo.will_len);
+        mo.will_retain = 1;
+    }
     if (sync_mqtt_new(&mo, &m, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;
@@ -218,8 +237,12 @@ static int run(cloud_config *c, const sync_schema *schema)
     sync_mqtt_subscribe(m, filter, 1);
     snprintf(filter, sizeof filter, "%ssync/%s/admin/req", share, c->tenant);
     sync_mqtt_subscribe(m, filter, 1);
+    /* Devices' states, for online/offline events (monitor.h). */
+    snprintf(filter, sizeof filter, "%ssync/%s/dev/+/state", share, c->tenant);
+    sync_mqtt_subscribe(m, filter, 1);
     char admin_topic[SYNC_TOPIC_MAX];
     snprintf(admin_topic, sizeof admin_topic, "sync/%s/admin/req", c->tenant);
+    cloud_admin_set_registry(admin, reg);
     if (cloud_puller_new(st, schema, c, &puller, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;
@@ -237,7 +260,7 @@ static int run(cloud_config *c, const sync_schema *schema)
         sync_mqtt_msg *list = sync_mqtt_poll(m, 100);
         sync_mqtt_msg *pulls = NULL;
         while (list)
-            list = apply_group(c, st, ap, list, &q, &pulls, &head_dirty);
+            list = apply_group(c, st, ap, mon, list, &q, &pulls, &head_dirty);
         /* Catch-up requests, oldest first, after the acks and deltas of what was committed. */
         sync_mqtt_msg *rev = NULL;
         while (pulls) {
@@ -284,6 +307,8 @@ static int run(cloud_config *c, const sync_schema *schema)
                               sizeof err) != SYNC_OK)
                 sync_error("%s", err);
         }
+        if (sync_mqtt_connected(m))
+            cloud_monitor_tick(mon, now, &q);
         if (rows && cloud_rowcheck_run(rows, sync_mqtt_delivered(m), now, &q) > 0)
             sync_debug("rowcheck: published newer states of rows another consumer overtook");
         publish_queue(m, &q, rows);
@@ -291,6 +316,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     /* What was committed goes out before we do (acks, deltas, retained rows, events): up to
      * STOP_DRAIN_S while the broker takes it. Batches arriving now are not applied; their
      * edges send them again. */
+    cloud_monitor_stop(mon, &q);
     double until = mono_s() + STOP_DRAIN_S;
     while ((q.head || sync_mqtt_pending(m) > 0) && sync_mqtt_connected(m) && mono_s() < until) {
         publish_queue(m, &q, NULL);
@@ -319,6 +345,7 @@ out:
     cloud_registry_close(reg);
     cloud_admin_free(admin);
     cloud_rowcheck_free(rows);
+    cloud_monitor_free(mon);
     cloud_store_close(st);
     memset(password, 0, sizeof password);
     return status;

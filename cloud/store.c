@@ -165,6 +165,17 @@ int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
     return st->ops->compact(st, t, before_ms, removed);
 }
 
+int cloud_store_devices(cloud_store *st, cloud_device_cb cb, void *ctx)
+{
+    return st->ops->devices(st, cb, ctx);
+}
+
+int cloud_store_counts(cloud_store *st, int64_t active_since_ms, cloud_counts *out)
+{
+    memset(out, 0, sizeof *out);
+    return st->ops->counts(st, active_since_ms, out);
+}
+
 int cloud_store_refresh(cloud_store *st)
 {
     return st->ops->refresh(st);

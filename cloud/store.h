@@ -141,6 +141,28 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
 void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_row *row,
                       sync_change *out);
 
+/* What the store knows of a device that sent batches (_sync_devices). */
+typedef struct cloud_device_rec {
+    const char *device;
+    uint64_t last_seq; /* highest change sequence number applied */
+    uint64_t batches;  /* batches processed */
+    uint64_t records;  /* records received */
+    uint64_t applied;  /* changes applied */
+    int64_t first_seen, last_seen; /* ms since the epoch, server clock (0: unknown) */
+} cloud_device_rec;
+typedef int (*cloud_device_cb)(void *ctx, const cloud_device_rec *d);
+/* Calls cb for every device that ever sent a batch, by device id; the record's strings live
+ * until cb returns. cb returns 0 to go on, 1 to stop, or an error that is returned. */
+int cloud_store_devices(cloud_store *st, cloud_device_cb cb, void *ctx);
+
+/* Store-wide figures for the cloud's statistics (the same for every consumer of the store). */
+typedef struct cloud_counts {
+    uint64_t devices;           /* devices that ever sent a batch */
+    uint64_t active;            /* of them, those with a batch at or after active_since_ms */
+    uint64_t conflicts_pending; /* conflicts waiting for a person (manual, unresolved) */
+} cloud_counts;
+int cloud_store_counts(cloud_store *st, int64_t active_since_ms, cloud_counts *out);
+
 typedef int (*cloud_row_cb)(void *ctx, const sync_value *key, const cloud_row *row);
 int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining);

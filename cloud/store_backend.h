@@ -42,6 +42,8 @@ typedef struct cloud_store_ops {
     int (*refresh)(cloud_store *st);
     uint64_t (*compacted)(const cloud_store *st, const sync_table *t);
     uint64_t (*version_floor)(const cloud_store *st, const sync_table *t);
+    int (*devices)(cloud_store *st, cloud_device_cb cb, void *ctx);
+    int (*counts)(cloud_store *st, int64_t active_since_ms, cloud_counts *out);
     int (*checksum)(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
                     char *err, size_t errlen);
 } cloud_store_ops;

@@ -84,6 +84,8 @@ enum {
     C_CONFLICT_DONE,
     C_COMPACTED_PUT,
     C_COMPACTED_GET,
+    C_DEVICES,
+    C_COUNTS,
     C_N
 };
 
@@ -923,6 +925,17 @@ static int pg__common_stmts(pg_store *st)
          "= $3 AND outcome = 'pending')) AND resolved_at IS NULL",
          6,
          {PG_TEXT, PG_INT2, PG_TEXT, PG_INT8, PG_INT8, PG_TEXT}},
+        {C_DEVICES, "c_devices",
+         "SELECT device, last_seq, batches, records, applied, first_seen, last_seen FROM "
+         "_sync_devices ORDER BY device",
+         0,
+         {0}},
+        {C_COUNTS, "c_counts",
+         "SELECT (SELECT count(*) FROM _sync_devices), (SELECT count(*) FROM _sync_devices "
+         "WHERE last_seen >= $1), (SELECT count(*) FROM _sync_conflicts WHERE outcome = "
+         "'pending' AND resolved_at IS NULL)",
+         1,
+         {PG_INT8}},
         {C_COMPACTED_PUT, "c_compacted_put",
          "INSERT INTO _sync_compacted(tbl, cseq, version) VALUES ($1, $2, $3) ON CONFLICT (tbl) "
          "DO UPDATE SET cseq = greatest(_sync_compacted.cseq, excluded.cseq), version = "
@@ -1445,6 +1458,57 @@ static const char *r_str(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+static int pg_devices(cloud_store *cs, cloud_device_cb cb, void *ctx)
+{
+    pg_store *st = (pg_store *)cs;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    pg_params p = {0};
+    PGresult *r = pg__run(st, st->common[C_DEVICES], &p);
+    if (!r)
+        return SYNC_ERR_DB;
+    int ret = SYNC_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        cloud_device_rec d = {
+            .device = r_str(r, i, 0),
+            .last_seq = (uint64_t)r_int(r, i, 1),
+            .batches = (uint64_t)r_int(r, i, 2),
+            .records = (uint64_t)r_int(r, i, 3),
+            .applied = (uint64_t)r_int(r, i, 4),
+            .first_seen = r_int(r, i, 5),
+            .last_seen = r_int(r, i, 6),
+        };
+        if (!d.device)
+            continue;
+        int x = cb(ctx, &d);
+        if (x != 0) {
+            ret = x == 1 ? SYNC_OK : x;
+            break;
+        }
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int pg_counts(cloud_store *cs, int64_t active_since_ms, cloud_counts *out)
+{
+    pg_store *st = (pg_store *)cs;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    pg_params p = {0};
+    p_int8(&p, active_since_ms);
+    PGresult *r = pg__run(st, st->common[C_COUNTS], &p);
+    if (!r)
+        return SYNC_ERR_DB;
+    if (PQntuples(r) == 1) {
+        out->devices = (uint64_t)r_int(r, 0, 0);
+        out->active = (uint64_t)r_int(r, 0, 1);
+        out->conflicts_pending = (uint64_t)r_int(r, 0, 2);
+    }
+    PQclear(r);
+    return SYNC_OK;
+}
+
 static int pg_conflicts(cloud_store *cs, int64_t id, int pending_only, int64_t limit,
                         cloud_conflict_cb cb, void *ctx)
 {
@@ -1723,5 +1787,7 @@ static const cloud_store_ops pg_ops = {
     .refresh = pg_refresh,
     .compacted = pg_compacted,
     .version_floor = pg_version_floor,
+    .devices = pg_devices,
+    .counts = pg_counts,
     .checksum = pg_checksum,
 };

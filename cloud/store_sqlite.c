@@ -29,7 +29,8 @@ typedef struct sq_store {
     const sync_schema *schema;
     table_st *tst; /* one per schema table */
     sqlite3_stmt *begin, *begin_read, *commit, *rollback, *savepoint, *release, *rollback_to,
-        *dev_get, *dev_put, *conflict, *save_cseq, *compacted_put, *conflicts_sel,
+        *dev_get, *dev_put, *conflict, *save_cseq, *compacted_put, *conflicts_sel, *devices_sel,
+        *counts_sel,
         *conflict_done;
     uint64_t cseq;    /* last handed out */
     uint64_t cseq_tx; /* value at BEGIN, restored by a rollback */
@@ -229,6 +230,13 @@ static int prepare_common(sq_store *st, char *err, size_t errlen)
          "UPDATE _sync_conflicts SET resolved_at = ?4, resolution = CASE WHEN id = ?3 THEN ?5 "
          "ELSE 'superseded by #' || ?3 END WHERE (id = ?3 OR (tbl = ?1 AND pk = ?2 AND outcome "
          "= 'pending')) AND resolved_at IS NULL"},
+        {&st->devices_sel,
+         "SELECT device, last_seq, batches, records, applied, first_seen, last_seen FROM "
+         "_sync_devices ORDER BY device"},
+        {&st->counts_sel,
+         "SELECT (SELECT count(*) FROM _sync_devices), (SELECT count(*) FROM _sync_devices "
+         "WHERE last_seen >= ?1), (SELECT count(*) FROM _sync_conflicts WHERE outcome = "
+         "'pending' AND resolved_at IS NULL)"},
         {&st->compacted_put,
          "INSERT INTO _sync_compacted(tbl, cseq, version) VALUES (?1, ?2, ?3) ON CONFLICT(tbl) "
          "DO UPDATE SET cseq = max(cseq, excluded.cseq), version = max(version, "
@@ -261,7 +269,8 @@ static void sq_close(cloud_store *cs)
     sqlite3_stmt *all[] = {st->begin,     st->begin_read, st->commit,      st->rollback,
                            st->savepoint, st->release,    st->rollback_to, st->dev_get,
                            st->dev_put,   st->conflict,   st->save_cseq, st->compacted_put,
-                           st->conflicts_sel, st->conflict_done};
+                           st->conflicts_sel, st->conflict_done, st->devices_sel,
+                           st->counts_sel};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(st->db) != SQLITE_OK)
@@ -613,6 +622,50 @@ static uint64_t sq_version_floor(const cloud_store *cs, const sync_table *t)
     return st->tst[t->index].floor;
 }
 
+static int sq_devices(cloud_store *cs, cloud_device_cb cb, void *ctx)
+{
+    sq_store *st = (sq_store *)cs;
+    sqlite3_stmt *q = st->devices_sel;
+    int rc, ret = SYNC_OK;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        cloud_device_rec d = {
+            .device = (const char *)sqlite3_column_text(q, 0),
+            .last_seq = (uint64_t)sqlite3_column_int64(q, 1),
+            .batches = (uint64_t)sqlite3_column_int64(q, 2),
+            .records = (uint64_t)sqlite3_column_int64(q, 3),
+            .applied = (uint64_t)sqlite3_column_int64(q, 4),
+            .first_seen = sqlite3_column_int64(q, 5),
+            .last_seen = sqlite3_column_int64(q, 6),
+        };
+        if (!d.device)
+            continue;
+        int x = cb(ctx, &d);
+        if (x != 0) {
+            ret = x == 1 ? SYNC_OK : x;
+            break;
+        }
+    }
+    if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(q);
+    return ret;
+}
+
+static int sq_counts(cloud_store *cs, int64_t active_since_ms, cloud_counts *out)
+{
+    sq_store *st = (sq_store *)cs;
+    sqlite3_stmt *q = st->counts_sel;
+    sqlite3_bind_int64(q, 1, active_since_ms);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        out->devices = (uint64_t)sqlite3_column_int64(q, 0);
+        out->active = (uint64_t)sqlite3_column_int64(q, 1);
+        out->conflicts_pending = (uint64_t)sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+}
+
 static int sq_conflicts(cloud_store *cs, int64_t id, int pending_only, int64_t limit,
                           cloud_conflict_cb cb, void *ctx)
 {
@@ -697,6 +750,8 @@ static const cloud_store_ops sq_ops = {
     .refresh = sq_refresh,
     .compacted = sq_compacted,
     .version_floor = sq_version_floor,
+    .devices = sq_devices,
+    .counts = sq_counts,
     .checksum = sq_checksum,
 };
 

@@ -21,11 +21,13 @@
 #include "sync/daemon.h"
 #include "sync/err.h"
 #include "sync/hlc.h"
+#include "sync/json.h"
 #include "sync/log.h"
 #include "sync/mqtt.h"
 #include "sync/topic.h"
 
 #define EDGE_VERSION "0.1.0"
+#define STATE_INTERVAL_S 2.0 /* least time between two state messages */
 
 static double now_s(void)
 {
@@ -71,23 +73,132 @@ typedef struct edge {
     int resends;            /* of the batch in flight */
     int need_check;         /* look at the outbox even if no other connection committed */
     unsigned long connects; /* sync_mqtt_connects() last seen */
-    long long last_pending; /* outbox rows in the last state message */
+    uint64_t state_sig;     /* state_sig() of the last state message */
     double state_at;
+    uint64_t last_sync_ms;  /* wall clock of the last ack (0: none since start) */
+    char cmd_topic[SYNC_TOPIC_MAX];
 } edge;
+
+/* Appends "cursor":{...},"lag":{...} and, while a catch-up runs, "pull":{...}. */
+static void state_replica(edge *e, sync_json *j)
+{
+    sync_json_key(j, "cursor");
+    sync_json_begin(j);
+    for (int i = 0; i < e->db.ntables; i++) {
+        sync_json_key(j, e->db.tables[i]->name);
+        sync_json_u64(j, edge_pull_cursor(e->pull, e->db.tables[i]));
+    }
+    sync_json_end(j);
+    sync_json_key(j, "lag");
+    sync_json_begin(j);
+    for (int i = 0; i < e->db.ntables; i++) {
+        uint64_t c = edge_pull_cursor(e->pull, e->db.tables[i]);
+        uint64_t h = edge_pull_head(e->pull, e->db.tables[i]);
+        sync_json_key(j, e->db.tables[i]->name);
+        sync_json_u64(j, h > c ? h - c : 0);
+    }
+    sync_json_end(j);
+    const char *t;
+    uint64_t done, total;
+    double rate;
+    if (edge_pull_progress(e->pull, &t, &done, &total, &rate)) {
+        char num[32];
+        sync_json_key(j, "pull");
+        sync_json_begin(j);
+        sync_json_key(j, "table");
+        sync_json_cstr(j, t);
+        sync_json_key(j, "done");
+        sync_json_u64(j, done);
+        sync_json_key(j, "total");
+        sync_json_u64(j, total);
+        snprintf(num, sizeof num, "%.1f", rate);
+        sync_json_key(j, "rows_per_s");
+        sync_json_raw(j, num);
+        sync_json_end(j);
+    }
+}
+
+/* A fingerprint of what the state message tells, to publish it only when something moved. */
+static uint64_t state_sig(edge *e, long long pending)
+{
+    uint64_t h = (uint64_t)pending * 1000003u ^ e->last_sync_ms;
+    for (int i = 0; e->pull && i < e->db.ntables; i++)
+        h = h * 31 + edge_pull_cursor(e->pull, e->db.tables[i]) * 7 +
+            edge_pull_head(e->pull, e->db.tables[i]);
+    const char *t;
+    uint64_t done = 0, total = 0;
+    double rate;
+    if (e->pull && edge_pull_progress(e->pull, &t, &done, &total, &rate))
+        h = h * 31 + done + 1;
+    return h;
+}
 
 static void publish_state(edge *e, int online)
 {
     long long pending = edge_db_outbox_count(&e->db);
-    char json[256];
-    int n = snprintf(json, sizeof json,
-                     "{\"device\":\"%s\",\"online\":%s,\"pending\":%lld,\"ts\":%llu,"
-                     "\"version\":\"" EDGE_VERSION "\"}",
-                     e->cfg->device, online ? "true" : "false", pending,
-                     (unsigned long long)sync_wall_ms());
-    if (sync_mqtt_publish(e->mqtt, e->state_topic, json, (size_t)n, 1, 1) == SYNC_OK) {
-        e->last_pending = pending;
+    char buf[4096];
+    sync_json j;
+    sync_json_init(&j, buf, sizeof buf);
+    sync_json_begin(&j);
+    sync_json_key(&j, "device");
+    sync_json_cstr(&j, e->cfg->device);
+    sync_json_key(&j, "online");
+    sync_json_bool(&j, online);
+    if (!online) {
+        sync_json_key(&j, "clean");
+        sync_json_bool(&j, 1);
+    }
+    sync_json_key(&j, "pending");
+    sync_json_i64(&j, pending);
+    sync_json_key(&j, "ts");
+    sync_json_u64(&j, sync_wall_ms());
+    sync_json_key(&j, "version");
+    sync_json_cstr(&j, EDGE_VERSION);
+    sync_json_key(&j, "last_sync");
+    sync_json_u64(&j, e->last_sync_ms);
+    if (e->pull)
+        state_replica(e, &j);
+    sync_json_end(&j);
+    if (!sync_json_ok(&j)) { /* too many tables for the buffer: the short form */
+        sync_json_init(&j, buf, sizeof buf);
+        sync_json_begin(&j);
+        sync_json_key(&j, "device");
+        sync_json_cstr(&j, e->cfg->device);
+        sync_json_key(&j, "online");
+        sync_json_bool(&j, online);
+        sync_json_key(&j, "pending");
+        sync_json_i64(&j, pending);
+        sync_json_key(&j, "ts");
+        sync_json_u64(&j, sync_wall_ms());
+        sync_json_end(&j);
+    }
+    if (sync_mqtt_publish(e->mqtt, e->state_topic, j.buf, j.len, 1, 1) == SYNC_OK) {
+        e->state_sig = state_sig(e, pending);
         e->state_at = now_s();
     }
+}
+
+/* A command from the cloud (syncctl through synccloud) on the device's cmd topic. */
+static int handle_command(edge *e, const sync_mqtt_msg *m)
+{
+    static const char resync[] = "\"op\":\"resync\"";
+    const size_t rn = sizeof resync - 1;
+    int is_resync = 0;
+    for (size_t i = 0; !is_resync && i + rn <= m->len; i++)
+        is_resync = memcmp(m->payload + i, resync, rn) == 0;
+    if (!is_resync) {
+        sync_warn("ignoring an unknown command on %s (%zu bytes)", m->topic, m->len);
+        return SYNC_OK;
+    }
+    if (!e->pull) {
+        sync_notice("resync asked for, but this device is not a replica (replica false)");
+        return SYNC_OK;
+    }
+    if (edge_pull_resync_all(e->pull, "an administrator asked for a resync") != SYNC_OK) {
+        sync_error("starting the resync: %s", sqlite3_errmsg(e->db.db));
+        return SYNC_ERR_DB;
+    }
+    return SYNC_OK;
 }
 
 /* Applies everything that arrived, in one transaction. */
@@ -113,6 +224,12 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                     sync_warn("ignoring a malformed ack: %s", err);
                 }
                 settled |= done;
+                e->last_sync_ms = sync_wall_ms();
+                continue;
+            }
+            if (strcmp(m->topic, e->cmd_topic) == 0) {
+                if (handle_command(e, m) != SYNC_OK)
+                    ok = 0;
                 continue;
             }
             if (e->pull && strcmp(m->topic, e->resp_topic) == 0) {
@@ -254,6 +371,7 @@ static int run(edge_config *c, const sync_schema *schema)
     sync_topic_dev(e.ack_topic, sizeof e.ack_topic, c->tenant, c->device, "ack");
     sync_topic_dev(e.state_topic, sizeof e.state_topic, c->tenant, c->device, "state");
     sync_topic_dev(e.resp_topic, sizeof e.resp_topic, c->tenant, c->device, "resp");
+    sync_topic_dev(e.cmd_topic, sizeof e.cmd_topic, c->tenant, c->device, "cmd");
     snprintf(e.head_topic, sizeof e.head_topic, "sync/%s/head", c->tenant);
     if (c->replica) {
         if (edge_pull_new(&e.db, e.rep, c, &e.pull, err, sizeof err) != SYNC_OK) {
@@ -290,6 +408,7 @@ static int run(edge_config *c, const sync_schema *schema)
         goto out;
     }
     sync_mqtt_subscribe(e.mqtt, e.ack_topic, 1);
+    sync_mqtt_subscribe(e.mqtt, e.cmd_topic, 1);
     if (e.pull)
         edge_pull_set_mqtt(e.pull, e.mqtt);
     if (c->replica) {
@@ -313,10 +432,11 @@ static int run(edge_config *c, const sync_schema *schema)
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
         handle_messages(&e, msgs);
         pump(&e);
-        /* Tell watchers how much is waiting, at most every 10 s and only when it moved. */
-        if (sync_mqtt_connected(e.mqtt) && now_s() - e.state_at > 10) {
+        /* Tell watchers how much is waiting and how far the replica is, at most every
+         * STATE_INTERVAL_S and only when something moved. */
+        if (sync_mqtt_connected(e.mqtt) && now_s() - e.state_at > STATE_INTERVAL_S) {
             e.state_at = now_s();
-            if (edge_db_outbox_count(&e.db) != e.last_pending)
+            if (state_sig(&e, edge_db_outbox_count(&e.db)) != e.state_sig)
                 publish_state(&e, 1);
         }
     }
@@ -327,13 +447,8 @@ static int run(edge_config *c, const sync_schema *schema)
                 "rejected, %lu downstream changes applied; %lld waiting in the outbox",
                 st.batches_sent, st.records_acked, st.lost, st.rejected,
                 edge_replica_applied(e.rep), edge_db_outbox_count(&e.db));
-    if (sync_mqtt_connected(e.mqtt)) {
-        char json[160];
-        int n = snprintf(json, sizeof json,
-                         "{\"device\":\"%s\",\"online\":false,\"clean\":true,\"pending\":%lld}",
-                         c->device, edge_db_outbox_count(&e.db));
-        sync_mqtt_publish(e.mqtt, e.state_topic, json, (size_t)n, 1, 1);
-    }
+    if (sync_mqtt_connected(e.mqtt))
+        publish_state(&e, 0);
     edge_watch_stop(watch);
 out:
     sync_mqtt_free(e.mqtt);

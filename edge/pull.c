@@ -373,6 +373,56 @@ void edge_pull_set_mqtt(edge_pull *p, sync_mqtt *m)
     p->mqtt = m;
 }
 
+static int step_name(sqlite3_stmt *st, const char *name);
+
+int edge_pull_resync_all(edge_pull *p, const char *why)
+{
+    sync_notice("replica: %s; rebuilding every table from the cloud", why);
+    p->corr++; /* an answer to a request in flight is ignored */
+    p->inflight = -1;
+    for (int i = 0; i < p->db->ntables; i++) {
+        tstate *s = &p->ts[i];
+        const char *name = p->db->tables[i]->name;
+        if (step_name(p->resync_put, name) != SYNC_OK || step_name(p->seen_clear, name) != SYNC_OK)
+            return SYNC_ERR_DB;
+        sqlite3_bind_text(p->set_cursor, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p->set_cursor, 2, 0);
+        int rc = sqlite3_step(p->set_cursor);
+        sqlite3_reset(p->set_cursor);
+        if (rc != SQLITE_DONE)
+            return SYNC_ERR_DB;
+        s->cursor = 0;
+        s->full = 1;
+        s->need = 1;
+        s->started = 0;
+        s->done_rows = s->total_rows = 0;
+    }
+    return SYNC_OK;
+}
+
+uint64_t edge_pull_head(const edge_pull *p, const sync_table *t)
+{
+    int i = slot_of(p, t);
+    return i < 0 ? 0 : p->ts[i].head;
+}
+
+int edge_pull_progress(const edge_pull *p, const char **table, uint64_t *done, uint64_t *total,
+                       double *rows_per_s)
+{
+    for (int i = 0; i < p->db->ntables; i++) {
+        const tstate *s = &p->ts[i];
+        if (s->started > 0 && s->total_rows > 0) {
+            double secs = now_s() - s->started;
+            *table = p->db->tables[i]->name;
+            *done = s->done_rows;
+            *total = s->total_rows;
+            *rows_per_s = secs > 0 ? (double)s->done_rows / secs : 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int edge_pull_reload(edge_pull *p)
 {
     /* A new correlation number: the answer to a request in flight is ignored. */

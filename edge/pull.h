@@ -70,6 +70,20 @@ void edge_pull_set_mqtt(edge_pull *p, sync_mqtt *m);
  * ignored) and pulls every table from its saved cursor. */
 int edge_pull_reload(edge_pull *p);
 
+/* Rebuilds every table from the cloud, as after a stay longer than the tombstone window: pulls
+ * each whole (`full` requests from cursor 0), then removes the rows the cloud no longer holds,
+ * keeping rows with local changes still on their way. Inside a transaction; survives a
+ * restart (_sync_resync). */
+int edge_pull_resync_all(edge_pull *p, const char *why);
+
+/* The newest cseq of t the cloud told of (head or delta). */
+uint64_t edge_pull_head(const edge_pull *p, const sync_table *t);
+
+/* Returns 1 and the progress of a catch-up that is under way (table, rows done, rows in all,
+ * rate), or 0 when none runs. *table lives as long as p. */
+int edge_pull_progress(const edge_pull *p, const char **table, uint64_t *done, uint64_t *total,
+                       double *rows_per_s);
+
 /* Publishes the next request on m, if any (edge_pull_next + publish). */
 void edge_pull_drive(edge_pull *p, sync_mqtt *m);
 
