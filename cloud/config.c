@@ -48,6 +48,8 @@ const char cloud_config_help[] =
     "  pull_bytes N         bytes per catch-up page (default 524288)\n"
     "  head_interval SEC    republish the retained head this often (default 10)\n"
     "  stats_interval SEC   publish retained statistics this often (default 5; 0: never)\n"
+    "  metrics_file FILE    write Prometheus metrics there (textfile collector; *.prom)\n"
+    "  metrics_interval SEC rewrite metrics_file this often (default 15)\n"
     "  registry FILE        syncctl's device registry (registry.db): apply batches only from\n"
     "                       devices active in it for this tenant; others are dropped unacked\n"
     "  tombstone_retention SEC  keep tombstones of deleted rows this long (default 2592000,\n"
@@ -60,6 +62,9 @@ const char cloud_config_help[] =
     "  keepalive SEC        MQTT keepalive (default 30)\n"
     "  retry_min SEC        first reconnect delay (default 1)\n"
     "  retry_max SEC        largest reconnect delay (default 30)\n"
+    ;
+
+const char cloud_config_help_more[] =
     "  policy TABLE P [resurrect]  conflict policy of a table (repeatable): lww (default),\n"
     "                       server-wins, priority, merge or manual; resurrect lets a winning\n"
     "                       update bring a deleted row back\n"
@@ -103,6 +108,8 @@ static const sync_opt cloud_opts[] = {
     OPT("pull_bytes", SYNC_OPT_LONG, pull_bytes, 4096, 64L * 1024 * 1024),
     OPT("head_interval", SYNC_OPT_LONG, head_interval, 1, 86400),
     OPT("stats_interval", SYNC_OPT_LONG, stats_interval, 0, 86400),
+    OPT("metrics_file", SYNC_OPT_STR, metrics_file, 0, 0),
+    OPT("metrics_interval", SYNC_OPT_LONG, metrics_interval, 1, 86400),
     OPT("tombstone_retention", SYNC_OPT_LONG, tombstone_retention, 0, 100L * 365 * 86400),
     OPT("compact_interval", SYNC_OPT_LONG, compact_interval, 1, 86400 * 30),
     OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
@@ -131,6 +138,7 @@ void cloud_config_init(cloud_config *c)
     c->pull_bytes = 512 * 1024;
     c->head_interval = 10;
     c->stats_interval = 5;
+    c->metrics_interval = 15;
     c->tombstone_retention = 30L * 86400;
     c->compact_interval = 3600;
     c->session_expiry = -1; /* unset: see cloud_config_finish */

@@ -49,6 +49,8 @@ typedef struct cloud_config {
     long pull_bytes;      /* bytes per catch-up page */
     long head_interval;   /* seconds between republished heads */
     long stats_interval;  /* seconds between retained statistics (0: none) */
+    char *metrics_file;   /* Prometheus text file, or NULL */
+    long metrics_interval; /* seconds between rewrites of metrics_file */
     long tombstone_retention; /* seconds a tombstone is kept (0: forever) */
     long compact_interval;    /* seconds between compaction runs */
     long session_expiry;
@@ -80,5 +82,6 @@ int cloud_config_set(void *ctx, const char *key, const char *value, char *err, s
 int cloud_config_finish(cloud_config *c, char *err, size_t errlen);
 
 extern const char cloud_config_help[];
+extern const char cloud_config_help_more[]; /* printed after cloud_config_help */
 
 #endif

@@ -380,6 +380,7 @@ int main(int argc, char **argv)
         .name = "synccloud",
         .version = CLOUD_VERSION,
         .help = cloud_config_help,
+        .help_more = cloud_config_help_more,
         .flags = "checksum",
         .set = cloud_config_set,
         .finish = finish,

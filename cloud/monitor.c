@@ -10,6 +10,7 @@
 #include "sync/hlc.h"
 #include "sync/json.h"
 #include "sync/log.h"
+#include "sync/metrics.h"
 #include "sync/topic.h"
 
 #define ACTIVE_WINDOW_MS (5 * 60 * 1000) /* a device is active with a batch this recent */
@@ -39,6 +40,13 @@ struct cloud_monitor {
     uint64_t seen; /* transactions of the interval (>= nsamples) */
     uint64_t rng;
     double max_ms;
+    /* Prometheus metrics (metrics_file), or NULL */
+    sync_metrics *mx;
+    double next_metrics;
+    cloud_stats mx_last; /* applier counters already added to the metric counters */
+    sync_counter *c_batches, *c_received, *c_applied, *c_conflicts, *c_duplicates, *c_rejected;
+    sync_gauge *g_devices, *g_active, *g_pending, *g_started, *g_queue;
+    sync_histogram *h_tx;
     /* devices' last known online flag */
     dev_flag **buckets;
     size_t nbuckets, ndevices;
@@ -51,6 +59,8 @@ static void id_for_topic(char *dst, size_t n, const char *id)
         dst[i] = (id[i] == '/' || id[i] == '+' || id[i] == '#') ? '_' : id[i];
     dst[i] = '\0';
 }
+
+static int metrics_setup(cloud_monitor *m, char *err, size_t errlen);
 
 int cloud_monitor_new(const cloud_config *c, cloud_store *st, cloud_applier *ap,
                       cloud_monitor **out, char *err, size_t errlen)
@@ -96,14 +106,126 @@ int cloud_monitor_new(const cloud_config *c, cloud_store *st, cloud_applier *ap,
         free(m);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
+    if (c->metrics_file) {
+        char why[512];
+        if (metrics_setup(m, why, sizeof why) != SYNC_OK) {
+            cloud_monitor_free(m);
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL, "metrics_file %s: %s",
+                               c->metrics_file, why);
+        }
+    }
     *out = m;
     return SYNC_OK;
+}
+
+/* ---- metrics ---- */
+
+/* Registers one series with the label consumer="CLIENT_ID" (two consumers on one host write
+ * two files that node_exporter merges: the label keeps their series apart). */
+static int mx_counter(cloud_monitor *m, const char *name, const char *help, sync_counter **out,
+                      char *err, size_t errlen)
+{
+    sync_metrics_family *f;
+    const char *v[] = {m->cfg->client_id};
+    int rc = sync_metrics_family_new(m->mx, SYNC_METRICS_COUNTER, name, help, "consumer", NULL, 0,
+                                     &f, err, errlen);
+    return rc == SYNC_OK ? sync_metrics_counter_labeled(f, v, out, err, errlen) : rc;
+}
+
+static int mx_gauge(cloud_monitor *m, const char *name, const char *help, sync_gauge **out,
+                    char *err, size_t errlen)
+{
+    sync_metrics_family *f;
+    const char *v[] = {m->cfg->client_id};
+    int rc = sync_metrics_family_new(m->mx, SYNC_METRICS_GAUGE, name, help, "consumer", NULL, 0,
+                                     &f, err, errlen);
+    return rc == SYNC_OK ? sync_metrics_gauge_labeled(f, v, out, err, errlen) : rc;
+}
+
+static int metrics_setup(cloud_monitor *m, char *err, size_t errlen)
+{
+    static const double tx_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                       0.05,   0.1,   0.2,   0.5,   1,    2, 5};
+    int rc = sync_metrics_new("synccloud", &m->mx, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "batches_total", "Change batches processed (refused ones included)",
+                        &m->c_batches, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "changes_received_total", "Change records received in accepted batches",
+                        &m->c_received, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "changes_applied_total", "Changes applied to the store", &m->c_applied,
+                        err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "conflicts_total", "Changes that met a newer stored version",
+                        &m->c_conflicts, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "duplicates_total", "Records received again and acknowledged unapplied",
+                        &m->c_duplicates, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_counter(m, "batches_rejected_total", "Batches refused whole", &m->c_rejected, err,
+                        errlen);
+    if (rc == SYNC_OK)
+        rc = mx_gauge(m, "devices_known", "Devices that ever sent a batch (store-wide)",
+                      &m->g_devices, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_gauge(m, "devices_active", "Devices with a batch in the last 5 minutes "
+                      "(store-wide)", &m->g_active, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_gauge(m, "conflicts_pending", "Conflicts waiting for a person (store-wide)",
+                      &m->g_pending, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_gauge(m, "publish_queue_messages", "Messages committed and not yet published",
+                      &m->g_queue, err, errlen);
+    if (rc == SYNC_OK)
+        rc = mx_gauge(m, "start_time_seconds", "When the process started (Unix time)",
+                      &m->g_started, err, errlen);
+    if (rc == SYNC_OK) {
+        sync_metrics_family *f;
+        const char *v[] = {m->cfg->client_id};
+        rc = sync_metrics_family_new(m->mx, SYNC_METRICS_HISTOGRAM, "transaction_seconds",
+                                     "Time from a write transaction's start to its commit",
+                                     "consumer", tx_bounds, sizeof tx_bounds / sizeof *tx_bounds,
+                                     &f, err, errlen);
+        if (rc == SYNC_OK)
+            rc = sync_metrics_histogram_labeled(f, v, &m->h_tx, err, errlen);
+    }
+    if (rc == SYNC_OK) {
+        sync_metrics_gauge_set(m->g_started, (double)m->started_ms / 1000.0);
+        /* Fail at start, not silently later, when the file cannot be written. */
+        rc = sync_metrics_write(m->mx, m->cfg->metrics_file, err, errlen);
+    }
+    return rc;
+}
+
+static void metrics_write(cloud_monitor *m, size_t queued)
+{
+    cloud_stats s;
+    cloud_applier_stats(m->ap, &s);
+    sync_metrics_counter_add(m->c_batches, s.batches - m->mx_last.batches);
+    sync_metrics_counter_add(m->c_received, s.records - m->mx_last.records);
+    sync_metrics_counter_add(m->c_applied, s.applied - m->mx_last.applied);
+    sync_metrics_counter_add(m->c_conflicts, s.conflicts - m->mx_last.conflicts);
+    sync_metrics_counter_add(m->c_duplicates, s.duplicates - m->mx_last.duplicates);
+    sync_metrics_counter_add(m->c_rejected, s.rejected - m->mx_last.rejected);
+    m->mx_last = s;
+    cloud_counts cnt;
+    if (cloud_store_counts(m->st, (int64_t)sync_wall_ms() - ACTIVE_WINDOW_MS, &cnt) == SYNC_OK) {
+        sync_metrics_gauge_set(m->g_devices, (double)cnt.devices);
+        sync_metrics_gauge_set(m->g_active, (double)cnt.active);
+        sync_metrics_gauge_set(m->g_pending, (double)cnt.conflicts_pending);
+    }
+    sync_metrics_gauge_set(m->g_queue, (double)queued);
+    char err[512];
+    if (sync_metrics_write(m->mx, m->cfg->metrics_file, err, sizeof err) != SYNC_OK)
+        sync_warn("metrics: %s", err);
 }
 
 void cloud_monitor_free(cloud_monitor *m)
 {
     if (!m)
         return;
+    sync_metrics_free(m->mx);
     for (size_t i = 0; i < m->nbuckets; i++)
         for (dev_flag *d = m->buckets[i], *n; d; d = n) {
             n = d->next;
@@ -128,6 +250,7 @@ void cloud_monitor_tx(cloud_monitor *m, double seconds, unsigned long batches)
 {
     if (batches == 0)
         return;
+    sync_metrics_histogram_observe(m->h_tx, seconds);
     double ms = seconds * 1000.0;
     if (ms > m->max_ms)
         m->max_ms = ms;
@@ -333,6 +456,10 @@ static void publish_stats(cloud_monitor *m, double now, int online, cloud_outq *
 
 void cloud_monitor_tick(cloud_monitor *m, double now, cloud_outq *q)
 {
+    if (m->mx && now >= m->next_metrics) {
+        metrics_write(m, q->n);
+        m->next_metrics = now + (double)m->cfg->metrics_interval;
+    }
     if (m->cfg->stats_interval > 0 && now >= m->next_stats) {
         publish_stats(m, now, 1, q);
         m->next_stats = now + (double)m->cfg->stats_interval;
@@ -341,6 +468,8 @@ void cloud_monitor_tick(cloud_monitor *m, double now, cloud_outq *q)
 
 void cloud_monitor_stop(cloud_monitor *m, cloud_outq *q)
 {
+    if (m->mx)
+        metrics_write(m, q->n);
     if (m->cfg->stats_interval > 0)
         publish_stats(m, m->last_stats, 0, q);
 }

@@ -41,6 +41,8 @@ const char edge_config_help[] =
     "  pull_rows N          rows per catch-up page when pulling missed changes (default 1000)\n"
     "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
     "  poll_ms MS           how often to look for new changes (default 50)\n"
+    "  metrics_file FILE    write Prometheus metrics there (textfile collector; *.prom)\n"
+    "  metrics_interval SEC rewrite metrics_file this often (default 15)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 604800)\n"
     "  keepalive SEC        MQTT keepalive (default 30)\n"
     "  retry_min SEC        first reconnect delay (default 1)\n"
@@ -81,6 +83,8 @@ static const sync_opt edge_opts[] = {
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
     OPT("ack_timeout", SYNC_OPT_LONG, ack_timeout, 1, 86400),
     OPT("poll_ms", SYNC_OPT_LONG, poll_ms, 1, 60000),
+    OPT("metrics_file", SYNC_OPT_STR, metrics_file, 0, 0),
+    OPT("metrics_interval", SYNC_OPT_LONG, metrics_interval, 1, 86400),
     OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
     OPT("keepalive", SYNC_OPT_LONG, keepalive, 5, 65535),
     OPT("retry_min", SYNC_OPT_LONG, retry_min, 1, 3600),
@@ -102,6 +106,7 @@ void edge_config_init(edge_config *c)
     c->pull_rows = 1000;
     c->ack_timeout = 30;
     c->poll_ms = 50;
+    c->metrics_interval = 15;
     c->session_expiry = 7 * 24 * 3600;
     c->keepalive = 30;
     c->retry_min = 1;

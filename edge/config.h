@@ -24,6 +24,8 @@ typedef struct edge_config {
     long pull_rows;      /* rows asked for per catch-up page */
     long ack_timeout;    /* seconds before an unacknowledged batch is sent again */
     long poll_ms;        /* how often the outbox is checked for new rows */
+    char *metrics_file;  /* Prometheus text file, or NULL */
+    long metrics_interval; /* seconds between rewrites of metrics_file */
     long session_expiry; /* seconds the broker keeps our session (queued deltas) */
     long keepalive;
     long retry_min, retry_max;

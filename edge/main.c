@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "edgedb.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "pull.h"
 #include "replica.h"
@@ -76,6 +77,7 @@ typedef struct edge {
     uint64_t state_sig;     /* state_sig() of the last state message */
     double state_at;
     uint64_t last_sync_ms;  /* wall clock of the last ack (0: none since start) */
+    edge_metrics *metrics;  /* NULL without metrics_file */
     char cmd_topic[SYNC_TOPIC_MAX];
 } edge;
 
@@ -178,6 +180,33 @@ static void publish_state(edge *e, int online)
     }
 }
 
+static void write_metrics(edge *e, int force)
+{
+    if (!e->metrics)
+        return;
+    edge_outbox_stats st;
+    edge_outbox_stats_get(e->out, &st);
+    uint64_t cursor[EDGE_MAX_TABLES], head[EDGE_MAX_TABLES];
+    for (int i = 0; e->pull && i < e->db.ntables; i++) {
+        cursor[i] = edge_pull_cursor(e->pull, e->db.tables[i]);
+        head[i] = edge_pull_head(e->pull, e->db.tables[i]);
+    }
+    edge_metrics_snapshot s = {
+        .batches_sent = st.batches_sent,
+        .changes_acked = st.records_acked,
+        .changes_lost = st.lost,
+        .changes_rejected = st.rejected,
+        .changes_dead = st.dead,
+        .downstream_applied = edge_replica_applied(e->rep),
+        .pending = edge_db_outbox_count(&e->db),
+        .last_sync_ms = e->last_sync_ms,
+        .connected = sync_mqtt_connected(e->mqtt),
+        .cursor = e->pull ? cursor : NULL,
+        .head = e->pull ? head : NULL,
+    };
+    edge_metrics_tick(e->metrics, now_s(), &s, force);
+}
+
 /* A command from the cloud (syncctl through synccloud) on the device's cmd topic. */
 static int handle_command(edge *e, const sync_mqtt_msg *m)
 {
@@ -223,6 +252,8 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                 } else if (rc != SYNC_OK) {
                     sync_warn("ignoring a malformed ack: %s", err);
                 }
+                if (done && e->sent_at > 0)
+                    edge_metrics_ack(e->metrics, now_s() - e->sent_at);
                 settled |= done;
                 e->last_sync_ms = sync_wall_ms();
                 continue;
@@ -380,6 +411,10 @@ static int run(edge_config *c, const sync_schema *schema)
         }
         edge_replica_set_pull(e.rep, e.pull);
     }
+    if (edge_metrics_new(c, &e.db, &e.metrics, err, sizeof err) != SYNC_OK) {
+        sync_error("%s", err);
+        goto out;
+    }
     char will[160];
     int wn = snprintf(will, sizeof will, "{\"device\":\"%s\",\"online\":false,\"clean\":false}",
                       c->device);
@@ -439,6 +474,7 @@ static int run(edge_config *c, const sync_schema *schema)
             if (state_sig(&e, edge_db_outbox_count(&e.db)) != e.state_sig)
                 publish_state(&e, 1);
         }
+        write_metrics(&e, 0);
     }
     status = 0;
     edge_outbox_stats st;
@@ -449,9 +485,11 @@ static int run(edge_config *c, const sync_schema *schema)
                 edge_replica_applied(e.rep), edge_db_outbox_count(&e.db));
     if (sync_mqtt_connected(e.mqtt))
         publish_state(&e, 0);
+    write_metrics(&e, 1);
     edge_watch_stop(watch);
 out:
     sync_mqtt_free(e.mqtt);
+    edge_metrics_free(e.metrics);
     edge_pull_free(e.pull);
     edge_outbox_free(e.out);
     edge_replica_free(e.rep);

@@ -44,6 +44,8 @@ int sync_daemon_start(const sync_daemon *d, int argc, char **argv, unsigned *fla
     }
     if (a.help) {
         fputs(d->help, stdout);
+        if (d->help_more)
+            fputs(d->help_more, stdout);
         return 0;
     }
     if (a.version) {

@@ -104,6 +104,10 @@ static struct args edge_args(const struct e2e *e, const char *device, const char
     args_add(&a, th_fmt("%s/ca.crt", e->dir));
     args_add(&a, "--replica");
     args_add(&a, "true");
+    args_add(&a, "--metrics-file");
+    args_add(&a, th_fmt("%s/%s.prom", e->dir, device));
+    args_add(&a, "--metrics-interval");
+    args_add(&a, "1");
     args_add(&a, "--log-level");
     args_add(&a, "info");
     args_add(&a, "--log-dest");
@@ -134,6 +138,10 @@ static struct args cloud_args(const struct e2e *e)
     /* Conflicts on notes wait for a person (the manual-resolution phase below). */
     args_add(&a, "--policy");
     args_add(&a, "notes manual");
+    args_add(&a, "--metrics-file");
+    args_add(&a, th_fmt("%s/synccloud.prom", e->dir));
+    args_add(&a, "--metrics-interval");
+    args_add(&a, "1");
     args_add(&a, "--log-level");
     args_add(&a, "info");
     args_add(&a, "--log-dest");
@@ -598,6 +606,95 @@ static void wait_cloud(const struct e2e *e, const char *sql, long long want, con
     wait_db(e->pg ? e->pg : e->cloud_db, e->pg != NULL, sql, want, what);
 }
 
+/* The value of one series (the whole text before the value, e.g.
+ * `syncedge_outbox_pending{device="edge-a"}`) in a Prometheus text file, or -1. */
+static double prom_value(const char *path, const char *series)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[1024];
+    size_t n = strlen(series);
+    double v = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            v = strtod(line + n + 1, NULL);
+    fclose(f);
+    return v;
+}
+
+struct prom_is {
+    const char *path, *series;
+    double want;
+};
+
+static int prom_is(void *ctx)
+{
+    const struct prom_is *q = ctx;
+    return prom_value(q->path, q->series) == q->want;
+}
+
+static void wait_prom(const char *path, const char *series, double want)
+{
+    struct prom_is q = {path, series, want};
+    TH_CHECK(th_wait_until(prom_is, &q, 15000) == 0, "%s: %s is %g, not %g", path, series,
+             prom_value(path, series), want);
+}
+
+/* The metrics files (metrics_file, refreshed every second here) tell what the stores say. */
+static void check_metrics(const struct e2e *e)
+{
+    const char *cloud = th_fmt("%s/synccloud.prom", e->dir);
+    const char *a = th_fmt("%s/edge-a.prom", e->dir), *b = th_fmt("%s/edge-b.prom", e->dir);
+    long long applied = cloud_int(e, "SELECT sum(applied) FROM _sync_devices");
+    long long top = cloud_int(e, "SELECT max(_cseq) FROM items");
+    TH_CHECK(applied > 0 && top > 0, "the cloud applied %lld changes, items at %lld", applied, top);
+    wait_prom(cloud, "synccloud_changes_applied_total{consumer=\"synccloud-demo\"}",
+              (double)applied);
+    wait_prom(cloud, "synccloud_devices_known{consumer=\"synccloud-demo\"}",
+              (double)cloud_int(e, "SELECT count(*) FROM _sync_devices"));
+    wait_prom(a, "syncedge_outbox_pending{device=\"edge-a\"}", 0);
+    wait_prom(a, "syncedge_connected{device=\"edge-a\"}", 1);
+    wait_prom(b, "syncedge_replica_cursor{device=\"edge-b\",table=\"items\"}", (double)top);
+    wait_prom(b, "syncedge_replica_lag_changes{device=\"edge-b\",table=\"items\"}", 0);
+    double acked = prom_value(a, "syncedge_changes_acked_total{device=\"edge-a\"}");
+    double acks = prom_value(a, "syncedge_ack_seconds_count{device=\"edge-a\"}");
+    TH_CHECK(acked >= E2E_CHANGES / 2 && acks > 0, "edge-a's metrics: %g changes acked in %g acks",
+             acked, acks);
+    printf("e2e: metrics files agree with the stores (%lld changes applied, cursor %lld)\n",
+           applied, top);
+}
+
+static int watch_done(void *ctx)
+{
+    char *out = th_output(th_fmt("cat %s", th_shq(ctx)));
+    const char *off = out ? strstr(out, "{\"event\":\"offline\"") : NULL;
+    int ok = off && strstr(off, "\"event\":\"online\"") != NULL;
+    free(out);
+    return ok;
+}
+
+/* B stopped cleanly and came back: an offline event with clean true, then an online one, and
+ * the retained statistics of the consumer, which counted the changes. */
+static void check_watch(const char *log)
+{
+    TH_CHECK(th_wait_until(watch_done, (void *)log, 10000) == 0,
+             "no offline then online event of edge-b in %s", log);
+    char *out = th_output(th_fmt("cat %s", th_shq(log)));
+    TH_CHECK(out != NULL, "cannot read %s", log);
+    const char *off = strstr(out, "sync/demo/events/device {\"event\":\"offline\"");
+    TH_CHECK(off && strstr(off, "\"device\":\"edge-b\",\"clean\":true}"),
+             "the offline event is not edge-b's clean stop:\n%s", out);
+    TH_CHECK(strstr(off, "{\"event\":\"online\"") &&
+                 strstr(strstr(off, "{\"event\":\"online\""), "\"device\":\"edge-b\""),
+             "no online event of edge-b after its offline one:\n%s", out);
+    const char *st = strstr(out, "sync/demo/cloud/synccloud-demo/stats {");
+    TH_CHECK(st && strstr(st, "\"online\":true") && strstr(st, "\"changes_applied\":"),
+             "no retained statistics of synccloud-demo:\n%s", out);
+    free(out);
+    printf("e2e: device events and cloud statistics seen by a watcher\n");
+}
+
 /* A conflict on a table with the manual policy, settled with syncctl through the broker:
  * B edits a note while it is offline, A edits the same note meanwhile; when B comes back its
  * edit is a pending conflict. `syncctl conflicts list` shows it, `conflicts resolve --set`
@@ -771,7 +868,25 @@ int main(int argc, char **argv)
     TH_CHECK(th_sql_int(e.b_db, "SELECT count(*) FROM items WHERE id = 999999999") == 0,
              "a rolled-back insert reached B");
 
+    check_metrics(&e);
+    /* What a watcher sees while B goes away and comes back (manual_conflict restarts it):
+     * the cloud's device events and statistics, read as the dashboard's viewer user. */
+    const char *watch_log = th_fmt("%s/watch.out", e.dir);
+    char viewer_pass[256];
+    TH_CHECK(th_read_first_line(th_fmt("%s/viewer.pass", e.dir), viewer_pass,
+                                sizeof viewer_pass) == 0,
+             "no viewer password");
+    char *subargv[] = {"mosquitto_sub", "-h", "127.0.0.1", "-p", (char *)th_fmt("%d", e.port),
+                       "--cafile", (char *)th_fmt("%s/ca.crt", e.dir), "-u", "viewer", "-P",
+                       viewer_pass, "-v", "-t", "sync/demo/events/device", "-t",
+                       "sync/demo/cloud/+/stats", NULL};
+    pid_t watcher = th_spawn(watch_log, subargv);
+    TH_CHECK(watcher > 0, "cannot start mosquitto_sub");
+    usleep(300 * 1000); /* subscribed before B stops */
     e.b_pid = manual_conflict(&e);
+    check_watch(watch_log);
+    th_kill(watcher, SIGTERM);
+    th_wait_exit(watcher, 5000, 1);
 
     th_stop(e.a_pid, "syncedge A", th_fmt("%s/edge-a.log", e.dir), 1);
     th_stop(e.b_pid, "syncedge B", th_fmt("%s/edge-b2.log", e.dir), 1);

@@ -13,6 +13,7 @@ typedef struct sync_daemon {
     const char *name;    /* "syncedge" */
     const char *version; /* "0.1.0" */
     const char *help;    /* the --help text */
+    const char *help_more; /* printed after it, or NULL (C limits one literal to 4095 bytes) */
     const char *flags;   /* boolean flags the program takes, e.g. "checksum" */
     sync_conf_cb set;    /* applies one key/value to cfg */
     int (*finish)(void *cfg, char *err, size_t errlen); /* checks and completes cfg */
