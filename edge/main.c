@@ -29,6 +29,8 @@
 
 #define EDGE_VERSION "0.1.0"
 #define STATE_INTERVAL_S 2.0 /* least time between two state messages */
+#define BACKLOG_MIN 5000     /* waiting changes that count as a backlog worth reporting */
+#define BACKLOG_LOG_S 2.0    /* seconds between two progress lines */
 
 static double now_s(void)
 {
@@ -78,6 +80,10 @@ typedef struct edge {
     double state_at;
     uint64_t last_sync_ms;  /* wall clock of the last ack (0: none since start) */
     edge_metrics *metrics;  /* NULL without metrics_file */
+    /* progress of sending a large backlog (after a long time offline, or a first attach) */
+    double backlog_started, backlog_logged, backlog_checked;
+    unsigned long backlog_acked0; /* records acked before it started */
+    long long backlog_total;
     char cmd_topic[SYNC_TOPIC_MAX];
 } edge;
 
@@ -177,6 +183,48 @@ static void publish_state(edge *e, int online)
     if (sync_mqtt_publish(e->mqtt, e->state_topic, j.buf, j.len, 1, 1) == SYNC_OK) {
         e->state_sig = state_sig(e, pending);
         e->state_at = now_s();
+    }
+}
+
+/* Progress of a backlog of BACKLOG_MIN or more changes: a line every BACKLOG_LOG_S with what
+ * was sent, the rate and the time left, and one when it is all acknowledged. */
+static void backlog_progress(edge *e)
+{
+    double now = now_s();
+    /* Counting the outbox is not free: look twice a second at most. */
+    if (now - e->backlog_checked < 0.5)
+        return;
+    e->backlog_checked = now;
+    long long pending = edge_db_outbox_count(&e->db);
+    edge_outbox_stats st;
+    edge_outbox_stats_get(e->out, &st);
+    if (e->backlog_started == 0) {
+        if (pending < BACKLOG_MIN)
+            return;
+        e->backlog_started = e->backlog_logged = now;
+        e->backlog_acked0 = st.records_acked;
+        e->backlog_total = pending;
+        sync_notice("sending a backlog of %lld changes", pending);
+        return;
+    }
+    long long done = (long long)(st.records_acked - e->backlog_acked0);
+    if (pending + done > e->backlog_total)
+        e->backlog_total = pending + done; /* more were written meanwhile */
+    double secs = now - e->backlog_started;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    if (pending == 0) {
+        sync_notice("backlog sent: %lld changes in %.1f s (%.0f changes/s)", done, secs, rate);
+        e->backlog_started = 0;
+    } else if (now - e->backlog_logged >= BACKLOG_LOG_S) {
+        e->backlog_logged = now;
+        if (rate > 0)
+            sync_notice("sending the backlog: %lld/%lld changes (%.0f changes/s, about %.0f s "
+                        "left)",
+                        done, e->backlog_total, rate, (double)pending / rate);
+        else
+            sync_notice("sending the backlog: %lld/%lld changes%s", done, e->backlog_total,
+                        sync_mqtt_connected(e->mqtt) ? " (no ack from the cloud yet)"
+                                                       : " (waiting for the broker)");
     }
 }
 
@@ -475,6 +523,7 @@ static int run(edge_config *c, const sync_schema *schema)
                 publish_state(&e, 1);
         }
         write_metrics(&e, 0);
+        backlog_progress(&e);
     }
     status = 0;
     edge_outbox_stats st;
