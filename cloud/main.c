@@ -307,6 +307,9 @@ static int run(cloud_config *c, const sync_schema *schema)
                               sizeof err) != SYNC_OK)
                 sync_error("%s", err);
         }
+        if (sync_hup_requested())
+            sync_notice("SIGHUP: the configuration is read only at start (restart to change "
+                        "it); the device registry is read on every batch already");
         if (sync_mqtt_connected(m))
             cloud_monitor_tick(mon, now, &q);
         if (rows && cloud_rowcheck_run(rows, sync_mqtt_delivered(m), now, &q) > 0)

@@ -522,6 +522,12 @@ static int run(edge_config *c, const sync_schema *schema)
             if (state_sig(&e, edge_db_outbox_count(&e.db)) != e.state_sig)
                 publish_state(&e, 1);
         }
+        if (sync_hup_requested()) {
+            sync_notice("SIGHUP: the configuration is read only at start (restart to change "
+                        "it); writing the state and metrics now");
+            publish_state(&e, 1);
+            write_metrics(&e, 1);
+        }
         write_metrics(&e, 0);
         backlog_progress(&e);
     }

@@ -9,12 +9,18 @@
 #include "sync/log.h"
 
 /* Set from the signal handler: the only process-wide state here, as signals are per process. */
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, hup_flag;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+static void on_hup_signal(int sig)
+{
+    (void)sig;
+    hup_flag = 1;
 }
 
 void sync_signals_setup(void)
@@ -25,7 +31,19 @@ void sync_signals_setup(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* SIGHUP would end the process (its default): `systemctl reload`, a closed terminal or a
+     * broker-style "kill -HUP" must not stop syncing. */
+    sa.sa_handler = on_hup_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+int sync_hup_requested(void)
+{
+    if (!hup_flag)
+        return 0;
+    hup_flag = 0;
+    return 1;
 }
 
 int sync_stop_requested(void)

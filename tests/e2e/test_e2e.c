@@ -869,6 +869,14 @@ int main(int argc, char **argv)
              "a rolled-back insert reached B");
 
     check_metrics(&e);
+    /* SIGHUP (systemctl reload, a closed terminal) must not stop either daemon. */
+    TH_CHECK(th_kill(e.cloud_pid, SIGHUP) == 0 && th_kill(e.a_pid, SIGHUP) == 0, "kill -HUP");
+    usleep(500 * 1000);
+    TH_CHECK(th_alive(e.cloud_pid) && th_alive(e.a_pid), "a daemon ended on SIGHUP");
+    TH_CHECK(th_run("grep -q SIGHUP %s && grep -q SIGHUP %s",
+                    th_shq(th_fmt("%s/synccloud.log", e.dir)),
+                    th_shq(th_fmt("%s/edge-a.log", e.dir))) == 0,
+             "SIGHUP was not noted in the logs");
     /* What a watcher sees while B goes away and comes back (manual_conflict restarts it):
      * the cloud's device events and statistics, read as the dashboard's viewer user. */
     const char *watch_log = th_fmt("%s/watch.out", e.dir);

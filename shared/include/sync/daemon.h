@@ -36,8 +36,12 @@ int sync_daemon_main(const sync_daemon *d, int argc, char **argv);
  * which has been printed). */
 int sync_daemon_start(const sync_daemon *d, int argc, char **argv, unsigned *flags);
 
-/* Makes SIGINT and SIGTERM request a stop (see sync_stop_requested) and ignores SIGPIPE. */
+/* Makes SIGINT and SIGTERM request a stop (see sync_stop_requested), SIGHUP set a flag (see
+ * sync_hup_requested) instead of ending the process, and ignores SIGPIPE. */
 void sync_signals_setup(void);
+
+/* 1 once after each SIGHUP (the flag is cleared), else 0. */
+int sync_hup_requested(void);
 
 /* Nonzero once SIGINT or SIGTERM has arrived. */
 int sync_stop_requested(void);
