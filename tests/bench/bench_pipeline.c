@@ -33,7 +33,7 @@
  *   BENCH_EDGE_ARGS="--pull-rows 5000"       more syncedge flags (every edge)
  *   BENCH_LOG_LEVEL=debug                    the daemons' log level (logs kept with TH_KEEP=1)
  *   BENCH_THROUGHPUT_ONLY=1 / BENCH_LATENCY_ONLY=1 / BENCH_CEILING_ONLY=1 /
- *   BENCH_BOOTSTRAP_ONLY=1                   one part only
+ *   BENCH_BOOTSTRAP_ONLY=1 / BENCH_CALLGRIND_ONLY=1  one part only
  *   BENCH_INFLIGHT=N                         the MQTT ceiling's publish window (default 1000)
  *   BENCH_TRACE=1                            print the application's statements over 2 ms
  *   BENCH_LAT_DUMP=1                         print every latency sample (commit time, ms)
@@ -1230,6 +1230,13 @@ int main(int argc, char **argv)
     if (getenv("BENCH_BOOTSTRAP_ONLY")) {
         throughput(1, 2000, &cloud1);
         printf("bootstrap %ld rows %.2f s\n", B.p.boot_rows, bootstrap(B.p.boot_rows));
+        return 0;
+    }
+    if (getenv("BENCH_CALLGRIND_ONLY")) {
+        throughput(1, 2000, &cloud1);
+        double edge_ipc, cloud_ipc;
+        measure_cpu(B.p.cg_changes, &edge_ipc, &cloud_ipc);
+        printf("instructions per change: syncedge %.0f synccloud %.0f\n", edge_ipc, cloud_ipc);
         return 0;
     }
     if (getenv("BENCH_LATENCY_ONLY")) {
