@@ -162,7 +162,9 @@ static void check_dockerfile(void)
         TH_CHECK(libs != NULL && *libs, "objdump -p %s found no libraries", bins[i]);
         char *s3 = NULL;
         for (char *lib = strtok_r(libs, "\n", &s3); lib; lib = strtok_r(NULL, "\n", &s3)) {
-            char *pkg = th_output(th_fmt("dpkg -S '*/%s' 2>/dev/null | head -n 1 | cut -d: -f1",
+            /* The native architecture's copy: libm.so.6 is also in libc6-i386, say. */
+            char *pkg = th_output(th_fmt("dpkg -S \"*/$(gcc -dumpmachine)/%s\" 2>/dev/null | "
+                                         "head -n 1 | cut -d: -f1",
                                          lib));
             TH_CHECK(pkg && *pkg, "no Debian package holds %s (needed by %s)", lib, bins[i]);
             pkg[strcspn(pkg, "\n")] = '\0';
