@@ -1,6 +1,8 @@
 /* apply.c - validate, dedup, version-check and apply one batch (see apply.h). */
 #include "apply.h"
 
+#include "access.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ struct cloud_applier {
     cloud_registry *registry; /* devices allowed to sync, or NULL (not owned) */
     sync_cbuf changes;        /* change events of this transaction: "obj,obj,..." (JSON) */
     size_t nchanges;          /* how many */
+    uint8_t *writable;        /* per schema table: the batch's device may write it (access.h) */
 };
 
 /* Change events travel together: one `changes` event per transaction (split at this size)
@@ -88,7 +91,8 @@ int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config 
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
     a->rules = calloc((size_t)n, sizeof *a->rules);
-    if (!a->rules) {
+    a->writable = calloc((size_t)n, 1);
+    if (!a->rules || !a->writable) {
         cloud_applier_free(a);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
@@ -119,6 +123,7 @@ void cloud_applier_free(cloud_applier *a)
         sync_cbuf_free(&a->deltas[i].body);
     free(a->deltas);
     free(a->rules);
+    free(a->writable);
     sync_cbuf_free(&a->ack_body);
     sync_cbuf_free(&a->scratch);
     sync_cbuf_free(&a->scratch2);
@@ -555,11 +560,15 @@ static int ap_rec(void *ctx, const sync_record *r)
         }
         return add_result(a, r->seq, SYNC_R_DUPLICATE, a->row.version, t, 1);
     }
-    if (t->owner[0] && strcmp(t->owner, a->device) != 0) {
+    if (!a->writable[t->index]) {
         char why[256];
-        snprintf(why, sizeof why,
-                 "table '%s' is owned by device '%s'; other devices may not write it", t->name,
-                 t->owner);
+        if (t->owner[0])
+            snprintf(why, sizeof why,
+                     "table '%s' is owned by device '%s'; other devices may not write it",
+                     t->name, t->owner);
+        else
+            snprintf(why, sizeof why, "device '%s' may not write table '%s' (write lines)",
+                     a->device, t->name);
         return refuse_record(a, t, r, why);
     }
     const cloud_table_rule *rule = &a->rules[t->index];
@@ -867,6 +876,7 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
     a->have_hdr = 0;
     a->reason[0] = '\0';
     a->stats.batches++;
+    cloud_access_mask(a->cfg, a->schema, device, 1, a->writable);
     if (a->registry) {
         char why[256];
         int ok = cloud_registry_allows(a->registry, a->cfg->tenant, device, why, sizeof why);

@@ -65,6 +65,11 @@ const char cloud_config_help[] =
     ;
 
 const char cloud_config_help_more[] =
+    "  receive WHO TABLES   tables WHO gets downstream (repeatable); WHO: a device id,\n"
+    "                       role:NAME (see role) or *; TABLES: t1,t2 or *. Without any\n"
+    "                       receive line every device gets every table\n"
+    "  write WHO TABLES     tables WHO may change (repeatable; same forms). Without any\n"
+    "                       write line every device may write every table\n"
     "  policy TABLE P [resurrect]  conflict policy of a table (repeatable): lww (default),\n"
     "                       server-wins, priority, merge or manual; resurrect lets a winning\n"
     "                       update bring a deleted row back\n"
@@ -154,9 +159,11 @@ void cloud_config_free(cloud_config *c)
     sync_conf_free(cloud_opts, NOPTS, c);
     free(c->rules);
     free(c->roles);
+    free(c->grants);
     c->rules = NULL;
     c->roles = NULL;
-    c->nrules = c->nroles = 0;
+    c->grants = NULL;
+    c->nrules = c->nroles = c->ngrants = 0;
 }
 
 static const char *const policy_names[] = {"lww", "server-wins", "priority", "merge", "manual"};
@@ -221,6 +228,58 @@ static int add_role(cloud_config *c, const char *value, char *err, size_t errlen
     return SYNC_OK;
 }
 
+/* `receive WHO TABLES` / `write WHO TABLES`: WHO a device id, role:NAME or *; TABLES a
+ * comma-separated list of tables or *. Table names are checked against the schema later
+ * (cloud_config_check_schema). */
+static int add_grant(cloud_config *c, int write, const char *value, char *err, size_t errlen)
+{
+    const char *key = write ? "write" : "receive";
+    char who[128], tables[1024], extra[8];
+    int n = sscanf(value, "%127s %1023s %7s", who, tables, extra);
+    if (n != 2)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid %s value (%s): expected 'WHO TABLE[,TABLE...]' (WHO: a device "
+                           "id, role:NAME or *; TABLE: a table or *)",
+                           key, value);
+    const char *id = strncmp(who, "role:", 5) == 0 ? who + 5 : who;
+    if (strcmp(who, "*") != 0 && !sync_id_valid(id, strlen(id)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid %s value (%s): '%s' is not a device id, role:NAME or *", key,
+                           value, who);
+    for (const char *p = tables; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 0 || len > SYNC_MAX_NAME)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid %s value (%s): empty or too long table name", key, value);
+        p += len + (e ? 1 : 0);
+        if (e && !*p)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid %s value (%s): trailing comma", key, value);
+    }
+    cloud_grant *ng = realloc(c->grants, (size_t)(c->ngrants + 1) * sizeof *ng);
+    if (!ng)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    c->grants = ng;
+    cloud_grant *g = &c->grants[c->ngrants++];
+    memset(g, 0, sizeof *g);
+    g->write = write;
+    /* Both fit: who is "*", or an id of at most SYNC_MAX_ID bytes after "role:"; tables was
+     * read with the field's size. */
+    memcpy(g->who, who, strlen(who) + 1);
+    memcpy(g->tables, tables, strlen(tables) + 1);
+    return SYNC_OK;
+}
+
+const char *cloud_config_role(const cloud_config *c, const char *device)
+{
+    const char *role = NULL;
+    for (int i = 0; i < c->nroles; i++)
+        if (strcmp(c->roles[i].device, device) == 0)
+            role = c->roles[i].role;
+    return role;
+}
+
 cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table)
 {
     for (int i = 0; i < c->nrules; i++)
@@ -260,6 +319,21 @@ int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s
             return sync_seterr(err, errlen, SYNC_ERR_INVAL,
                                "policy for table '%s', which the schema does not declare",
                                c->rules[i].table);
+    for (int i = 0; i < c->ngrants; i++) {
+        const char *p = c->grants[i].tables;
+        if (strcmp(p, "*") == 0)
+            continue;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (!sync_schema_find(s, p, len))
+                return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                   "%s %s: the schema declares no table '%.*s'",
+                                   c->grants[i].write ? "write" : "receive", c->grants[i].who,
+                                   (int)len, p);
+            p += len + (e ? 1 : 0);
+        }
+    }
     return SYNC_OK;
 }
 
@@ -270,6 +344,8 @@ int cloud_config_set(void *ctx, const char *key, const char *value, char *err, s
         return add_rule(c, value, err, errlen);
     if (strcmp(key, "role") == 0)
         return add_role(c, value, err, errlen);
+    if (strcmp(key, "receive") == 0 || strcmp(key, "write") == 0)
+        return add_grant(c, key[0] == 'w', value, err, errlen);
     if (strcmp(key, "events") == 0) {
         static const char *const levels[] = {"none", "batches", "changes"};
         for (int i = 0; i < 3; i++) {

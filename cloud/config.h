@@ -26,6 +26,14 @@ typedef struct cloud_role {
     char role[SYNC_MAX_ID + 1];
 } cloud_role;
 
+/* A `receive` or `write` line: which tables a device, a role or everyone gets or may write
+ * (access.h). */
+typedef struct cloud_grant {
+    int write;                   /* 0: receive, 1: write */
+    char who[SYNC_MAX_ID + 6];   /* a device id, "role:NAME" or "*" */
+    char tables[1024];           /* comma-separated table names, or "*" */
+} cloud_grant;
+
 typedef struct cloud_config {
     char *database; /* SQLite store file, or a PostgreSQL connection string (store.h) */
     char *registry; /* syncctl's device registry, or NULL: every device may sync */
@@ -63,11 +71,15 @@ typedef struct cloud_config {
     int nrules;
     cloud_role *roles; /* `role` lines */
     int nroles;
+    cloud_grant *grants; /* `receive` and `write` lines */
+    int ngrants;
     char *priority; /* roles, highest first, comma-separated */
 } cloud_config;
 
 /* The rule for a table (the default lww rule when none is configured). */
 cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table);
+/* The role of a device (a `role` line), or NULL. */
+const char *cloud_config_role(const cloud_config *c, const char *device);
 /* Rank of a device for the priority policy: 0 is highest; devices without a role, or whose role
  * is not listed in `priority`, rank below every listed role. */
 int cloud_config_rank(const cloud_config *c, const char *device);

@@ -190,7 +190,7 @@ static int run(cloud_config *c, const sync_schema *schema)
         goto out;
     }
     cloud_applier_set_registry(ap, reg);
-    if (cloud_monitor_new(c, st, ap, &mon, err, sizeof err) != SYNC_OK ||
+    if (cloud_monitor_new(c, schema, st, ap, &mon, err, sizeof err) != SYNC_OK ||
         cloud_admin_new(st, ap, schema, c, &admin, err, sizeof err) != SYNC_OK ||
         (c->shared_group && c->publish_rows &&
          cloud_rowcheck_new(st, schema, c->tenant, ap, &rows, err, sizeof err) != SYNC_OK)) {
@@ -310,8 +310,10 @@ static int run(cloud_config *c, const sync_schema *schema)
         if (sync_hup_requested())
             sync_notice("SIGHUP: the configuration is read only at start (restart to change "
                         "it); the device registry is read on every batch already");
-        if (sync_mqtt_connected(m))
+        if (sync_mqtt_connected(m)) {
+            cloud_monitor_policies(mon, &q);
             cloud_monitor_tick(mon, now, &q);
+        }
         if (rows && cloud_rowcheck_run(rows, sync_mqtt_delivered(m), now, &q) > 0)
             sync_debug("rowcheck: published newer states of rows another consumer overtook");
         publish_queue(m, &q, rows);

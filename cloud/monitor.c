@@ -1,6 +1,8 @@
 /* monitor.c - statistics, device events and metrics of a consumer (see monitor.h). */
 #include "monitor.h"
 
+#include "access.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +22,14 @@
 typedef struct dev_flag {
     struct dev_flag *next;
     int online;
+    int policy_sent; /* its policy was published by this process */
     char id[]; /* NUL-terminated */
 } dev_flag;
 
 struct cloud_monitor {
     const cloud_config *cfg;
+    const sync_schema *schema;
+    int policies_started; /* the known devices' policies were published */
     cloud_store *st;
     cloud_applier *ap;
     char topic[SYNC_TOPIC_MAX]; /* sync/T/cloud/ID/stats */
@@ -62,14 +67,15 @@ static void id_for_topic(char *dst, size_t n, const char *id)
 
 static int metrics_setup(cloud_monitor *m, char *err, size_t errlen);
 
-int cloud_monitor_new(const cloud_config *c, cloud_store *st, cloud_applier *ap,
-                      cloud_monitor **out, char *err, size_t errlen)
+int cloud_monitor_new(const cloud_config *c, const sync_schema *schema, cloud_store *st,
+                      cloud_applier *ap, cloud_monitor **out, char *err, size_t errlen)
 {
     *out = NULL;
     cloud_monitor *m = calloc(1, sizeof *m);
     if (!m)
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     m->cfg = c;
+    m->schema = schema;
     m->st = st;
     m->ap = ap;
     m->started_ms = sync_wall_ms();
@@ -301,28 +307,85 @@ static size_t hash_id(const char *s)
     return h;
 }
 
-/* Records device's flag; returns the previous one (-1: unknown). */
-static int swap_flag(cloud_monitor *m, const char *device, int online)
+/* The entry of device, created (offline, no policy sent) when missing; NULL when the table is
+ * full or memory is short. */
+static dev_flag *find_dev(cloud_monitor *m, const char *device, int *created)
 {
     dev_flag **b = &m->buckets[hash_id(device) % m->nbuckets];
+    *created = 0;
     for (dev_flag *d = *b; d; d = d->next)
-        if (strcmp(d->id, device) == 0) {
-            int was = d->online;
-            d->online = online;
-            return was;
-        }
+        if (strcmp(d->id, device) == 0)
+            return d;
     if (m->ndevices >= DEVICES_MAX)
-        return -1;
+        return NULL;
     size_t n = strlen(device) + 1;
     dev_flag *d = malloc(sizeof *d + n);
     if (!d)
-        return -1;
+        return NULL;
     memcpy(d->id, device, n);
-    d->online = online;
+    d->online = -1;
+    d->policy_sent = 0;
     d->next = *b;
     *b = d;
     m->ndevices++;
-    return -1;
+    *created = 1;
+    return d;
+}
+
+/* Publishes device's policy (retained) once per process. */
+static void send_policy(cloud_monitor *m, const char *device, cloud_outq *q)
+{
+    int created;
+    dev_flag *d = find_dev(m, device, &created);
+    if (d && d->policy_sent)
+        return;
+    char buf[4096], topic[SYNC_TOPIC_MAX];
+    sync_json j;
+    sync_json_init(&j, buf, sizeof buf);
+    cloud_access_policy(m->cfg, m->schema, device, &j);
+    if (!sync_json_ok(&j) || sync_topic_dev(topic, sizeof topic, m->cfg->tenant, device,
+                                            "policy") != SYNC_OK) {
+        sync_error("the policy of device %s does not fit in a message", device);
+        return;
+    }
+    if (cloud_outq_add(q, topic, j.buf, j.len, NULL, 0, 1, 1) == SYNC_OK && d)
+        d->policy_sent = 1;
+}
+
+static int policy_of_known(void *ctx, const cloud_device_rec *d)
+{
+    void **args = ctx;
+    send_policy(args[0], d->device, args[1]);
+    return 0;
+}
+
+void cloud_monitor_policies(cloud_monitor *m, cloud_outq *q)
+{
+    if (m->policies_started)
+        return;
+    m->policies_started = 1;
+    void *args[] = {m, q};
+    if (cloud_store_devices(m->st, policy_of_known, args) != SYNC_OK)
+        sync_warn("policies: reading the devices failed: %s", cloud_store_errmsg(m->st));
+    for (int i = 0; i < m->cfg->ngrants; i++) {
+        const char *who = m->cfg->grants[i].who;
+        if (strcmp(who, "*") != 0 && strncmp(who, "role:", 5) != 0)
+            send_policy(m, who, q);
+    }
+    for (int i = 0; i < m->cfg->nroles; i++)
+        send_policy(m, m->cfg->roles[i].device, q);
+}
+
+/* Records device's flag; returns the previous one (-1: unknown). */
+static int swap_flag(cloud_monitor *m, const char *device, int online)
+{
+    int created;
+    dev_flag *d = find_dev(m, device, &created);
+    if (!d)
+        return -1;
+    int was = d->online;
+    d->online = online;
+    return was;
 }
 
 void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_outq *q)
@@ -332,6 +395,8 @@ void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_ou
     if (sync_topic_parse_dev(msg->topic, tenant, device, &leaf) != SYNC_OK ||
         strcmp(leaf, "state") != 0 || strcmp(tenant, m->cfg->tenant) != 0)
         return;
+    /* Every device that shows up gets its policy (once per process; retained). */
+    send_policy(m, device, q);
     int online = json_bool(msg->payload, msg->len, "online");
     if (online < 0)
         return;

@@ -12,6 +12,9 @@
  * online flag changes. With a shared group the subscription is shared too, so one consumer
  * reports each change.
  *
+ * Policies: each device's retained sync/{tenant}/dev/{device}/policy (access.h), published once
+ * per process for every device it knows and for each device whose state it sees.
+ *
  * Single-threaded: every function is called from synccloud's main loop.
  */
 #ifndef CLOUD_MONITOR_H
@@ -25,13 +28,14 @@
 #include "outq.h"
 #include "store.h"
 #include "sync/mqtt.h"
+#include "sync/schema.h"
 
 typedef struct cloud_monitor cloud_monitor;
 
 /* Creates the monitor of a consumer using store st and applier ap (both borrowed: they must
  * outlive it). On error *out is NULL and err says why (e.g. an unwritable metrics file). */
-int cloud_monitor_new(const cloud_config *c, cloud_store *st, cloud_applier *ap,
-                      cloud_monitor **out, char *err, size_t errlen);
+int cloud_monitor_new(const cloud_config *c, const sync_schema *schema, cloud_store *st,
+                      cloud_applier *ap, cloud_monitor **out, char *err, size_t errlen);
 void cloud_monitor_free(cloud_monitor *m);
 
 /* The statistics topic and the Last Will payload for the consumer's MQTT options; both live as
@@ -46,6 +50,11 @@ void cloud_monitor_tx(cloud_monitor *m, double seconds, unsigned long batches);
 /* A message on a device's state topic: queues an online/offline event on q when the device's
  * online flag changed (retained messages only record the flag). */
 void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_outq *q);
+
+/* Queues the retained policy (access.h) of every device the store, the registry lines and the
+ * config know; once per process (call it when connected). Devices that show up later on their
+ * state topic get theirs then. */
+void cloud_monitor_policies(cloud_monitor *m, cloud_outq *q);
 
 /* Publishes the statistics when they are due (now: a monotonic clock in seconds), and
  * rewrites the metrics file when it is due. */

@@ -1,6 +1,8 @@
 /* pull.c - catch-up pages for replicas (see pull.h). */
 #include "pull.h"
 
+#include "access.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,12 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     if (!p->t)
         return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "pull from %s: unknown table '%.*s'",
                            device, (int)req.table_len, req.table);
+    /* Selective sync: only the tables the device receives (access.h). No answer: the edge
+     * pulls only what its policy lists, so this is a stale policy or a probe. */
+    if (!cloud_access_allows(p->cfg, p->schema, device, p->t, 0))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "pull from %s of '%s', a table it does not receive; not answered",
+                           device, p->t->name);
     uint64_t limit =
         req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
     /* Another consumer sharing the database may have compacted: the horizon is read again. */

@@ -73,15 +73,26 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
     for (int k = 0; k < 3; k++)
         add(&b, "DROP TRIGGER IF EXISTS \"_sync_%s_ro_%s\";\n", t->name, ops[k]);
 
-    if (t->owner[0] && strcmp(t->owner, e->device) != 0) {
-        /* Master mode, and we are not the master: the application may read this table but not
-         * write it (the cloud would refuse the changes). syncedge's own applies still go in. */
-        for (int k = 0; k < 3; k++)
-            add(&b,
-                "CREATE TRIGGER \"_sync_%s_ro_%s\" BEFORE %s ON \"%s\" WHEN " ACTIVE " BEGIN "
-                "SELECT RAISE(ABORT, 'table %s is owned by device %s: read-only on this device');"
-                " END;\n",
-                t->name, ops[k], ops[k], t->name, t->name, t->owner);
+    int slot = edge_db_slot(e, t);
+    int by_owner = t->owner[0] && strcmp(t->owner, e->device) != 0;
+    if (by_owner || (slot >= 0 && e->readonly[slot])) {
+        /* Master mode and we are not the master, or the cloud's write rules leave this device
+         * out (policy.h): the application may read this table but not write it (the cloud
+         * would refuse the changes). syncedge's own applies still go in. */
+        for (int k = 0; k < 3; k++) {
+            if (by_owner)
+                add(&b,
+                    "CREATE TRIGGER \"_sync_%s_ro_%s\" BEFORE %s ON \"%s\" WHEN " ACTIVE
+                    " BEGIN SELECT RAISE(ABORT, 'table %s is owned by device %s: read-only on "
+                    "this device'); END;\n",
+                    t->name, ops[k], ops[k], t->name, t->name, t->owner);
+            else
+                add(&b,
+                    "CREATE TRIGGER \"_sync_%s_ro_%s\" BEFORE %s ON \"%s\" WHEN " ACTIVE
+                    " BEGIN SELECT RAISE(ABORT, 'table %s is read-only on device %s: the "
+                    "cloud''s write rules do not let it write this table'); END;\n",
+                    t->name, ops[k], ops[k], t->name, t->name, e->device);
+        }
         if (first)
             add(&b, "INSERT INTO _sync_tables(tbl, attached) VALUES ('%s', " NOW_MS ");\n",
                 t->name);

@@ -116,6 +116,8 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
         " applying INTEGER NOT NULL DEFAULT 0, hlc INTEGER NOT NULL DEFAULT 0,"
         " tenant TEXT NOT NULL, device TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_tables(tbl TEXT PRIMARY KEY, attached INTEGER);"
+        "CREATE TABLE IF NOT EXISTS _sync_policy(tbl TEXT PRIMARY KEY, recv INTEGER NOT NULL,"
+        " wr INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_cursor(tbl TEXT PRIMARY KEY, cseq INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_resync(tbl TEXT PRIMARY KEY);"
         "CREATE TABLE IF NOT EXISTS _sync_seen(tbl TEXT NOT NULL, pk NOT NULL,"
@@ -317,6 +319,8 @@ int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *e
         rc = sync_sql_exec(e->db, "UPDATE _sync_ctl SET applying = 0 WHERE id = 1",
                            "resetting _sync_ctl", err, errlen);
     if (rc == SYNC_OK)
+        rc = edge_db_load_policy(e, err, errlen);
+    if (rc == SYNC_OK)
         rc = edge_capture_install(e, err, errlen);
     if (rc == SYNC_OK)
         rc = sync_sql_exec(e->db, "COMMIT", "committing the attach", err, errlen);
@@ -482,6 +486,56 @@ long long edge_db_outbox_count(edge_db *e)
         n = sqlite3_column_int64(e->outbox_count, 0);
     sqlite3_reset(e->outbox_count);
     return n;
+}
+
+int edge_db_slot(const edge_db *e, const sync_table *t)
+{
+    for (int i = 0; i < e->ntables; i++)
+        if (e->tables[i] == t)
+            return i;
+    return -1;
+}
+
+/* Reads the stored policy (_sync_policy) into e; none stored: every table received, none
+ * read-only by policy. */
+static int load_policy(edge_db *e, char *err, size_t errlen)
+{
+    for (int i = 0; i < e->ntables; i++) {
+        e->recv[i] = 1;
+        e->readonly[i] = 0;
+    }
+    e->have_policy = 0;
+    sqlite3_stmt *q;
+    int rc = sync_sql_prepare(e->db, "SELECT tbl, recv, wr FROM _sync_policy", &q, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    int first = 1;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        if (first) { /* a stored policy lists every table of the schema it was made for */
+            for (int i = 0; i < e->ntables; i++) {
+                e->recv[i] = 0;
+                e->readonly[i] = 1;
+            }
+            first = 0;
+        }
+        e->have_policy = 1;
+        const sync_table *t = name ? edge_db_table(e, name, strlen(name)) : NULL;
+        int slot = t ? edge_db_slot(e, t) : -1;
+        if (slot >= 0) {
+            e->recv[slot] = (uint8_t)(sqlite3_column_int(q, 1) != 0);
+            e->readonly[slot] = (uint8_t)(sqlite3_column_int(q, 2) == 0);
+        }
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SYNC_OK
+                             : sync_seterr(err, errlen, SYNC_ERR_DB, "reading _sync_policy: %s",
+                                           sqlite3_errmsg(e->db));
+}
+
+int edge_db_load_policy(edge_db *e, char *err, size_t errlen)
+{
+    return load_policy(e, err, errlen);
 }
 
 const sync_table *edge_db_table(const edge_db *e, const char *name, size_t len)

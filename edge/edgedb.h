@@ -24,10 +24,21 @@ typedef struct edge_db {
     int nv;                       /* value columns v0..v(nv-1) in the outbox */
     int data_version;             /* last PRAGMA data_version seen */
     char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
+    /* The cloud's policy for this device (policy.h), by position in tables; without one every
+     * table is received and none is read-only by policy. */
+    int have_policy;
+    uint8_t recv[EDGE_MAX_TABLES];     /* 1: the device receives the table */
+    uint8_t readonly[EDGE_MAX_TABLES]; /* 1: the policy does not let it write the table */
     sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
         *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all,
         *quiet_q;
 } edge_db;
+
+/* Reads the policy stored in _sync_policy into have_policy, recv and readonly. */
+int edge_db_load_policy(edge_db *e, char *err, size_t errlen);
+
+/* The table's position in e->tables, or -1. */
+int edge_db_slot(const edge_db *e, const sync_table *t);
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,
  * checks existing ones have the schema's columns and key, creates the bookkeeping tables and

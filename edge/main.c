@@ -14,6 +14,7 @@
 #include "edgedb.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "policy.h"
 #include "pull.h"
 #include "replica.h"
 #include "watch.h"
@@ -84,7 +85,7 @@ typedef struct edge {
     double backlog_started, backlog_logged, backlog_checked;
     unsigned long backlog_acked0; /* records acked before it started */
     long long backlog_total;
-    char cmd_topic[SYNC_TOPIC_MAX];
+    char cmd_topic[SYNC_TOPIC_MAX], policy_topic[SYNC_TOPIC_MAX];
 } edge;
 
 /* Appends "cursor":{...},"lag":{...} and, while a catch-up runs, "pull":{...}. */
@@ -288,7 +289,7 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                    "broker redelivers them",
                    sqlite3_errmsg(e->db.db));
     } else {
-        int ok = 1, settled = 0;
+        int ok = 1, settled = 0, cloud_seen = 0;
         for (sync_mqtt_msg *m = list; m && ok; m = m->next) {
             char err[512];
             if (strcmp(m->topic, e->ack_topic) == 0) {
@@ -304,6 +305,22 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                     edge_metrics_ack(e->metrics, now_s() - e->sent_at);
                 settled |= done;
                 e->last_sync_ms = sync_wall_ms();
+                continue;
+            }
+            if (strcmp(m->topic, e->policy_topic) == 0) {
+                /* A live (not retained) policy: a consumer just started or saw us. A batch sent
+                 * while none was subscribed was dropped by the broker: send it again now
+                 * rather than after ack_timeout. */
+                if (!m->retained)
+                    cloud_seen = 1;
+                int rc = edge_policy_on_message(&e->db, e->pull, m->payload, m->len, err,
+                                                sizeof err);
+                if (rc == SYNC_ERR_DB) {
+                    sync_error("%s", err);
+                    ok = 0;
+                } else if (rc != SYNC_OK) {
+                    sync_warn("ignoring a message on %s: %s", m->topic, err);
+                }
                 continue;
             }
             if (strcmp(m->topic, e->cmd_topic) == 0) {
@@ -340,6 +357,10 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
             sync_debug("ignoring a message on %s", m->topic);
         }
         if (ok && edge_db_commit(&e->db) == SYNC_OK) {
+            if (cloud_seen && !settled && e->sent_at > 0) {
+                sync_info("the cloud is back: sending the batch in flight again");
+                e->sent_at = 0;
+            }
             if (settled) {
                 e->sent_at = 0;
                 e->resends = 0;
@@ -351,7 +372,11 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
              * it; the cloud recognises the sequence numbers and acks them as duplicates. */
             if (settled)
                 e->need_check = 1;
-            /* Cursors moved in memory with rows that are not stored after all. */
+            /* A policy taken in memory, and cursors moved with rows, that are not stored after
+             * all. */
+            char why[512];
+            if (edge_db_load_policy(&e->db, why, sizeof why) != SYNC_OK)
+                sync_error("%s", why);
             if (e->pull && edge_pull_reload(e->pull) != SYNC_OK)
                 sync_error("reading the replica's cursors again: %s", sqlite3_errmsg(e->db.db));
         }
@@ -451,6 +476,7 @@ static int run(edge_config *c, const sync_schema *schema)
     sync_topic_dev(e.state_topic, sizeof e.state_topic, c->tenant, c->device, "state");
     sync_topic_dev(e.resp_topic, sizeof e.resp_topic, c->tenant, c->device, "resp");
     sync_topic_dev(e.cmd_topic, sizeof e.cmd_topic, c->tenant, c->device, "cmd");
+    sync_topic_dev(e.policy_topic, sizeof e.policy_topic, c->tenant, c->device, "policy");
     snprintf(e.head_topic, sizeof e.head_topic, "sync/%s/head", c->tenant);
     if (c->replica) {
         if (edge_pull_new(&e.db, e.rep, c, &e.pull, err, sizeof err) != SYNC_OK) {
@@ -492,6 +518,7 @@ static int run(edge_config *c, const sync_schema *schema)
     }
     sync_mqtt_subscribe(e.mqtt, e.ack_topic, 1);
     sync_mqtt_subscribe(e.mqtt, e.cmd_topic, 1);
+    sync_mqtt_subscribe(e.mqtt, e.policy_topic, 1);
     if (e.pull)
         edge_pull_set_mqtt(e.pull, e.mqtt);
     if (c->replica) {

@@ -215,7 +215,7 @@ static int on_head_table(void *ctx, const sync_head_entry *e)
     edge_pull *p = ctx;
     const sync_table *t = edge_db_table(p->db, e->table, e->table_len);
     int i = t ? slot_of(p, t) : -1;
-    if (i >= 0 && e->cseq > p->ts[i].head)
+    if (i >= 0 && p->db->recv[i] && e->cseq > p->ts[i].head)
         p->ts[i].head = e->cseq;
     return 0;
 }
@@ -283,6 +283,8 @@ int edge_pull_next(edge_pull *p, edge_pull_req *req)
     double now = now_s();
     for (int i = 0; i < p->db->ntables; i++) {
         tstate *s = &p->ts[i];
+        if (!p->db->recv[i]) /* not received here (policy.h) */
+            continue;
         if (s->head > s->cursor) {
             if (s->behind_since == 0)
                 s->behind_since = now;
@@ -307,7 +309,7 @@ int edge_pull_next(edge_pull *p, edge_pull_req *req)
         slot = p->inflight;
     } else {
         for (int i = 0; i < p->db->ntables && slot < 0; i++)
-            if (p->ts[i].need)
+            if (p->ts[i].need && p->db->recv[i])
                 slot = i;
         if (slot < 0)
             return 0;
@@ -400,6 +402,28 @@ int edge_pull_resync_all(edge_pull *p, const char *why)
     return SYNC_OK;
 }
 
+int edge_pull_table_received(edge_pull *p, const sync_table *t, int received)
+{
+    int i = slot_of(p, t);
+    if (i < 0)
+        return SYNC_OK;
+    tstate *s = &p->ts[i];
+    if (received) {
+        s->need = 1;
+        return SYNC_OK;
+    }
+    if (p->inflight == i) { /* its answer is ignored */
+        p->inflight = -1;
+        p->corr++;
+    }
+    memset(s, 0, sizeof *s);
+    sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->set_cursor, 2, 0);
+    int rc = sqlite3_step(p->set_cursor);
+    sqlite3_reset(p->set_cursor);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
 uint64_t edge_pull_head(const edge_pull *p, const sync_table *t)
 {
     int i = slot_of(p, t);
@@ -441,7 +465,7 @@ int edge_pull_busy(const edge_pull *p)
     if (p->inflight >= 0)
         return 1;
     for (int i = 0; i < p->db->ntables; i++)
-        if (p->ts[i].need || p->ts[i].head > p->ts[i].cursor)
+        if (p->db->recv[i] && (p->ts[i].need || p->ts[i].head > p->ts[i].cursor))
             return 1;
     return 0;
 }
@@ -461,7 +485,7 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
     edge_pull *p = ctx;
     const sync_table *t = edge_db_table(p->db, h->table, h->table_len);
     int slot = t ? slot_of(p, t) : -1;
-    if (slot < 0 || slot != p->inflight)
+    if (slot < 0 || slot != p->inflight || !p->db->recv[slot])
         return 1; /* not the page we asked for */
     /* The cloud answers a request from cursor A > 0 with a page from 0 when it compacted
      * tombstones after A: deletes since may be unknown here, so the table is rebuilt from a

@@ -76,6 +76,11 @@ int edge_pull_reload(edge_pull *p);
  * restart (_sync_resync). */
 int edge_pull_resync_all(edge_pull *p, const char *why);
 
+/* The policy (policy.h) now lets the device receive t (received = 1: pull it from its cursor)
+ * or no longer (0: forget its catch-up state and set its cursor to 0, so receiving it again
+ * starts from the beginning). Inside a transaction. */
+int edge_pull_table_received(edge_pull *p, const sync_table *t, int received);
+
 /* The newest cseq of t the cloud told of (head or delta). */
 uint64_t edge_pull_head(const edge_pull *p, const sync_table *t);
 

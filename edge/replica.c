@@ -238,6 +238,8 @@ static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
 {
     edge_replica *r = ctx;
     r->cur = edge_db_table(r->db, h->table, h->table_len);
+    if (r->cur && !r->db->recv[edge_db_slot(r->db, r->cur)])
+        r->cur = NULL; /* not received here (policy.h): the broker's ACL should not have sent it */
     if (r->cur && h->nchanges > 1 && edge_replica_hint(r, r->cur) != SYNC_OK) {
         r->failed = 1;
         return SYNC_ERR_DB;

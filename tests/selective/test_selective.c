@@ -1,0 +1,247 @@
+/* test_selective.c - selective sync by table: what each device receives and may write, from
+ * synccloud's `receive` / `write` lines, against a real Mosquitto, synccloud and three syncedge.
+ *
+ * Roles: edge-a is a clerk (writes and receives items), edge-b is in the office (writes and
+ * receives notes), edge-c is a manager (receives everything, writes nothing).
+ *  1. edge-a writes items and a note while synccloud has never run (no policy yet: captured);
+ *     synccloud then refuses the note (the change lands in edge-a's _sync_dead with the reason)
+ *     and applies the items.
+ *  2. Once its policy has arrived, edge-a's application cannot write notes: the write fails
+ *     with an error that says why, and nothing is queued.
+ *  3. edge-c holds every item and every note; edge-b holds the notes and no item; edge-a the
+ *     items and no note (it never received the one it wrote).
+ *  4. The rules change (synccloud restarted with other lines): edge-b now receives items too
+ *     and gets them all; edge-c no longer receives notes and, as it may not write them, its
+ *     notes are removed.
+ * Every check also reads the databases with plain SQL; the daemons must stop cleanly.
+ */
+#include "harness.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef SYNCEDGE_BIN
+#error "SYNCEDGE_BIN must be defined by the build"
+#endif
+#ifndef SYNCCLOUD_BIN
+#error "SYNCCLOUD_BIN must be defined by the build"
+#endif
+
+#define SEL_WAIT_MS 30000
+#define SEL_ITEMS 40
+#define SEL_NOTES 25
+
+static const char *dir, *broker;
+static int port;
+static pid_t cloud_pid, edge_pid[3];
+static const char *const devices[3] = {"edge-a", "edge-b", "edge-c"};
+
+static const char *db_of(int i)
+{
+    return th_fmt("%s/%c.db", dir, 'a' + i);
+}
+
+static pid_t start_edge(int i)
+{
+    char *argv[] = {SYNCEDGE_BIN, "--database", (char *)db_of(i), "--schema",
+                    SYNC_SOURCE_DIR "/docs/examples/schema.conf", "--tenant", "demo", "--device",
+                    (char *)devices[i], "--broker", (char *)broker, "--password-file",
+                    (char *)th_fmt("%s/%s.pass", dir, devices[i]), "--cafile",
+                    (char *)th_fmt("%s/ca.crt", dir), "--replica", "true", "--log-level", "info",
+                    NULL};
+    const char *log = th_fmt("%s/%s.log", dir, devices[i]);
+    th_register_log(log);
+    pid_t pid = th_spawn(log, argv);
+    TH_CHECK(pid > 0, "cannot start syncedge %s", devices[i]);
+    return pid;
+}
+
+/* synccloud with the given access lines ("--receive", "who tables", ...), NULL-terminated. */
+static pid_t start_cloud(const char *log, const char *const *lines)
+{
+    char *argv[48] = {SYNCCLOUD_BIN, "--database", (char *)th_fmt("%s/cloud.db", dir),
+                      "--schema", SYNC_SOURCE_DIR "/docs/examples/schema.conf", "--tenant",
+                      "demo", "--broker", (char *)broker, "--username", "synccloud",
+                      "--password-file", (char *)th_fmt("%s/synccloud.pass", dir), "--cafile",
+                      (char *)th_fmt("%s/ca.crt", dir), "--log-level", "info", "--role",
+                      "edge-a clerk", "--role", "edge-b office", "--role", "edge-c manager"};
+    int n = 0;
+    while (argv[n])
+        n++;
+    for (int i = 0; lines[i]; i++) {
+        TH_CHECK(n < 46, "too many arguments");
+        argv[n++] = (char *)lines[i];
+    }
+    argv[n] = NULL;
+    th_register_log(log);
+    pid_t pid = th_spawn(log, argv);
+    TH_CHECK(pid > 0, "cannot start synccloud");
+    return pid;
+}
+
+struct sql_is {
+    const char *db, *sql;
+    long long want;
+};
+
+static int sql_is(void *ctx)
+{
+    const struct sql_is *q = ctx;
+    return th_sql_int(q->db, "%s", q->sql) == q->want;
+}
+
+static void wait_sql(const char *db, const char *sql, long long want, const char *what)
+{
+    struct sql_is q = {db, sql, want};
+    TH_CHECK(th_wait_until(sql_is, &q, SEL_WAIT_MS) == 0, "%s: `%s` on %s gives %lld, not %lld",
+             what, sql, db, th_sql_int(db, "%s", sql), want);
+}
+
+/* Runs sql on db as the application would; returns SQLite's error message (static) or NULL. */
+static const char *app_exec(const char *db, const char *sql)
+{
+    static char msg[512];
+    sqlite3 *h = NULL;
+    TH_CHECK(sqlite3_open(db, &h) == SQLITE_OK, "cannot open %s", db);
+    sqlite3_busy_timeout(h, 10000);
+    char *err = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &err);
+    const char *out = NULL;
+    if (rc != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "%s", err ? err : sqlite3_errmsg(h));
+        out = msg;
+    }
+    sqlite3_free(err);
+    sqlite3_close(h);
+    return out;
+}
+
+static void write_items(int from, int to)
+{
+    char sql[256];
+    for (int i = from; i < to; i++) {
+        snprintf(sql, sizeof sql, "INSERT INTO items(id, name, qty) VALUES (%d, 'item %d', %d)",
+                 i, i, i * 3);
+        const char *e = app_exec(db_of(0), sql);
+        TH_CHECK(e == NULL, "edge-a could not write an item: %s", e);
+    }
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    th_init();
+    dir = th_tmpdir();
+    TH_CHECK(dir != NULL, "no temp folder");
+    port = th_free_port();
+    broker = th_fmt("ssl://127.0.0.1:%d", port);
+    TH_CHECK(th_run("bash %s/scripts/devbroker.sh setup %s %d >/dev/null",
+                    th_shq(SYNC_SOURCE_DIR), th_shq(dir), port) == 0,
+             "devbroker.sh setup failed");
+    char *brokerargv[] = {"mosquitto", "-c", (char *)th_fmt("%s/mosquitto.conf", dir), NULL};
+    const char *mlog = th_fmt("%s/mosquitto.log", dir);
+    th_register_log(mlog);
+    pid_t broker_pid = th_spawn(mlog, brokerargv);
+    TH_CHECK(broker_pid > 0 && th_wait_port(port, 10000) == 0, "mosquitto did not start");
+
+    /* The applications' databases exist before sync is installed. */
+    for (int i = 0; i < 3; i++)
+        TH_CHECK(th_sql_exec(db_of(i), "PRAGMA journal_mode=WAL;"
+                                       "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT,"
+                                       " qty INTEGER, price REAL, note TEXT, data BLOB);"
+                                       "CREATE TABLE notes(k TEXT PRIMARY KEY, body TEXT NOT "
+                                       "NULL, n INTEGER)") == 0,
+                 "cannot create %s", db_of(i));
+    for (int i = 0; i < 3; i++)
+        edge_pid[i] = start_edge(i);
+    wait_sql(db_of(0), "SELECT count(*) FROM sqlite_master WHERE name = '_sync_outbox'", 1,
+             "edge-a attached");
+
+    /* 1. Written before any policy exists: captured, then judged by the cloud. */
+    write_items(1, SEL_ITEMS / 2 + 1);
+    const char *e = app_exec(db_of(0), "INSERT INTO notes(k, body) VALUES ('from-a', 'clerk')");
+    TH_CHECK(e == NULL, "without a policy yet, edge-a's note should be captured: %s", e);
+    static const char *const rules1[] = {
+        "--receive", "role:clerk items",        "--write",   "role:clerk items",
+        "--receive", "role:office notes",       "--write",   "role:office notes",
+        "--receive", "role:manager *",          NULL};
+    cloud_pid = start_cloud(th_fmt("%s/synccloud.log", dir), rules1);
+    wait_sql(db_of(0), "SELECT count(*) FROM _sync_outbox", 0, "edge-a's outbox emptied");
+    wait_sql(db_of(0), "SELECT count(*) FROM _sync_dead WHERE tbl = 'notes' AND reason LIKE "
+                       "'%may not write table ''notes''%'",
+             1, "the note edge-a wrote is refused");
+    wait_sql(th_fmt("%s/cloud.db", dir), "SELECT count(*) FROM notes", 0,
+             "the cloud holds no note of edge-a");
+    printf("selective: the cloud refused edge-a's note and applied its items\n");
+
+    /* 2. With its policy, edge-a refuses notes at the source. */
+    wait_sql(db_of(0), "SELECT count(*) FROM _sync_policy WHERE tbl = 'notes' AND wr = 0", 1,
+             "edge-a stored its policy");
+    e = app_exec(db_of(0), "INSERT INTO notes(k, body) VALUES ('again', 'clerk')");
+    TH_CHECK(e && strstr(e, "notes is read-only on device edge-a"),
+             "edge-a's application could write a note: %s", e ? e : "(no error)");
+    TH_CHECK(th_sql_int(db_of(0), "SELECT count(*) FROM _sync_outbox") == 0 &&
+                 th_sql_int(db_of(0), "SELECT count(*) FROM notes WHERE k = 'again'") == 0,
+             "a refused write left something behind");
+    printf("selective: edge-a's application gets \"%s\"\n", e);
+    write_items(SEL_ITEMS / 2 + 1, SEL_ITEMS + 1);
+    char sql[256];
+    for (int i = 0; i < SEL_NOTES; i++) {
+        snprintf(sql, sizeof sql, "INSERT INTO notes(k, body, n) VALUES ('n%d', 'office', %d)", i,
+                 i);
+        e = app_exec(db_of(1), sql);
+        TH_CHECK(e == NULL, "edge-b could not write a note: %s", e);
+    }
+    e = app_exec(db_of(1), "INSERT INTO items(id, name) VALUES (9999, 'office item')");
+    TH_CHECK(e && strstr(e, "read-only on device edge-b"), "edge-b could write an item: %s",
+             e ? e : "(no error)");
+
+    /* 3. Each holds what it receives. */
+    wait_sql(db_of(2), "SELECT count(*) FROM items", SEL_ITEMS, "edge-c (manager) has the items");
+    wait_sql(db_of(2), "SELECT count(*) FROM notes", SEL_NOTES, "edge-c has the notes");
+    wait_sql(db_of(1), "SELECT count(*) FROM _sync_outbox", 0, "edge-b's outbox emptied");
+    wait_sql(db_of(0), "SELECT count(*) FROM items", SEL_ITEMS, "edge-a has its items");
+    TH_CHECK(th_sql_int(db_of(1), "SELECT count(*) FROM items") == 0,
+             "edge-b (office) holds %lld items", th_sql_int(db_of(1), "SELECT count(*) FROM items"));
+    TH_CHECK(th_sql_int(db_of(0), "SELECT count(*) FROM notes WHERE k <> 'from-a'") == 0,
+             "edge-a (clerk) holds notes of others");
+    e = app_exec(db_of(2), "UPDATE items SET qty = 0 WHERE id = 1");
+    TH_CHECK(e && strstr(e, "read-only on device edge-c"), "edge-c could write an item: %s",
+             e ? e : "(no error)");
+    printf("selective: edge-a holds %d items, edge-b %d notes and no item, edge-c both\n",
+           SEL_ITEMS, SEL_NOTES);
+
+    /* 4. New rules: the office receives items too; the manager no longer receives notes. */
+    th_stop(cloud_pid, "synccloud", th_fmt("%s/synccloud.log", dir), 1);
+    static const char *const rules2[] = {
+        "--receive", "role:clerk items",        "--write",   "role:clerk items",
+        "--receive", "role:office notes,items", "--write",   "role:office notes",
+        "--receive", "role:manager items",      NULL};
+    cloud_pid = start_cloud(th_fmt("%s/synccloud2.log", dir), rules2);
+    wait_sql(db_of(1), "SELECT count(*) FROM items", SEL_ITEMS, "edge-b now has the items");
+    wait_sql(db_of(2), "SELECT count(*) FROM notes", 0, "edge-c's notes are removed");
+    TH_CHECK(th_sql_int(db_of(2), "SELECT count(*) FROM items") == SEL_ITEMS,
+             "edge-c lost items it still receives");
+    TH_CHECK(th_sql_int(db_of(1), "SELECT count(*) FROM notes") == SEL_NOTES,
+             "edge-b lost notes");
+    /* Writes the manager makes are still refused, and notes no longer reach it. */
+    e = app_exec(db_of(1), "INSERT INTO notes(k, body) VALUES ('late', 'office')");
+    TH_CHECK(e == NULL, "edge-b could not write a note: %s", e);
+    wait_sql(th_fmt("%s/cloud.db", dir), "SELECT count(*) FROM notes WHERE k = 'late'", 1,
+             "the late note reached the cloud");
+    usleep(500 * 1000);
+    TH_CHECK(th_sql_int(db_of(2), "SELECT count(*) FROM notes") == 0,
+             "a note reached edge-c, which no longer receives notes");
+    printf("selective: after the rules changed, edge-b pulled the items and edge-c dropped the "
+           "notes\n");
+
+    for (int i = 0; i < 3; i++)
+        th_stop(edge_pid[i], devices[i], th_fmt("%s/%s.log", dir, devices[i]), 1);
+    th_stop(cloud_pid, "synccloud", th_fmt("%s/synccloud2.log", dir), 1);
+    th_stop(broker_pid, "mosquitto", mlog, 0);
+    printf("selective: OK\n");
+    return 0;
+}
