@@ -41,6 +41,9 @@ const char edge_config_help[] =
     "  pull_rows N          rows per catch-up page when pulling missed changes (default 1000)\n"
     "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
     "  poll_ms MS           how often to look for new changes (default 50)\n"
+    "  checkpoint_ms MS     checkpoint the database's WAL from a background thread this\n"
+    "                       often, so no checkpoint flushes much at once (default 50;\n"
+    "                       0: only SQLite's automatic checkpoints)\n"
     "  metrics_file FILE    write Prometheus metrics there (textfile collector; *.prom)\n"
     "  metrics_interval SEC rewrite metrics_file this often (default 15)\n"
     "  session_expiry SEC   broker keeps our session this long offline (default 604800)\n"
@@ -83,6 +86,7 @@ static const sync_opt edge_opts[] = {
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
     OPT("ack_timeout", SYNC_OPT_LONG, ack_timeout, 1, 86400),
     OPT("poll_ms", SYNC_OPT_LONG, poll_ms, 1, 60000),
+    OPT("checkpoint_ms", SYNC_OPT_LONG, checkpoint_ms, 0, 3600000),
     OPT("metrics_file", SYNC_OPT_STR, metrics_file, 0, 0),
     OPT("metrics_interval", SYNC_OPT_LONG, metrics_interval, 1, 86400),
     OPT("session_expiry", SYNC_OPT_LONG, session_expiry, 0, 0xFFFFFFFFL),
@@ -106,6 +110,7 @@ void edge_config_init(edge_config *c)
     c->pull_rows = 1000;
     c->ack_timeout = 30;
     c->poll_ms = 50;
+    c->checkpoint_ms = 50;
     c->metrics_interval = 15;
     c->session_expiry = 7 * 24 * 3600;
     c->keepalive = 30;

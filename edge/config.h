@@ -24,6 +24,7 @@ typedef struct edge_config {
     long pull_rows;      /* rows asked for per catch-up page */
     long ack_timeout;    /* seconds before an unacknowledged batch is sent again */
     long poll_ms;        /* how often the outbox is checked for new rows */
+    long checkpoint_ms;  /* background WAL checkpoint period (0: SQLite's auto-checkpoint only) */
     char *metrics_file;  /* Prometheus text file, or NULL */
     long metrics_interval; /* seconds between rewrites of metrics_file */
     long session_expiry; /* seconds the broker keeps our session (queued deltas) */

@@ -23,6 +23,7 @@ typedef struct edge_db {
     const sync_table *tables[EDGE_MAX_TABLES];
     int nv;                       /* value columns v0..v(nv-1) in the outbox */
     int data_version;             /* last PRAGMA data_version seen */
+    double busy_since;            /* monotonic start of the current wait for a lock */
     char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
     /* The cloud's policy for this device (policy.h), by position in tables; without one every
      * table is received and none is read-only by policy. */

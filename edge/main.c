@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ckpt.h"
 #include "config.h"
 #include "edgedb.h"
 #include "metrics.h"
@@ -537,6 +538,9 @@ static int run(edge_config *c, const sync_schema *schema)
     edge_watch *watch = NULL;
     if (edge_watch_start(c->database, e.mqtt, &watch, err, sizeof err) != SYNC_OK)
         sync_notice("%s; new changes are found every %ld ms", err, c->poll_ms);
+    edge_ckpt *ckpt = NULL;
+    if (edge_ckpt_start(c->database, c->checkpoint_ms, &ckpt, err, sizeof err) != SYNC_OK)
+        sync_warn("%s; the WAL is checkpointed by SQLite's automatic checkpoints only", err);
     sync_mqtt_start(e.mqtt, err, sizeof err);
     while (!sync_stop_requested()) {
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
@@ -569,6 +573,11 @@ static int run(edge_config *c, const sync_schema *schema)
         publish_state(&e, 0);
     write_metrics(&e, 1);
     edge_watch_stop(watch);
+    unsigned long ck_runs, ck_pages;
+    edge_ckpt_stats(ckpt, &ck_runs, &ck_pages);
+    if (ckpt)
+        sync_info("background checkpoints: %lu, %lu pages", ck_runs, ck_pages);
+    edge_ckpt_stop(ckpt);
 out:
     sync_mqtt_free(e.mqtt);
     edge_metrics_free(e.metrics);
