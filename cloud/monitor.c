@@ -459,8 +459,9 @@ static void publish_stats(cloud_monitor *m, double now, int online, cloud_outq *
     double secs = m->last_stats > 0 ? now - m->last_stats : 0;
     double rate = secs > 0 ? (double)(s.applied - m->last_applied) / secs : 0;
     qsort(m->samples, m->nsamples, sizeof *m->samples, cmp_double);
-    double p50 = m->nsamples ? m->samples[m->nsamples / 2] : 0;
-    double p99 = m->nsamples ? m->samples[(size_t)((double)(m->nsamples - 1) * 0.99)] : 0;
+    /* Nearest rank: the smallest sample with at least q of them at or below it. */
+    double p50 = m->nsamples ? m->samples[(m->nsamples + 1) / 2 - 1] : 0;
+    double p99 = m->nsamples ? m->samples[(size_t)ceil((double)m->nsamples * 0.99) - 1] : 0;
 
     char buf[1024];
     sync_json j;

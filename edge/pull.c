@@ -36,6 +36,7 @@ struct edge_pull {
     sqlite3_stmt *set_cursor; /* sets it, also lower */
     sqlite3_stmt *seen_put, *seen_clear, *resync_put, *resync_del; /* full resyncs */
     sqlite3_stmt *get_cursor, *get_resync;                          /* load_state() */
+    sqlite3_stmt *forget_versions; /* edge_pull_resync_all */
     sync_mqtt *mqtt; /* where the next page is asked for while a page is applied (may be NULL) */
     char req_topic[SYNC_TOPIC_MAX], resp_topic[SYNC_TOPIC_MAX];
     /* the request in flight */
@@ -137,6 +138,8 @@ int edge_pull_new(edge_db *db, edge_replica *rep, const edge_config *c, edge_pul
         {&p->seen_clear, "DELETE FROM _sync_seen WHERE tbl = ?1"},
         {&p->resync_put, "INSERT OR IGNORE INTO _sync_resync(tbl) VALUES (?1)"},
         {&p->resync_del, "DELETE FROM _sync_resync WHERE tbl = ?1"},
+        {&p->forget_versions, "DELETE FROM _sync_rows WHERE tbl = ?1 AND pk NOT IN (SELECT pk "
+                              "FROM _sync_outbox WHERE tbl = ?1)"},
     };
     for (size_t i = 0; rc == SYNC_OK && i < sizeof more / sizeof more[0]; i++)
         rc = sync_sql_prepare(db->db, more[i].sql, more[i].st, err, errlen);
@@ -168,6 +171,7 @@ void edge_pull_free(edge_pull *p)
     sqlite3_finalize(p->resync_put);
     sqlite3_finalize(p->resync_del);
     sqlite3_finalize(p->get_cursor);
+    sqlite3_finalize(p->forget_versions);
     sqlite3_finalize(p->get_resync);
     sync_cbuf_free(&p->buf);
     free(p);
@@ -392,6 +396,11 @@ int edge_pull_resync_all(edge_pull *p, const char *why)
         int rc = sqlite3_step(p->set_cursor);
         sqlite3_reset(p->set_cursor);
         if (rc != SQLITE_DONE)
+            return SYNC_ERR_DB;
+        /* Asked for because the replica may have drifted (restored, edited behind syncedge's
+         * back): forget the versions held, so every row the cloud sends is written again, not
+         * skipped as already known. Rows with local changes waiting keep theirs. */
+        if (step_name(p->forget_versions, name) != SYNC_OK)
             return SYNC_ERR_DB;
         s->cursor = 0;
         s->full = 1;

@@ -47,9 +47,10 @@ static void add(struct text *t, const char *fmt, ...)
 }
 
 /* One device's block. The leaves follow docs/protocol.md: the device publishes batches (up),
- * its state (also its Last Will) and catch-up requests (pull); it reads the acks and catch-up
- * pages meant for it and its own retained state, and as a replica its tenant's deltas, row
- * states, events and head. */
+ * its state (also its Last Will) and catch-up requests (pull); it reads the acks, catch-up
+ * pages, commands (cmd: `syncctl resync`) and its retained policy (selective sync) meant for
+ * it and its own retained state, and as a replica its tenant's deltas, row states, events and
+ * head. */
 static int device_block(void *ctx, const ctl_device *d)
 {
     struct text *t = ctx;
@@ -63,6 +64,8 @@ static int device_block(void *ctx, const ctl_device *d)
     add(t, "topic readwrite sync/%s/dev/%s/state\n", T, D);
     add(t, "topic read sync/%s/dev/%s/ack\n", T, D);
     add(t, "topic read sync/%s/dev/%s/resp\n", T, D);
+    add(t, "topic read sync/%s/dev/%s/cmd\n", T, D);
+    add(t, "topic read sync/%s/dev/%s/policy\n", T, D);
     add(t, "topic read sync/%s/delta/#\n", T);
     add(t, "topic read sync/%s/rows/#\n", T);
     add(t, "topic read sync/%s/events/#\n", T);
@@ -80,10 +83,16 @@ int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_us
             "# `syncctl device ...` or `syncctl acl generate` replaces this file. Put other\n"
             "# users into the acl_extra file, which is appended at the end.\n"
             "# Only active devices have a block; anything not granted here is denied.\n");
-    add(&t, "\n# The cloud consumer: every tenant's device topics and downstream tree.\n");
+    add(&t, "\n# The cloud consumer: every tenant's device topics (commands to devices included),\n"
+            "# downstream tree and its own statistics (cloud/CONSUMER/stats).\n");
     add(&t, "user %s\ntopic readwrite sync/#\n", cloud_user);
-    add(&t, "\n# Administrators (syncctl conflicts ...): requests to the cloud and their answers.\n");
+    add(&t, "\n# Administrators (syncctl conflicts, resync, status, stats): requests to the cloud\n"
+            "# and their answers.\n");
     add(&t, "user %s\ntopic write sync/+/admin/req\ntopic read sync/+/admin/resp/#\n", admin_user);
+    add(&t, "# syncctl status: every device's retained state.\n"
+            "topic read sync/+/dev/+/state\n");
+    add(&t, "# syncctl stats: the cloud consumers' retained statistics.\n"
+            "topic read sync/+/cloud/+/stats\n");
     int rc = ctl_registry_each(r, NULL, device_block, &t, err, errlen);
     if (rc != SYNC_OK) {
         free(t.buf);

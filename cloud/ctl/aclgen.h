@@ -5,7 +5,8 @@
  * under its own id and only read its own tenant's downstream topics; suspended and removed
  * devices get no line at all. The cloud user gets readwrite on sync/# (Mosquitto checks a
  * $share/GROUP/... subscription against the topic without the prefix, so nothing more is
- * needed for shared subscriptions). The acl_extra file, if any, is appended verbatim.
+ * needed for shared subscriptions); the administrator asks the cloud and reads the devices'
+ * states and the consumers' statistics. The acl_extra file, if any, is appended verbatim.
  */
 #ifndef CTL_ACLGEN_H
 #define CTL_ACLGEN_H

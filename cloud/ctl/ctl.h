@@ -37,7 +37,8 @@ typedef struct ctl_config {
     char *broker_group;    /* group the broker runs as: given to new password/ACL/CRL files */
     long broker_gid;       /* broker_group's id, or -1 (filled by ctl_args) */
     long crl_days;         /* days until the CRL's nextUpdate (default 30) */
-    /* Talking to synccloud (admin commands: conflicts, ...) through the broker. */
+    /* Talking to synccloud and reading the retained states and statistics (status, stats,
+     * conflicts, resync) through the broker. */
     char *tenant;              /* the tenant whose synccloud answers */
     char *admin_user;          /* broker user name of the administrator (default admin) */
     char *admin_password_file; /* file holding its broker password (mode 0600), or NULL */
@@ -117,5 +118,8 @@ int ctl_cmd_crl_generate(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_broker_reload(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_conflicts_list(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_conflicts_resolve(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_resync(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_status(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_stats(ctl_ctx *ctx, int argc, char **argv);
 
 #endif
