@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloud/access.h"
+#include "cloud/config.h"
 #include "files.h"
+#include "sync/conf.h"
+#include "sync/schema.h"
 #include "sync/err.h"
 
 /* The text being built. */
@@ -51,9 +55,23 @@ static void add(struct text *t, const char *fmt, ...)
  * pages, commands (cmd: `syncctl resync`) and its retained policy (selective sync) meant for
  * it and its own retained state, and as a replica its tenant's deltas, row states, events and
  * head. */
+/* synccloud's receive rules, when the ACL follows them. */
+struct rules {
+    cloud_config cc;
+    sync_schema *schema;
+    int narrow; /* there is at least one receive line */
+};
+
+struct block_ctx {
+    struct text *t;
+    const struct rules *rules; /* or NULL */
+};
+
 static int device_block(void *ctx, const ctl_device *d)
 {
-    struct text *t = ctx;
+    struct block_ctx *bc = ctx;
+    struct text *t = bc->t;
+    const struct rules *ru = bc->rules;
     if (d->status != CTL_ACTIVE)
         return 0;
     const char *T = d->tenant, *D = d->device;
@@ -66,6 +84,19 @@ static int device_block(void *ctx, const ctl_device *d)
     add(t, "topic read sync/%s/dev/%s/resp\n", T, D);
     add(t, "topic read sync/%s/dev/%s/cmd\n", T, D);
     add(t, "topic read sync/%s/dev/%s/policy\n", T, D);
+    if (ru && ru->narrow && strcmp(ru->cc.tenant, T) == 0) {
+        /* Selective sync: the tables it receives, and no events (they carry every table). */
+        add(t, "# the tables it receives (synccloud's receive lines)\n");
+        for (int i = 0; i < sync_schema_ntables(ru->schema); i++) {
+            const sync_table *tb = sync_schema_table(ru->schema, i);
+            if (!cloud_access_allows(&ru->cc, ru->schema, D, tb, 0))
+                continue;
+            add(t, "topic read sync/%s/delta/%s\n", T, tb->name);
+            add(t, "topic read sync/%s/rows/%s/#\n", T, tb->name);
+        }
+        add(t, "topic read sync/%s/head\n", T);
+        return 0;
+    }
     add(t, "topic read sync/%s/delta/#\n", T);
     add(t, "topic read sync/%s/rows/#\n", T);
     add(t, "topic read sync/%s/events/#\n", T);
@@ -73,11 +104,41 @@ static int device_block(void *ctx, const ctl_device *d)
     return 0;
 }
 
+/* Reads synccloud's config file and its schema. */
+static int load_rules(const char *path, struct rules *ru, char *err, size_t errlen)
+{
+    cloud_config_init(&ru->cc);
+    ru->schema = NULL;
+    char why[512];
+    int rc = sync_conf_parse_file(path, cloud_config_set, &ru->cc, why, sizeof why);
+    if (rc == SYNC_OK && (!ru->cc.tenant || !ru->cc.schema))
+        rc = sync_seterr(why, sizeof why, SYNC_ERR_INVAL, "it sets no tenant or no schema");
+    if (rc == SYNC_OK)
+        rc = sync_schema_load(ru->cc.schema, &ru->schema, why, sizeof why);
+    if (rc == SYNC_OK)
+        rc = cloud_config_check_schema(&ru->cc, ru->schema, why, sizeof why);
+    if (rc != SYNC_OK) {
+        sync_schema_free(ru->schema);
+        cloud_config_free(&ru->cc);
+        return sync_seterr(err, errlen, rc, "cloud_config %s: %s", path, why);
+    }
+    for (int i = 0; i < ru->cc.ngrants; i++)
+        if (!ru->cc.grants[i].write)
+            ru->narrow = 1;
+    return SYNC_OK;
+}
+
 int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_user,
-                   const char *extra, char **out, size_t *len, char *err, size_t errlen)
+                   const char *extra, const char *cloud_conf, char **out, size_t *len,
+                   char *err, size_t errlen)
 {
     *out = NULL;
     *len = 0;
+    struct rules ru;
+    memset(&ru, 0, sizeof ru);
+    if (cloud_conf && load_rules(cloud_conf, &ru, err, errlen) != SYNC_OK)
+        return SYNC_ERR_INVAL;
+    struct block_ctx bc = {NULL, cloud_conf ? &ru : NULL};
     struct text t = {NULL, 0, 0, 0};
     add(&t, "# Mosquitto ACL written by syncctl from its device registry. Do not edit: the next\n"
             "# `syncctl device ...` or `syncctl acl generate` replaces this file. Put other\n"
@@ -93,7 +154,12 @@ int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_us
             "topic read sync/+/dev/+/state\n");
     add(&t, "# syncctl stats: the cloud consumers' retained statistics.\n"
             "topic read sync/+/cloud/+/stats\n");
-    int rc = ctl_registry_each(r, NULL, device_block, &t, err, errlen);
+    bc.t = &t;
+    int rc = ctl_registry_each(r, NULL, device_block, &bc, err, errlen);
+    if (cloud_conf) {
+        sync_schema_free(ru.schema);
+        cloud_config_free(&ru.cc);
+    }
     if (rc != SYNC_OK) {
         free(t.buf);
         return rc;
@@ -120,12 +186,13 @@ int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_us
 }
 
 int ctl_acl_write(const char *path, ctl_registry *r, const char *cloud_user,
-                  const char *admin_user, const char *extra,
+                  const char *admin_user, const char *extra, const char *cloud_conf,
                   gid_t group, char *err, size_t errlen)
 {
     char *text;
     size_t len;
-    int rc = ctl_acl_render(r, cloud_user, admin_user, extra, &text, &len, err, errlen);
+    int rc = ctl_acl_render(r, cloud_user, admin_user, extra, cloud_conf, &text, &len, err,
+                            errlen);
     if (rc != SYNC_OK)
         return rc;
     rc = ctl_file_replace(path, text, len, 0644, group, err, errlen);

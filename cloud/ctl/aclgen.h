@@ -19,13 +19,17 @@
 /* Renders the whole ACL file into *out (allocated, NUL-terminated, *len without the NUL; the
  * caller frees it). extra may be NULL; a configured extra file that cannot be read is an
  * error. */
+/* cloud_conf: synccloud's config file, or NULL. With one, the devices of its tenant read the
+ * deltas and rows of the tables its receive lines give them only (cloud/access.h). */
 int ctl_acl_render(ctl_registry *r, const char *cloud_user, const char *admin_user,
-                   const char *extra, char **out, size_t *len, char *err, size_t errlen);
+                   const char *extra, const char *cloud_conf, char **out, size_t *len,
+                   char *err, size_t errlen);
 
 /* Renders the file and replaces path with it (crash-safe, files.h; mode 0644 and group
  * (unless (gid_t)-1) when new). */
 int ctl_acl_write(const char *path, ctl_registry *r, const char *cloud_user, const char *admin_user,
-                  const char *extra, gid_t group, char *err, size_t errlen);
+                  const char *extra, const char *cloud_conf, gid_t group, char *err,
+                  size_t errlen);
 
 /* Sets *found to 1 if the file at path (an acl_extra file) has a `user NAME` line for user.
  * A NULL or missing path has none. Returns SYNC_OK or SYNC_ERR_IO. */

@@ -24,6 +24,9 @@ const char ctl_global_help[] =
     "                          (default DIR/passwd; other users' lines are kept as they are)\n"
     "  --acl-file FILE         Mosquitto ACL file written from the registry (default DIR/acl)\n"
     "  --acl-extra FILE        appended verbatim to the ACL file (viewers, other services)\n"
+    "  --cloud-config FILE     synccloud's config file: with receive lines (selective sync),\n"
+    "                          each device of its tenant may read only the deltas and rows of\n"
+    "                          the tables it receives (and no events, which carry all tables)\n"
     "  --cloud-user NAME       synccloud's broker user, granted readwrite on sync/#\n"
     "                          (default synccloud)\n"
     "  --broker-pid-file FILE  pid file of the broker, sent SIGHUP after its files change\n"
@@ -62,6 +65,7 @@ static const sync_opt ctl_opts[] = {
     OPT("password_file", SYNC_OPT_STR, password_file, 0, 0),
     OPT("acl_file", SYNC_OPT_STR, acl_file, 0, 0),
     OPT("acl_extra", SYNC_OPT_STR, acl_extra, 0, 0),
+    OPT("cloud_config", SYNC_OPT_STR, cloud_config, 0, 0),
     OPT("cloud_user", SYNC_OPT_STR, cloud_user, 0, 0),
     OPT("broker_pid_file", SYNC_OPT_STR, broker_pid_file, 0, 0),
     /* Never 1: a SIGHUP to init is not a broker reload. */

@@ -30,6 +30,7 @@ typedef struct ctl_config {
     char *password_file;   /* Mosquitto password file (default DIR/passwd) */
     char *acl_file;        /* Mosquitto ACL file (default DIR/acl) */
     char *acl_extra;       /* file appended verbatim to the ACL file, or NULL */
+    char *cloud_config;    /* synccloud's config: its receive lines narrow devices' reads */
     char *cloud_user;      /* broker user of synccloud (default synccloud) */
     char *broker_pid_file; /* the broker's pid file, for the SIGHUP reload, or NULL */
     long broker_pid;       /* the broker's pid (0: use broker_pid_file) */

@@ -97,8 +97,8 @@ int ctl_regen(ctl_ctx *ctx, ctl_registry *r, ctl_rng *rng, unsigned what, char *
             printf("wrote %s\n", c->password_file);
     }
     if (rc == SYNC_OK && (what & CTL_REGEN_ACL)) {
-        rc = ctl_acl_write(c->acl_file, r, c->cloud_user, c->admin_user, c->acl_extra, (gid_t)c->broker_gid, err,
-                           errlen);
+        rc = ctl_acl_write(c->acl_file, r, c->cloud_user, c->admin_user, c->acl_extra,
+                           c->cloud_config, (gid_t)c->broker_gid, err, errlen);
         if (rc == SYNC_OK)
             printf("wrote %s\n", c->acl_file);
     }

@@ -13,6 +13,10 @@
  *  4. The rules change (synccloud restarted with other lines): edge-b now receives items too
  *     and gets them all; edge-c no longer receives notes and, as it may not write them, its
  *     notes are removed.
+ *  5. The broker: `syncctl acl generate --cloud-config` writes edge-b's ACL block from the same
+ *     lines (the deltas and rows of notes only, no events); with that block in the running
+ *     broker, a client logged in as edge-b that subscribes to every delta gets the notes' and
+ *     nothing of items.
  * Every check also reads the databases with plain SQL; the daemons must stop cleanly.
  */
 #include "harness.h"
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #ifndef SYNCEDGE_BIN
@@ -28,6 +33,9 @@
 #endif
 #ifndef SYNCCLOUD_BIN
 #error "SYNCCLOUD_BIN must be defined by the build"
+#endif
+#ifndef SYNCCTL_BIN
+#error "SYNCCTL_BIN must be defined by the build"
 #endif
 
 #define SEL_WAIT_MS 30000
@@ -128,6 +136,78 @@ static void write_items(int from, int to)
         const char *e = app_exec(db_of(0), sql);
         TH_CHECK(e == NULL, "edge-a could not write an item: %s", e);
     }
+}
+
+static int file_has(void *ctx)
+{
+    const char **a = ctx;
+    return th_run("grep -q %s %s", th_shq(a[1]), th_shq(a[0])) == 0;
+}
+
+/* 5. syncctl's ACL from the same lines, enforced by the running broker. */
+static void check_acl(pid_t broker_pid)
+{
+    const char *ctl = th_fmt("%s/ctl", dir), *conf = th_fmt("%s/cloud.conf", dir);
+    FILE *f = fopen(conf, "w");
+    TH_CHECK(f != NULL, "cannot write %s", conf);
+    fprintf(f, "database %s/cloud.db\nschema %s\ntenant demo\nrole edge-b office\n"
+               "receive role:office notes\nreceive edge-c *\nwrite role:office notes\n",
+            dir, SYNC_SOURCE_DIR "/docs/examples/schema.conf");
+    fclose(f);
+    TH_CHECK(th_run("%s ca init --dir %s >/dev/null 2>&1 && %s device add demo edge-b --dir %s "
+                    ">/dev/null 2>&1 && %s acl generate --dir %s --cloud-config %s >/dev/null",
+                    SYNCCTL_BIN, th_shq(ctl), SYNCCTL_BIN, th_shq(ctl), SYNCCTL_BIN, th_shq(ctl),
+                    th_shq(conf)) == 0,
+             "syncctl ca init / device add / acl generate failed");
+    /* edge-b's block in syncctl's file, from its user line to the next blank line. */
+    char *block = th_output(th_fmt("awk '/^user edge-b$/{on=1} on&&/^$/{exit} on' %s/acl",
+                                   th_shq(ctl)));
+    TH_CHECK(block && strstr(block, "topic read sync/demo/delta/notes\n") &&
+                 strstr(block, "topic read sync/demo/rows/notes/#\n") &&
+                 !strstr(block, "delta/items") && !strstr(block, "delta/#") &&
+                 !strstr(block, "events"),
+             "syncctl's ACL block for edge-b does not follow the receive lines:\n%s",
+             block ? block : "(none)");
+    /* The running broker takes that block instead of dev.acl's edge-b block. */
+    TH_CHECK(th_run("awk '/^user /{skip=($2==\"edge-b\")} !skip' %s/acl > %s/acl.new && "
+                    "printf '\n%%s\n' %s >> %s/acl.new && mv %s/acl.new %s/acl",
+                    th_shq(dir), th_shq(dir), th_shq(block), th_shq(dir), th_shq(dir),
+                    th_shq(dir)) == 0,
+             "cannot install edge-b's block");
+    free(block);
+    TH_CHECK(th_kill(broker_pid, SIGHUP) == 0, "cannot reload mosquitto");
+    usleep(500 * 1000);
+    char pass[256];
+    TH_CHECK(th_read_first_line(th_fmt("%s/edge-b.pass", dir), pass, sizeof pass) == 0,
+             "no password of edge-b");
+    const char *out = th_fmt("%s/acl-sub.out", dir);
+    char *sub[] = {"mosquitto_sub", "-h", "127.0.0.1", "-p", (char *)th_fmt("%d", port),
+                   "--cafile", (char *)th_fmt("%s/ca.crt", dir), "-u", "edge-b", "-P", pass,
+                   "-i", "acl-probe", "-v", "-t", "sync/demo/delta/+", "-t", "sync/demo/events/#",
+                   NULL};
+    pid_t probe = th_spawn(out, sub);
+    TH_CHECK(probe > 0, "cannot start mosquitto_sub");
+    usleep(500 * 1000);
+    char cpass[256];
+    TH_CHECK(th_read_first_line(th_fmt("%s/synccloud.pass", dir), cpass, sizeof cpass) == 0,
+             "no password of synccloud");
+    for (int i = 0; i < 2; i++)
+        TH_CHECK(th_run("mosquitto_pub -h 127.0.0.1 -p %d --cafile %s/ca.crt -u synccloud -P %s "
+                        "-q 1 -t sync/demo/%s -m probe-%d",
+                        port, th_shq(dir), th_shq(cpass),
+                        i ? "delta/notes" : "delta/items", i) == 0,
+                 "mosquitto_pub failed");
+    const char *want[] = {out, "sync/demo/delta/notes probe-1"};
+    TH_CHECK(th_wait_until(file_has, want, 10000) == 0, "edge-b's probe got no notes delta");
+    usleep(300 * 1000);
+    th_kill(probe, SIGTERM);
+    th_wait_exit(probe, 5000, 1);
+    char *got = th_output(th_fmt("cat %s", th_shq(out)));
+    TH_CHECK(got && !strstr(got, "delta/items") && !strstr(got, "events/"),
+             "edge-b read topics the receive lines deny it:\n%s", got ? got : "");
+    free(got);
+    printf("selective: syncctl's ACL for edge-b lets it read the notes' deltas and not the "
+           "items'\n");
 }
 
 int main(void)
@@ -237,6 +317,8 @@ int main(void)
              "a note reached edge-c, which no longer receives notes");
     printf("selective: after the rules changed, edge-b pulled the items and edge-c dropped the "
            "notes\n");
+
+    check_acl(broker_pid);
 
     for (int i = 0; i < 3; i++)
         th_stop(edge_pid[i], devices[i], th_fmt("%s/%s.log", dir, devices[i]), 1);
