@@ -126,26 +126,20 @@ int cloud_monitor_new(const cloud_config *c, const sync_schema *schema, cloud_st
 
 /* ---- metrics ---- */
 
-/* Registers one series with the label consumer="CLIENT_ID" (two consumers on one host write
- * two files that node_exporter merges: the label keeps their series apart). */
+/* One series with the label consumer="CLIENT_ID": two consumers on one host write two files
+ * that node_exporter merges, and the label keeps their series apart. */
 static int mx_counter(cloud_monitor *m, const char *name, const char *help, sync_counter **out,
                       char *err, size_t errlen)
 {
-    sync_metrics_family *f;
-    const char *v[] = {m->cfg->client_id};
-    int rc = sync_metrics_family_new(m->mx, SYNC_METRICS_COUNTER, name, help, "consumer", NULL, 0,
-                                     &f, err, errlen);
-    return rc == SYNC_OK ? sync_metrics_counter_labeled(f, v, out, err, errlen) : rc;
+    return sync_metrics_counter_1(m->mx, name, help, "consumer", m->cfg->client_id, out, err,
+                                  errlen);
 }
 
 static int mx_gauge(cloud_monitor *m, const char *name, const char *help, sync_gauge **out,
                     char *err, size_t errlen)
 {
-    sync_metrics_family *f;
-    const char *v[] = {m->cfg->client_id};
-    int rc = sync_metrics_family_new(m->mx, SYNC_METRICS_GAUGE, name, help, "consumer", NULL, 0,
-                                     &f, err, errlen);
-    return rc == SYNC_OK ? sync_metrics_gauge_labeled(f, v, out, err, errlen) : rc;
+    return sync_metrics_gauge_1(m->mx, name, help, "consumer", m->cfg->client_id, out, err,
+                                errlen);
 }
 
 static int metrics_setup(cloud_monitor *m, char *err, size_t errlen)
@@ -186,16 +180,11 @@ static int metrics_setup(cloud_monitor *m, char *err, size_t errlen)
     if (rc == SYNC_OK)
         rc = mx_gauge(m, "start_time_seconds", "When the process started (Unix time)",
                       &m->g_started, err, errlen);
-    if (rc == SYNC_OK) {
-        sync_metrics_family *f;
-        const char *v[] = {m->cfg->client_id};
-        rc = sync_metrics_family_new(m->mx, SYNC_METRICS_HISTOGRAM, "transaction_seconds",
-                                     "Time from a write transaction's start to its commit",
-                                     "consumer", tx_bounds, sizeof tx_bounds / sizeof *tx_bounds,
-                                     &f, err, errlen);
-        if (rc == SYNC_OK)
-            rc = sync_metrics_histogram_labeled(f, v, &m->h_tx, err, errlen);
-    }
+    if (rc == SYNC_OK)
+        rc = sync_metrics_histogram_1(m->mx, "transaction_seconds",
+                                      "Time from a write transaction's start to its commit",
+                                      "consumer", m->cfg->client_id, tx_bounds,
+                                      sizeof tx_bounds / sizeof *tx_bounds, &m->h_tx, err, errlen);
     if (rc == SYNC_OK) {
         sync_metrics_gauge_set(m->g_started, (double)m->started_ms / 1000.0);
         /* Fail at start, not silently later, when the file cannot be written. */

@@ -20,30 +20,17 @@ struct edge_metrics {
     sync_histogram *ack;
 };
 
-static int family(edge_metrics *m, sync_metrics_type type, const char *name, const char *help,
-                  const char *labels, const double *bounds, size_t nbounds,
-                  sync_metrics_family **f, char *err, size_t errlen)
-{
-    return sync_metrics_family_new(m->mx, type, name, help, labels, bounds, nbounds, f, err,
-                                   errlen);
-}
-
+/* One series with the label device="ID" (several syncedge on one host: one file each). */
 static int counter(edge_metrics *m, const char *name, const char *help, sync_counter **out,
                    char *err, size_t errlen)
 {
-    sync_metrics_family *f;
-    const char *v[] = {m->cfg->device};
-    int rc = family(m, SYNC_METRICS_COUNTER, name, help, "device", NULL, 0, &f, err, errlen);
-    return rc == SYNC_OK ? sync_metrics_counter_labeled(f, v, out, err, errlen) : rc;
+    return sync_metrics_counter_1(m->mx, name, help, "device", m->cfg->device, out, err, errlen);
 }
 
 static int gauge(edge_metrics *m, const char *name, const char *help, sync_gauge **out,
                  char *err, size_t errlen)
 {
-    sync_metrics_family *f;
-    const char *v[] = {m->cfg->device};
-    int rc = family(m, SYNC_METRICS_GAUGE, name, help, "device", NULL, 0, &f, err, errlen);
-    return rc == SYNC_OK ? sync_metrics_gauge_labeled(f, v, out, err, errlen) : rc;
+    return sync_metrics_gauge_1(m->mx, name, help, "device", m->cfg->device, out, err, errlen);
 }
 
 static int setup(edge_metrics *m, char *err, size_t errlen)
@@ -80,22 +67,17 @@ static int setup(edge_metrics *m, char *err, size_t errlen)
     if (rc == SYNC_OK)
         rc = gauge(m, "start_time_seconds", "When the process started (Unix time)", &m->started,
                    err, errlen);
-    if (rc == SYNC_OK) {
-        sync_metrics_family *f;
-        const char *v[] = {m->cfg->device};
-        rc = family(m, SYNC_METRICS_HISTOGRAM, "ack_seconds",
-                    "Time from publishing a batch to its ack", "device", ack_bounds,
-                    sizeof ack_bounds / sizeof *ack_bounds, &f, err, errlen);
-        if (rc == SYNC_OK)
-            rc = sync_metrics_histogram_labeled(f, v, &m->ack, err, errlen);
-    }
+    if (rc == SYNC_OK)
+        rc = sync_metrics_histogram_1(m->mx, "ack_seconds", "Time from publishing a batch to its ack",
+                                      "device", m->cfg->device, ack_bounds,
+                                      sizeof ack_bounds / sizeof *ack_bounds, &m->ack, err, errlen);
     if (rc == SYNC_OK && m->cfg->replica) {
         sync_metrics_family *fc, *fl;
-        rc = family(m, SYNC_METRICS_GAUGE, "replica_cursor",
+        rc = sync_metrics_family_new(m->mx, SYNC_METRICS_GAUGE, "replica_cursor",
                     "Change sequence up to which the table is applied here", "device,table", NULL,
                     0, &fc, err, errlen);
         if (rc == SYNC_OK)
-            rc = family(m, SYNC_METRICS_GAUGE, "replica_lag_changes",
+            rc = sync_metrics_family_new(m->mx, SYNC_METRICS_GAUGE, "replica_lag_changes",
                         "Changes of the table the cloud has and this replica not yet",
                         "device,table", NULL, 0, &fl, err, errlen);
         for (int i = 0; rc == SYNC_OK && i < m->db->ntables; i++) {

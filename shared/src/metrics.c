@@ -811,3 +811,34 @@ out:
     free(text);
     return rc;
 }
+
+int sync_metrics_counter_1(sync_metrics *m, const char *name, const char *help, const char *label,
+                           const char *value, sync_counter **out, char *err, size_t errlen)
+{
+    sync_metrics_family *f;
+    *out = NULL;
+    int rc = sync_metrics_family_new(m, SYNC_METRICS_COUNTER, name, help, label, NULL, 0, &f, err,
+                                     errlen);
+    return rc == SYNC_OK ? sync_metrics_counter_labeled(f, &value, out, err, errlen) : rc;
+}
+
+int sync_metrics_gauge_1(sync_metrics *m, const char *name, const char *help, const char *label,
+                         const char *value, sync_gauge **out, char *err, size_t errlen)
+{
+    sync_metrics_family *f;
+    *out = NULL;
+    int rc = sync_metrics_family_new(m, SYNC_METRICS_GAUGE, name, help, label, NULL, 0, &f, err,
+                                     errlen);
+    return rc == SYNC_OK ? sync_metrics_gauge_labeled(f, &value, out, err, errlen) : rc;
+}
+
+int sync_metrics_histogram_1(sync_metrics *m, const char *name, const char *help,
+                             const char *label, const char *value, const double *bounds,
+                             size_t nbounds, sync_histogram **out, char *err, size_t errlen)
+{
+    sync_metrics_family *f;
+    *out = NULL;
+    int rc = sync_metrics_family_new(m, SYNC_METRICS_HISTOGRAM, name, help, label, bounds,
+                                     nbounds, &f, err, errlen);
+    return rc == SYNC_OK ? sync_metrics_histogram_labeled(f, &value, out, err, errlen) : rc;
+}

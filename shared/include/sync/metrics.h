@@ -107,6 +107,17 @@ int sync_metrics_gauge_labeled(sync_metrics_family *f, const char *const *values
 int sync_metrics_histogram_labeled(sync_metrics_family *f, const char *const *values,
                                    sync_histogram **out, char *err, size_t errlen);
 
+/* A family with one label that has one series, label="value" (a daemon's device or consumer id,
+ * so several processes on one host keep their series apart): family_new + *_labeled in one
+ * call. Errors as for those. */
+int sync_metrics_counter_1(sync_metrics *m, const char *name, const char *help, const char *label,
+                           const char *value, sync_counter **out, char *err, size_t errlen);
+int sync_metrics_gauge_1(sync_metrics *m, const char *name, const char *help, const char *label,
+                         const char *value, sync_gauge **out, char *err, size_t errlen);
+int sync_metrics_histogram_1(sync_metrics *m, const char *name, const char *help,
+                             const char *label, const char *value, const double *bounds,
+                             size_t nbounds, sync_histogram **out, char *err, size_t errlen);
+
 /* ---- updates (hot path: O(1), no allocation, no failure; NULL handles are ignored) ---- */
 
 /* Adds 1 or n to a counter. Integer amounts are kept exactly (as a uint64). */
