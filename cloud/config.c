@@ -44,8 +44,8 @@ const char cloud_config_help[] =
     "  max_value BYTES      bytes accepted per text or blob value (default 1048576)\n"
     "  max_batch_bytes N    bytes accepted per batch message (default 16777216)\n"
     "  max_tx_batches N     batches committed in one transaction (default 64)\n"
-    "  pull_rows N          rows per catch-up page (default 1000)\n"
-    "  pull_bytes N         bytes per catch-up page (default 524288)\n"
+    "  pull_rows N          rows per catch-up page (default 5000)\n"
+    "  pull_bytes N         bytes per catch-up page (default 1048576)\n"
     "  head_interval SEC    republish the retained head this often (default 10)\n"
     "  stats_interval SEC   publish retained statistics this often (default 5; 0: never)\n"
     "  metrics_file FILE    write Prometheus metrics there (textfile collector; *.prom)\n"
@@ -139,8 +139,8 @@ void cloud_config_init(cloud_config *c)
     c->max_value = 1024 * 1024;
     c->max_batch_bytes = 16L * 1024 * 1024;
     c->max_tx_batches = 64;
-    c->pull_rows = 1000;
-    c->pull_bytes = 512 * 1024;
+    c->pull_rows = 5000;
+    c->pull_bytes = 1024 * 1024;
     c->head_interval = 10;
     c->stats_interval = 5;
     c->metrics_interval = 15;

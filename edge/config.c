@@ -38,7 +38,9 @@ const char edge_config_help[] =
     "  batch_bytes N        payload bytes per batch (default 262144)\n"
     "  max_value BYTES      largest text/blob value sent; larger ones are set aside in\n"
     "                       _sync_dead (default 1048576, the cloud's default limit)\n"
-    "  pull_rows N          rows per catch-up page when pulling missed changes (default 1000)\n"
+    "  pull_rows N          rows per catch-up page when pulling missed changes (default 5000)\n"
+    "  catchup_cache_kb KB  SQLite page cache while a catch-up of 5,000 rows or more runs\n"
+    "                       (default 8192; 512 otherwise; 0: keep 512)\n"
     "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
     "  poll_ms MS           how often to look for new changes (default 50)\n"
     "  checkpoint_ms MS     checkpoint the database's WAL from a background thread this\n"
@@ -84,6 +86,7 @@ static const sync_opt edge_opts[] = {
     OPT("batch_bytes", SYNC_OPT_LONG, batch_bytes, 1024, 64L * 1024 * 1024),
     OPT("max_value", SYNC_OPT_LONG, max_value, 16, 256L * 1024 * 1024),
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
+    OPT("catchup_cache_kb", SYNC_OPT_LONG, catchup_cache_kb, 0, 4L * 1024 * 1024),
     OPT("ack_timeout", SYNC_OPT_LONG, ack_timeout, 1, 86400),
     OPT("poll_ms", SYNC_OPT_LONG, poll_ms, 1, 60000),
     OPT("checkpoint_ms", SYNC_OPT_LONG, checkpoint_ms, 0, 3600000),
@@ -107,7 +110,8 @@ void edge_config_init(edge_config *c)
     c->batch_max = 500;
     c->batch_bytes = 256 * 1024;
     c->max_value = 1024 * 1024;
-    c->pull_rows = 1000;
+    c->pull_rows = 5000;
+    c->catchup_cache_kb = 8192;
     c->ack_timeout = 30;
     c->poll_ms = 50;
     c->checkpoint_ms = 50;

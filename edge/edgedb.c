@@ -338,7 +338,10 @@ int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *e
     /* A small page cache: syncedge touches the outbox's tail and the rows it applies, and the
      * operating system caches the file anyway (SQLite's default, 2 MB, was most of our memory
      * above a bare MQTT client once a large table had gone through). */
-    rc = sync_sql_exec(e->db, "PRAGMA cache_size = -512", "setting the page cache", err, errlen);
+    rc = edge_db_cache(e, 0) == SYNC_OK
+             ? SYNC_OK
+             : sync_seterr(err, errlen, SYNC_ERR_DB, "setting the page cache: %s",
+                           sqlite3_errmsg(e->db));
     if (rc == SYNC_OK)
         rc = sync_sql_exec(e->db, "BEGIN IMMEDIATE", "locking the database", err, errlen);
     for (int i = 0; i < e->ntables && rc == SYNC_OK; i++)
@@ -516,6 +519,23 @@ long long edge_db_outbox_count(edge_db *e)
         n = sqlite3_column_int64(e->outbox_count, 0);
     sqlite3_reset(e->outbox_count);
     return n;
+}
+
+#define EDGE_CACHE_KIB 512 /* the page cache in steady state */
+
+int edge_db_cache(edge_db *e, long kib)
+{
+    if (kib <= 0)
+        kib = EDGE_CACHE_KIB;
+    if (kib == e->cache_kib)
+        return SYNC_OK;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%ld", kib);
+    if (sqlite3_exec(e->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return SYNC_ERR_DB;
+    sync_debug("page cache: %ld KiB", kib);
+    e->cache_kib = kib;
+    return SYNC_OK;
 }
 
 int edge_db_slot(const edge_db *e, const sync_table *t)

@@ -24,6 +24,7 @@ typedef struct edge_db {
     int nv;                       /* value columns v0..v(nv-1) in the outbox */
     int data_version;             /* last PRAGMA data_version seen */
     double busy_since;            /* monotonic start of the current wait for a lock */
+    long cache_kib;               /* page cache set now (edge_db_cache) */
     char device[SYNC_MAX_ID + 1]; /* this device: tables owned by others are read-only */
     /* The cloud's policy for this device (policy.h), by position in tables; without one every
      * table is received and none is read-only by policy. */
@@ -34,6 +35,11 @@ typedef struct edge_db {
         *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all,
         *quiet_q;
 } edge_db;
+
+/* Sets the connection's page cache: kib KiB (a large catch-up writes rows all over the
+ * tables, and a small cache then rereads pages for every row), or back to the small default
+ * with kib = 0. */
+int edge_db_cache(edge_db *e, long kib);
 
 /* Reads the policy stored in _sync_policy into have_policy, recv and readonly. */
 int edge_db_load_policy(edge_db *e, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 
 #define PULL_TIMEOUT 10.0 /* seconds before a request without answer is sent again */
 #define HEAD_GRACE 2.0    /* seconds a head may lead the cursor before we pull */
+#define CATCHUP_BIG_ROWS 5000 /* a catch-up this large gets catchup_cache_kb of page cache */
 
 typedef struct tstate {
     uint64_t cursor;     /* everything up to here is applied */
@@ -458,6 +459,7 @@ int edge_pull_progress(const edge_pull *p, const char **table, uint64_t *done, u
 
 int edge_pull_reload(edge_pull *p)
 {
+    edge_db_cache(p->db, 0);
     /* A new correlation number: the answer to a request in flight is ignored. */
     p->corr++;
     p->inflight = -1;
@@ -637,6 +639,11 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
         s->started = now;
         s->logged = now;
         s->total_rows = p->page.nchanges + p->page.remaining;
+        /* Rows come in change order, so a big catch-up writes all over the tables: with the
+         * steady-state cache every row rereads pages (3.3 s instead of 0.7 s for 100,000 rows
+         * whose change order was scattered). A larger cache for as long as it runs. */
+        if (s->total_rows >= CATCHUP_BIG_ROWS && p->cfg->catchup_cache_kb > 0)
+            edge_db_cache(p->db, p->cfg->catchup_cache_kb);
     }
     s->done_rows += p->page.nchanges;
     if ((rc = save_cursor(p, slot)) != SYNC_OK)
@@ -674,6 +681,11 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
         s->done_rows = s->total_rows = 0;
         s->started = 0;
         s->gap_logged = 0;
+        int running = 0;
+        for (int i = 0; i < p->db->ntables; i++)
+            running |= p->ts[i].started > 0;
+        if (!running)
+            edge_db_cache(p->db, 0);
     }
     return SYNC_OK;
 }
