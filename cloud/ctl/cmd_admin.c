@@ -211,6 +211,10 @@ int ctl_cmd_conflicts_resolve(ctl_ctx *ctx, int argc, char **argv)
         free(assigned);
         return ctl_fail(ctx, 2, "--set goes with --take values, --take COLUMN=VALUE or no --take");
     }
+    if (opts[1].value && !sync_id_valid(opts[1].value, strlen(opts[1].value))) {
+        free(assigned);
+        return ctl_fail(ctx, 2, "--by takes a name of 1-64 of A-Z a-z 0-9 _ . -");
+    }
     sync_cbuf req;
     sync_cbuf_init(&req, 0);
     sync_cbor_put_map(&req, nsets ? 5 : 4);

@@ -527,6 +527,9 @@ static void phase_take_values(void)
     r = ctl("conflicts resolve %lld --take '=x'", id);
     TH_CHECK(r.status == 2 && strstr(r.err, "column name"), "--take =x: %s", r.err);
     run_free(&r);
+    r = ctl("conflicts resolve %lld --take server --by 'two words'", id);
+    TH_CHECK(r.status == 2 && strstr(r.err, "--by"), "an invalid --by must be refused: %s", r.err);
+    run_free(&r);
     /* The value holds a comma that starts no COLUMN=: it stays in the value. */
     r = ctl("conflicts resolve %lld --take 'body=agreed, by both,n=7' --by ops --json", id);
     TH_CHECK(r.status == 0 && strstr(r.out, "\"ok\":true") && strstr(r.out, "\"version\""),
