@@ -37,6 +37,16 @@ static void add(sqlbuf *b, const char *fmt, ...)
 
 #define NOW_MS "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 #define ACTIVE "(SELECT applying FROM _sync_ctl WHERE id = 1) = 0"
+/* The sequence number of a captured change: one above the last (the outbox's newest row, else
+ * the last number ever given), but never below the clock in microseconds. Numbers then stay
+ * ahead of every number used before even in a database restored from an older backup and
+ * written by the application before syncedge starts again; otherwise the cloud would take
+ * those changes for duplicates and drop them. max(seq) of the outbox is its last rowid (O(1))
+ * and sees the rows an earlier trigger run of the same statement inserted. */
+#define SEQ_NEXT                                                                                   \
+    "max(coalesce((SELECT max(seq) FROM _sync_outbox), (SELECT seq FROM sqlite_sequence WHERE "   \
+    "name = '_sync_outbox'), 0) + 1, CAST((julianday('now') - 2440587.5) * 86400000000.0 AS "      \
+    "INTEGER))"
 
 /* The known server version of the row with key expression `k` (NEW.x or OLD.x). The unary +
  * strips the key column's affinity: compared with an INTEGER column, _sync_rows.pk (declared
@@ -102,9 +112,9 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
     /* INSERT: the full row. */
     add(&b, "CREATE TRIGGER \"_sync_%s_ins\" AFTER INSERT ON \"%s\" WHEN " ACTIVE " BEGIN\n",
         t->name, t->name);
-    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    add(&b, " INSERT INTO _sync_outbox(seq, tbl, op, pk, base, ts, mask");
     value_cols(&b, t);
-    add(&b, ") VALUES ('%s', 0, NEW.\"%s\", ", t->name, key);
+    add(&b, ") VALUES (" SEQ_NEXT ", '%s', 0, NEW.\"%s\", ", t->name, key);
     base_expr(&b, t, "NEW");
     add(&b, ", " NOW_MS ", %llu", full_mask(t));
     for (int i = 0; i < t->ncols; i++)
@@ -115,21 +125,23 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
      * the new one. */
     add(&b, "CREATE TRIGGER \"_sync_%s_upd\" AFTER UPDATE ON \"%s\" WHEN " ACTIVE " BEGIN\n",
         t->name, t->name);
-    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask) SELECT '%s', 2, OLD.\"%s\", ",
+    add(&b,
+        " INSERT INTO _sync_outbox(seq, tbl, op, pk, base, ts, mask) SELECT " SEQ_NEXT
+        ", '%s', 2, OLD.\"%s\", ",
         t->name, key);
     base_expr(&b, t, "OLD");
     add(&b, ", " NOW_MS ", 0 WHERE NEW.\"%s\" IS NOT OLD.\"%s\";\n", key, key);
-    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    add(&b, " INSERT INTO _sync_outbox(seq, tbl, op, pk, base, ts, mask");
     value_cols(&b, t);
-    add(&b, ") SELECT '%s', 0, NEW.\"%s\", ", t->name, key);
+    add(&b, ") SELECT " SEQ_NEXT ", '%s', 0, NEW.\"%s\", ", t->name, key);
     base_expr(&b, t, "NEW");
     add(&b, ", " NOW_MS ", %llu", full_mask(t));
     for (int i = 0; i < t->ncols; i++)
         add(&b, ", NEW.\"%s\"", t->cols[i].name);
     add(&b, " WHERE NEW.\"%s\" IS NOT OLD.\"%s\";\n", key, key);
-    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask");
+    add(&b, " INSERT INTO _sync_outbox(seq, tbl, op, pk, base, ts, mask");
     value_cols(&b, t);
-    add(&b, ") SELECT '%s', 1, NEW.\"%s\", ", t->name, key);
+    add(&b, ") SELECT " SEQ_NEXT ", '%s', 1, NEW.\"%s\", ", t->name, key);
     base_expr(&b, t, "NEW");
     add(&b, ", " NOW_MS ", m");
     for (int i = 0; i < t->ncols; i++)
@@ -143,7 +155,9 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
     /* DELETE: the key only. */
     add(&b, "CREATE TRIGGER \"_sync_%s_del\" AFTER DELETE ON \"%s\" WHEN " ACTIVE " BEGIN\n",
         t->name, t->name);
-    add(&b, " INSERT INTO _sync_outbox(tbl, op, pk, base, ts, mask) VALUES ('%s', 2, OLD.\"%s\", ",
+    add(&b,
+        " INSERT INTO _sync_outbox(seq, tbl, op, pk, base, ts, mask) VALUES (" SEQ_NEXT
+        ", '%s', 2, OLD.\"%s\", ",
         t->name, key);
     base_expr(&b, t, "OLD");
     add(&b, ", " NOW_MS ", 0);\nEND;\n");

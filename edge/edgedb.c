@@ -104,9 +104,10 @@ static int ensure_table(edge_db *e, const sync_table *t, char *err, size_t errle
     return SYNC_OK;
 }
 
-/* The bookkeeping tables. The outbox's first seq is the creation time in microseconds, so that
- * a device whose database is recreated never reuses sequence numbers the cloud has seen (the
- * cloud would take them for duplicates). */
+/* The bookkeeping tables. The outbox's sequence starts at the time in microseconds, and is moved
+ * up to it at every start, so that a device whose database is recreated or restored from a
+ * backup never reuses sequence numbers the cloud has seen (the cloud would take them for
+ * duplicates). */
 static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_t errlen)
 {
     char sql[4096];
@@ -191,10 +192,17 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
     if (step != SQLITE_DONE)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "initialising _sync_ctl: %s",
                            sqlite3_errmsg(e->db));
+    /* At every start, not only the first: a database restored from an older backup would
+     * otherwise number new changes with sequence numbers the cloud already applied, and the
+     * cloud would acknowledge them as duplicates without applying them. Numbers are at most one
+     * per change, so the clock (in microseconds) stays ahead of every number used before, unless
+     * the clock went back (a device without a real-time clock before NTP: then nothing moves). */
+    unsigned long long now_us = (unsigned long long)sync_wall_ms() * 1000ull;
     snprintf(sql, sizeof sql,
              "INSERT INTO sqlite_sequence(name, seq) SELECT '_sync_outbox', %llu "
-             "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = '_sync_outbox')",
-             (unsigned long long)sync_wall_ms() * 1000ull);
+             "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = '_sync_outbox');"
+             "UPDATE sqlite_sequence SET seq = %llu WHERE name = '_sync_outbox' AND seq < %llu",
+             now_us, now_us, now_us);
     return sync_sql_exec(e->db, sql, "initialising the outbox sequence", err, errlen);
 }
 

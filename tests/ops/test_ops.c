@@ -577,6 +577,27 @@ static void phase_resync(void)
     run_free(&r);
 }
 
+/* Phase: A's database is restored from the backup taken after the first convergence. A has
+ * sent changes since (the conflict phase), so the backup's outbox sequence is behind what the
+ * cloud applied: new changes written after the restore must still be applied, not taken for
+ * duplicates of the numbers the backup reuses. */
+static void phase_restore(void)
+{
+    th_stop(t.a_pid, "syncedge A", th_fmt("%s/edge-a.log", t.dir), 1);
+    TH_CHECK(th_run("cp %s/a.bak %s && rm -f %s-wal %s-shm", th_shq(t.dir), th_shq(t.a_db),
+                    th_shq(t.a_db), th_shq(t.a_db)) == 0,
+             "restoring A's backup");
+    struct args a = edge_args("edge-a", t.a_db, 0);
+    t.a_pid = spawn(th_fmt("%s/edge-a.2.log", t.dir), &a);
+    TH_CHECK(th_sql_exec(t.a_db, "INSERT INTO items(id, name) VALUES (7001, 'after restore');"
+                                 "INSERT INTO items(id, name) VALUES (7002, 'after restore')") == 0,
+             "writes on the restored A");
+    wait_sql(t.cloud_db, "SELECT count(*) FROM items WHERE id IN (7001, 7002)", 2,
+             "changes written after restoring A's backup reach the cloud");
+    wait_sql(t.a_db, "SELECT count(*) FROM _sync_outbox", 0, "the restored A's outbox empties");
+    printf("ops: after restoring an older backup, A's new changes were applied\n");
+}
+
 static void phase_cloud_down(void)
 {
     th_stop(t.cloud_pid, "synccloud", th_fmt("%s/synccloud.log", t.dir), 1);
@@ -734,12 +755,17 @@ int main(void)
     write_changes();
     TH_CHECK(th_wait_until(converged, NULL, WAIT_MS) == 0, "A, the cloud and B did not converge");
     printf("ops: %d changes converged\n", CHANGES);
+    /* An operator's backup of A's database, restored later (phase_restore). */
+    TH_CHECK(th_run("sqlite3 -cmd '.timeout 10000' %s \".backup '%s/a.bak'\"", th_shq(t.a_db),
+                    t.dir) == 0,
+             "sqlite3 .backup of A");
 
     phase_status();
     phase_stats();
     damage_and_conflict();
     phase_take_values();
     phase_resync();
+    phase_restore();
     phase_cloud_down();
     phase_errors();
 
