@@ -243,6 +243,7 @@ static int run(cloud_config *c, const sync_schema *schema)
     char admin_topic[SYNC_TOPIC_MAX];
     snprintf(admin_topic, sizeof admin_topic, "sync/%s/admin/req", c->tenant);
     cloud_admin_set_registry(admin, reg);
+    cloud_monitor_set_registry(mon, reg);
     if (cloud_puller_new(st, schema, c, &puller, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         goto out;

@@ -2,6 +2,7 @@
 #include "monitor.h"
 
 #include "access.h"
+#include "registry.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ struct cloud_monitor {
     const cloud_config *cfg;
     const sync_schema *schema;
     int policies_started; /* the known devices' policies were published */
+    cloud_registry *reg;  /* registered devices get their policy at start too (borrowed) */
     cloud_store *st;
     cloud_applier *ap;
     char topic[SYNC_TOPIC_MAX]; /* sync/T/cloud/ID/stats */
@@ -348,6 +350,17 @@ static int policy_of_known(void *ctx, const cloud_device_rec *d)
     return 0;
 }
 
+static void policy_of_registered(void *ctx, const char *device)
+{
+    void **args = ctx;
+    send_policy(args[0], device, args[1]);
+}
+
+void cloud_monitor_set_registry(cloud_monitor *m, cloud_registry *r)
+{
+    m->reg = r;
+}
+
 void cloud_monitor_policies(cloud_monitor *m, cloud_outq *q)
 {
     if (m->policies_started)
@@ -363,6 +376,9 @@ void cloud_monitor_policies(cloud_monitor *m, cloud_outq *q)
     }
     for (int i = 0; i < m->cfg->nroles; i++)
         send_policy(m, m->cfg->roles[i].device, q);
+    if (m->reg && cloud_registry_each_active(m->reg, m->cfg->tenant, policy_of_registered, args) !=
+                      SYNC_OK)
+        sync_warn("policies: reading the device registry failed");
 }
 
 /* Records device's flag; returns the previous one (-1: unknown). */

@@ -51,7 +51,11 @@ void cloud_monitor_tx(cloud_monitor *m, double seconds, unsigned long batches);
  * online flag changed (retained messages only record the flag). */
 void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_outq *q);
 
-/* Queues the retained policy (access.h) of every device the store, the registry lines and the
+/* The device registry (or NULL): its active devices of the tenant get their policy at start. */
+struct cloud_registry;
+void cloud_monitor_set_registry(cloud_monitor *m, struct cloud_registry *r);
+
+/* Queues the retained policy (access.h) of every device the store, the registry and the
  * config know; once per process (call it when connected). Devices that show up later on their
  * state topic get theirs then. */
 void cloud_monitor_policies(cloud_monitor *m, cloud_outq *q);

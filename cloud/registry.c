@@ -68,3 +68,22 @@ int cloud_registry_allows(cloud_registry *r, const char *tenant, const char *dev
     sqlite3_reset(r->get);
     return ret;
 }
+
+int cloud_registry_each_active(cloud_registry *r, const char *tenant,
+                               void (*cb)(void *ctx, const char *device), void *ctx)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT device FROM devices WHERE tenant = ? AND status = 'active'", -1,
+                           &q, NULL) != SQLITE_OK)
+        return SYNC_ERR_DB;
+    sqlite3_bind_text(q, 1, tenant, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(q, 0);
+        if (d)
+            cb(ctx, d);
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}

@@ -21,4 +21,8 @@ void cloud_registry_close(cloud_registry *r);
 int cloud_registry_allows(cloud_registry *r, const char *tenant, const char *device, char *why,
                           size_t whylen);
 
+/* Calls cb(ctx, device) for every device active for tenant. Returns SYNC_OK or SYNC_ERR_DB. */
+int cloud_registry_each_active(cloud_registry *r, const char *tenant,
+                               void (*cb)(void *ctx, const char *device), void *ctx);
+
 #endif
