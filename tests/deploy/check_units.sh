@@ -51,9 +51,14 @@ check_conf "$DEPLOY/etc/syncedge/main.conf" "$EDGE"
 check_conf "$DEPLOY/etc/synccloud/synccloud.conf" "$CLOUD"
 check_conf "$DEPLOY/etc/syncedge/syncctl.conf" "$CTL"
 check_conf "$DEPLOY/docker/synccloud.conf" "$CLOUD"
-keys_of "$EDGE" | grep -qx log_dest || bad "syncedge has no log_dest (the units pass --log-dest)"
-keys_of "$CLOUD" | grep -qx log_dest || bad "synccloud has no log_dest (the units pass --log-dest)"
-"$EDGE" --help | grep -q 'stderr or syslog' || bad "syncedge --help does not offer syslog"
+# Outputs are read whole before grep: `prog | grep -q` fails under pipefail when grep exits at
+# the first match and the program, still writing, gets SIGPIPE (seen with the slower ASan build).
+edge_keys=$(keys_of "$EDGE")
+cloud_keys=$(keys_of "$CLOUD")
+edge_help=$("$EDGE" --help)
+grep -qx log_dest <<<"$edge_keys" || bad "syncedge has no log_dest (the units pass --log-dest)"
+grep -qx log_dest <<<"$cloud_keys" || bad "synccloud has no log_dest (the units pass --log-dest)"
+grep -q 'stderr or syslog' <<<"$edge_help" || bad "syncedge --help does not offer syslog"
 
 echo "== hardening directives"
 # Each line must appear exactly like this in every long-running service.
@@ -84,7 +89,8 @@ grep -q '^ExecStart=.*syncctl .*crl generate$' "$DEPLOY/systemd/syncctl-crl.serv
 grep -qxF "OnCalendar=daily" "$DEPLOY/systemd/syncctl-crl.timer" || bad "the CRL timer is not daily"
 grep -qxF "Persistent=true" "$DEPLOY/systemd/syncctl-crl.timer" || bad "the CRL timer is not Persistent"
 # Daily must stay well inside syncctl's default crl_days.
-"$CTL" --help | grep -q 'default 30' || bad "syncctl's crl_days default is no longer 30: check the timer"
+ctl_help=$("$CTL" --help)
+grep -q 'default 30' <<<"$ctl_help" || bad "syncctl's crl_days default is no longer 30: check the timer"
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "SKIP: systemd-analyze not found: units not verified (apt-get install systemd)"
