@@ -140,6 +140,8 @@ static uint64_t state_sig(edge *e, long long pending)
     double rate;
     if (e->pull && edge_pull_progress(e->pull, &t, &done, &total, &rate))
         h = h * 31 + done + 1;
+    if (e->pull) /* a finished rebuild is news even when the cursors end where they were */
+        h = h * 31 + edge_pull_rebuilds(e->pull);
     return h;
 }
 
@@ -166,8 +168,11 @@ static void publish_state(edge *e, int online)
     sync_json_cstr(&j, EDGE_VERSION);
     sync_json_key(&j, "last_sync");
     sync_json_u64(&j, e->last_sync_ms);
-    if (e->pull)
+    if (e->pull) {
+        sync_json_key(&j, "rebuilds");
+        sync_json_u64(&j, edge_pull_rebuilds(e->pull));
         state_replica(e, &j);
+    }
     sync_json_end(&j);
     if (!sync_json_ok(&j)) { /* too many tables for the buffer: the short form */
         sync_json_init(&j, buf, sizeof buf);

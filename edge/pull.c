@@ -51,6 +51,7 @@ struct edge_pull {
     const sync_table *page_table;
     int page_slot;      /* its table's slot */
     int prefetched;     /* the next page was asked for before this one was applied */
+    unsigned long rebuilds; /* whole-table resyncs finished */
     sync_page_hdr page; /* header of the page being applied */
     int page_failed;
     int page_full; /* the page belongs to a full resync: its keys are recorded as seen */
@@ -434,6 +435,11 @@ int edge_pull_table_received(edge_pull *p, const sync_table *t, int received)
     return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
+unsigned long edge_pull_rebuilds(const edge_pull *p)
+{
+    return p->rebuilds;
+}
+
 uint64_t edge_pull_head(const edge_pull *p, const sync_table *t)
 {
     int i = slot_of(p, t);
@@ -667,6 +673,7 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
                 return sync_seterr(err, errlen, rc, "removing rows of '%s' the cloud no longer "
                                    "holds: %s", name, sqlite3_errmsg(p->db->db));
             s->full = 0;
+            p->rebuilds++;
             sync_notice("replica: '%s' rebuilt from the cloud: %llu rows taken, %lld rows the "
                         "cloud no longer holds removed",
                         name, (unsigned long long)s->done_rows, removed);

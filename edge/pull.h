@@ -81,6 +81,9 @@ int edge_pull_resync_all(edge_pull *p, const char *why);
  * starts from the beginning). Inside a transaction. */
 int edge_pull_table_received(edge_pull *p, const sync_table *t, int received);
 
+/* Whole-table resyncs finished since the start (a state message follows each). */
+unsigned long edge_pull_rebuilds(const edge_pull *p);
+
 /* The newest cseq of t the cloud told of (head or delta). */
 uint64_t edge_pull_head(const edge_pull *p, const sync_table *t);
 

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "answer.h"
+#include "link.h"
+#include "states.h"
 #include "ctl.h"
 #include "out.h"
 #include "sync/cbor.h"
@@ -254,12 +256,65 @@ int ctl_cmd_conflicts_resolve(ctl_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
+/* --follow: the device's state messages until its rebuild is over. The rebuild is over when a
+ * state that showed a catch-up is followed by one without, or when the count of rebuilds the
+ * device reports (`rebuilds`) moved and no catch-up runs: a small table is rebuilt between two
+ * state messages (they come at most every 2 s) and never shows one. The link was
+ * subscribed to the device's state before the request went out, so no live state is missed;
+ * `early` holds the messages that came with the answer. */
+static int follow_resync(ctl_ctx *ctx, ctl_link *l, sync_mqtt_msg *early, const char *device,
+                         double wait_s, double t0)
+{
+    int tty = isatty(STDOUT_FILENO), seen_pull = 0, done = 0;
+    double printed = 0;
+    uint64_t base = CTL_NONE; /* the rebuild count of the first state seen */
+    sync_mqtt_msg *list = early;
+    for (;;) {
+        for (sync_mqtt_msg *m = list, *n; m; m = n) {
+            n = m->next;
+            ctl_devstate st;
+            char why[256];
+            if (!done && ctl_devstate_read((const char *)m->payload, m->len, &st, why,
+                                           sizeof why) == SYNC_OK) {
+                if (st.has_pull && st.pull_done != CTL_NONE && st.pull_total != CTL_NONE) {
+                    seen_pull = 1;
+                    char table[CTL_STATE_NAME_MAX + 1];
+                    ctl_safe(table, sizeof table, st.pull_table, strlen(st.pull_table));
+                    if (tty || ctl_mono() - printed >= 1.0) {
+                        printf("%s%s: %" PRIu64 "/%" PRIu64 " rows (%.0f rows/s)%s", tty ? "\r" : "",
+                               table, st.pull_done, st.pull_total,
+                               st.pull_rate == st.pull_rate ? st.pull_rate : 0.0, tty ? "" : "\n");
+                        fflush(stdout);
+                        printed = ctl_mono();
+                    }
+                } else if (!st.has_pull &&
+                           (seen_pull || (base != CTL_NONE && st.rebuilds != CTL_NONE &&
+                                          st.rebuilds != base))) {
+                    done = 1;
+                }
+                if (base == CTL_NONE)
+                    base = st.rebuilds;
+            }
+            sync_mqtt_msg_free(m);
+        }
+        if (done || ctl_mono() - t0 >= wait_s)
+            break;
+        list = ctl_link_poll(l, 200);
+    }
+    if (tty && seen_pull)
+        putchar('\n');
+    if (!done)
+        return ctl_fail(ctx, 1, "the rebuild did not finish within --wait (is the device online?)");
+    printf("%s rebuilt its tables from the cloud in %.1f s\n", device, ctl_mono() - t0);
+    return 0;
+}
+
 int ctl_cmd_resync(ctl_ctx *ctx, int argc, char **argv)
 {
-    ctl_opt opts[] = {{"by", 0, NULL}, {"json", 1, NULL}};
+    ctl_opt opts[] = {{"by", 0, NULL}, {"json", 1, NULL}, {"follow", 1, NULL}, {"wait", 0, NULL}};
     const char *pos[1];
     int npos = 0;
-    int status = ctl_args(ctx, argc, argv, opts, 2, pos, 1, 1, &npos);
+    int status = ctl_args(ctx, argc, argv, opts, 4, pos, 1, 1, &npos);
     if (status >= 0)
         return status;
     const char *device = pos[0];
@@ -268,6 +323,13 @@ int ctl_cmd_resync(ctl_ctx *ctx, int argc, char **argv)
     const char *who = opts[0].value ? opts[0].value : getenv("USER");
     if (opts[0].value && !sync_id_valid(who, strlen(who)))
         return ctl_fail(ctx, 2, "--by takes a name of 1-64 of A-Z a-z 0-9 _ . -");
+    double wait_s = 600;
+    if (opts[3].value) {
+        char *end;
+        wait_s = strtod(opts[3].value, &end);
+        if (*end || !(wait_s > 0 && wait_s <= 86400))
+            return ctl_fail(ctx, 2, "--wait takes seconds, more than 0");
+    }
     sync_cbuf req;
     sync_cbuf_init(&req, 0);
     sync_cbor_put_map(&req, 3);
@@ -277,9 +339,50 @@ int ctl_cmd_resync(ctl_ctx *ctx, int argc, char **argv)
     sync_cbor_put_cstr(&req, device);
     sync_cbor_put_cstr(&req, "by");
     sync_cbor_put_cstr(&req, who && sync_id_valid(who, strlen(who)) ? who : "admin");
-    cbor_item_t *root = ctl_ask(ctx, &req);
-    if (!root)
+    cbor_item_t *root = NULL;
+    ctl_link *l = NULL;
+    sync_mqtt_msg *early = NULL, **tail = &early;
+    double t0 = ctl_mono();
+    if (!opts[2].value) {
+        root = ctl_ask(ctx, &req);
+    } else {
+        /* Subscribed to the device's state before asking, so its first live state after the
+         * rebuild cannot slip by. */
+        char err[512] = "out of memory", filter[SYNC_TOPIC_MAX];
+        snprintf(filter, sizeof filter, "sync/%s/dev/%s/state", ctx->cfg.tenant, device);
+        const char *filters[] = {filter};
+        int rc = req.err ? req.err : ctl_link_open(ctx, filters, 1, &l, err, sizeof err);
+        if (rc == SYNC_OK && ctl_link_request(l, req.data, req.len) != SYNC_OK)
+            rc = SYNC_ERR_NOMEM;
+        sync_cbuf_free(&req);
+        if (rc != SYNC_OK) {
+            ctl_link_free(l);
+            return ctl_fail(ctx, rc == SYNC_ERR_INVAL ? 2 : 1, err);
+        }
+        double until = ctl_mono() + (double)ctx->cfg.timeout;
+        size_t n = 0;
+        const uint8_t *a = NULL;
+        while (!(a = ctl_link_answer(l, &n)) && ctl_mono() < until) {
+            *tail = ctl_link_poll(l, 100);
+            while (*tail)
+                tail = &(*tail)->next;
+        }
+        if (a) {
+            root = ctl_answer_decode(ctx, a, n);
+        } else {
+            ctl_link_why(l, err, sizeof err);
+            ctl_fail(ctx, 1, err);
+        }
+    }
+    if (!root) {
+        while (early) {
+            sync_mqtt_msg *x = early->next;
+            sync_mqtt_msg_free(early);
+            early = x;
+        }
+        ctl_link_free(l);
         return 1;
+    }
     if (opts[1].value) {
         ctl_cbor_json(stdout, root);
         putchar('\n');
@@ -294,5 +397,10 @@ int ctl_cmd_resync(ctl_ctx *ctx, int argc, char **argv)
                device, cmd);
     }
     cbor_decref(&root);
-    return 0;
+    if (!opts[2].value)
+        return 0;
+    fflush(stdout);
+    status = follow_resync(ctx, l, early, device, wait_s, t0);
+    ctl_link_free(l);
+    return status;
 }

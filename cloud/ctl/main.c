@@ -133,7 +133,7 @@ static const ctl_command commands[] = {
      "statistics (said on stderr; --json still prints {\"consumers\": [], \"total\": null});\n"
      "2 bad usage or configuration.\n"},
     {"resync", NULL, ctl_cmd_resync, "make a replica rebuild its tables from the cloud",
-     "Usage: syncctl resync DEVICE [--by NAME] [--json]\n"
+     "Usage: syncctl resync DEVICE [--by NAME] [--json] [--follow [--wait SEC]]\n"
      "\n"
      "Asks the running synccloud of --tenant to send DEVICE a resync command (on\n"
      "sync/TENANT/dev/DEVICE/cmd; the broker keeps it while the device is offline). The device\n"
@@ -143,8 +143,12 @@ static const ctl_command commands[] = {
      "\n"
      "  --by NAME       who asks, for synccloud's log (default $USER)\n"
      "  --json          print synccloud's answer as JSON\n"
+     "  --follow        then show the device's progress (rows done/total and rate, from its\n"
+     "                  state messages) until the rebuild is over\n"
+     "  --wait SEC      with --follow: give up after SEC seconds (default 600)\n"
      "\n"
-     "Exit status: 0 the command was sent; 1 synccloud refused or did not answer; 2 bad usage.\n"},
+     "Exit status: 0 the command was sent (with --follow: and the rebuild finished); 1 synccloud\n"
+     "refused or did not answer, or --follow gave up; 2 bad usage.\n"},
     {"conflicts", "list", ctl_cmd_conflicts_list, "list conflicts waiting for a person",
      "Usage: syncctl conflicts list [--all] [--limit N] [--json]\n"
      "\n"

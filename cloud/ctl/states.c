@@ -80,7 +80,7 @@ int ctl_devstate_read(const char *json, size_t len, ctl_devstate *s, char *err, 
 {
     memset(s, 0, sizeof *s);
     s->online = s->clean = -1;
-    s->pending = s->ts = s->last_sync = s->lag_total = CTL_NONE;
+    s->pending = s->ts = s->last_sync = s->lag_total = s->rebuilds = CTL_NONE;
     s->pull_done = s->pull_total = CTL_NONE;
     s->pull_rate = NAN;
     ctl_json_doc *doc;
@@ -94,6 +94,7 @@ int ctl_devstate_read(const char *json, size_t len, ctl_devstate *s, char *err, 
     s->ts = get_uint(r, "ts");
     get_text(r, "version", s->version, sizeof s->version);
     s->last_sync = get_uint(r, "last_sync");
+    s->rebuilds = get_uint(r, "rebuilds");
     const ctl_json *cursor = ctl_json_get(r, "cursor");
     if (ctl_json_typeof(cursor) == CTL_JSON_OBJECT) {
         s->has_cursor = 1;

@@ -31,6 +31,7 @@ typedef struct ctl_devstate {
     uint64_t ts;      /* when the device wrote it (ms since the epoch), or CTL_NONE */
     char version[CTL_STATE_NAME_MAX + 1]; /* syncedge's version, or "" */
     uint64_t last_sync; /* replicas: last catch-up or delta applied (ms; 0 never) */
+    uint64_t rebuilds;  /* replicas: whole-table rebuilds since syncedge started, or CTL_NONE */
     int has_cursor;     /* replicas: the cursor map was there */
     ctl_table_count cursor[CTL_STATE_MAX_TABLES]; /* per table: cseq reflected locally */
     size_t ncursor;                               /* entries used */

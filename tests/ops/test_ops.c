@@ -556,12 +556,14 @@ static void phase_resync(void)
     TH_CHECK(r.status == 2 && strstr(r.err, "device id"), "resync of a bad id: exit %d, %s",
              r.status, r.err);
     run_free(&r);
-    r = ctl("resync edge-b --by ops");
-    printf("ops: syncctl resync edge-b: %s", r.out);
-    TH_CHECK(r.status == 0 && strstr(r.out, "resync of edge-b requested"), "resync: exit %d\n%s%s",
-             r.status, r.out, r.err);
+    /* --follow waits for the rebuild and says when it is over. */
+    r = ctl("resync edge-b --by ops --follow --wait 60");
+    printf("ops: syncctl resync edge-b --follow: %s", r.out);
+    TH_CHECK(r.status == 0 && strstr(r.out, "resync of edge-b requested") &&
+                 strstr(r.out, "edge-b rebuilt its tables from the cloud"),
+             "resync --follow: exit %d\n%s%s", r.status, r.out, r.err);
     run_free(&r);
-    TH_CHECK(th_wait_until(b_items_match, NULL, WAIT_MS) == 0,
+    TH_CHECK(b_items_match(NULL) || th_wait_until(b_items_match, NULL, WAIT_MS) == 0,
              "B's items never matched the cloud's after the resync");
     TH_CHECK(file_count(th_fmt("%s/edge-b.%d.log", t.dir, t.b_runs), "asked for a resync") == 1,
              "B's log does not show the resync command");
@@ -571,6 +573,10 @@ static void phase_resync(void)
                                     "name = 'n5-u'") == 1,
              "B's damaged rows are not repaired");
     TH_CHECK(th_wait_until(b_matches, NULL, WAIT_MS) == 0, "the cloud and B differ");
+    r = ctl("resync edge-b --follow --wait 0");
+    TH_CHECK(r.status == 2 && strstr(r.err, "--wait"), "resync --wait 0 must be refused: %s",
+             r.err);
+    run_free(&r);
     /* The JSON form of the answer. */
     r = ctl("resync edge-b --json");
     TH_CHECK(r.status == 0 && strstr(r.out, "\"ok\":true"), "resync --json: %s", r.out);
