@@ -18,36 +18,7 @@
 #include "sync/record.h"
 #include "sync/value.h"
 
-static int checks, failures;
-
-/* CHECK(cond): counts a check and reports it at the caller's file:line when cond is false. */
-#define CHECK(cond) check_at((cond) != 0, #cond, __FILE__, __LINE__)
-
-static int check_at(int ok, const char *what, const char *file, int line)
-{
-    checks++;
-    if (!ok) {
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-/* CHECK_RC(expr, want, err): like CHECK(expr == want), and also prints the message in err. */
-#define CHECK_RC(expr, want, err) check_rc_at((expr), (want), (err), #expr, __FILE__, __LINE__)
-
-static int check_rc_at(int got, int want, const char *err, const char *what, const char *file,
-                       int line)
-{
-    checks++;
-    if (got != want) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s); message: %s\n", file, line,
-                what, got, sync_strerror(got), want, sync_strerror(want), err ? err : "");
-        return 0;
-    }
-    return 1;
-}
+#include "unitcheck.h"
 
 /* ---- helpers ---- */
 

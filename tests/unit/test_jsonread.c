@@ -21,22 +21,8 @@
 #include "states.h"
 #include "sync/err.h"
 
-static int checks, failures;
+#include "unitcheck.h"
 
-/* CHECK(cond): counts a check and reports it at the caller's file:line when cond is false. */
-#define CHECK(cond) check_at((cond) != 0, #cond, __FILE__, __LINE__)
-
-static int check_at(int ok, const char *what, const char *file, int line)
-{
-    checks++;
-    if (!ok) {
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-/* Parses n bytes from an exact-size heap copy (no terminator after them). */
 static int parse_n(const char *text, size_t n, ctl_json_doc **doc, char *err, size_t errlen)
 {
     char *copy = malloc(n ? n : 1);

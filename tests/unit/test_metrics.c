@@ -21,117 +21,7 @@
 #include "sync/err.h"
 #include "sync/metrics.h"
 
-static int checks, failures;
-
-/* CHECK(cond): counts a check and reports it at the caller's file:line when cond is false. */
-#define CHECK(cond) check_at((cond) != 0, #cond, __FILE__, __LINE__)
-
-static int check_at(int ok, const char *what, const char *file, int line)
-{
-    checks++;
-    if (!ok) {
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-/* CHECK_RC(expr, want, err): like CHECK(expr == want), and also prints the message in err. */
-#define CHECK_RC(expr, want, err) check_rc_at((expr), (want), (err), #expr, __FILE__, __LINE__)
-
-static int check_rc_at(int got, int want, const char *err, const char *what, const char *file,
-                       int line)
-{
-    checks++;
-    if (got != want) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s); message: %s\n", file, line,
-                what, got, sync_strerror(got), want, sync_strerror(want), err ? err : "");
-        return 0;
-    }
-    return 1;
-}
-
-/* CHECK_TEXT(got, want): the strings are equal; prints both in full otherwise. */
-#define CHECK_TEXT(got, want) check_text_at((got), (want), #got, __FILE__, __LINE__)
-
-static int check_text_at(const char *got, const char *want, const char *what, const char *file,
-                         int line)
-{
-    checks++;
-    if (!got || strcmp(got, want) != 0) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s differs.\n--- got:\n%s--- expected:\n%s---\n", file, line, what,
-                got ? got : "(null)\n", want);
-        return 0;
-    }
-    return 1;
-}
-
-/* CHECK_HAS(msg, needle): msg contains needle. */
-#define CHECK_HAS(msg, needle) check_has_at((msg), (needle), #msg, __FILE__, __LINE__)
-
-static int check_has_at(const char *msg, const char *needle, const char *what, const char *file,
-                        int line)
-{
-    checks++;
-    if (!msg || !strstr(msg, needle)) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s (\"%s\") does not contain \"%s\"\n", file, line, what,
-                msg ? msg : "(null)", needle);
-        return 0;
-    }
-    return 1;
-}
-
-/* ---- helpers ---- */
-
-static char tmpdir[512];
-
-/* Makes the private temporary directory; returns 0 or -1. */
-static int tmp_setup(void)
-{
-    const char *base = getenv("SYNC_TEST_TMP");
-
-    if (!base || !*base)
-        base = getenv("TMPDIR");
-    if (!base || !*base)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_metrics.XXXXXX", base);
-    if (!mkdtemp(tmpdir)) {
-        perror(tmpdir);
-        return -1;
-    }
-    return 0;
-}
-
-/* Removes every entry of the temporary directory (files, and empty directories the tests
- * made) and the directory itself. */
-static void tmp_cleanup(void)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[1024];
-
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-/* Writes the path of entry `name` in the temporary directory into out (1024 bytes). */
-static char *tpath(char *out, const char *name)
-{
-    snprintf(out, 1024, "%s/%s", tmpdir, name);
-    return out;
-}
+#include "unitcheck.h"
 
 /* Returns the whole of the open stream f as a new string (the caller frees it), or NULL. */
 static char *slurp_stream(FILE *f)
@@ -724,7 +614,7 @@ static void test_write(void)
 
 int main(void)
 {
-    if (tmp_setup() != 0)
+    if (tmp_setup("test_metrics") != 0)
         return 1;
     test_render();
     test_errors();

@@ -32,116 +32,7 @@
 #include "sync/topic.h"
 #include "sync/value.h"
 
-static int checks, failures;
-
-/* CHECK(cond): counts a check and reports it at the caller's file:line when cond is false. */
-#define CHECK(cond) check_at((cond) != 0, #cond, __FILE__, __LINE__)
-
-static int check_at(int ok, const char *what, const char *file, int line)
-{
-    checks++;
-    if (!ok) {
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-/* CHECK_RC(expr, want, err): like CHECK(expr == want), and also prints the message in err. */
-#define CHECK_RC(expr, want, err) check_rc_at((expr), (want), (err), #expr, __FILE__, __LINE__)
-
-static int check_rc_at(int got, int want, const char *err, const char *what, const char *file,
-                       int line)
-{
-    checks++;
-    if (got != want) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s); message: %s\n", file, line,
-                what, got, sync_strerror(got), want, sync_strerror(want), err ? err : "");
-        return 0;
-    }
-    return 1;
-}
-
-/* CHECK_STR(got, want): the two NUL-terminated strings are equal (a NULL got never is). */
-#define CHECK_STR(got, want) check_str_at((got), (want), #got, __FILE__, __LINE__)
-
-static int check_str_at(const char *got, const char *want, const char *what, const char *file,
-                        int line)
-{
-    checks++;
-    if (!got || strcmp(got, want) != 0) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", file, line, what,
-                got ? got : "(null)", want);
-        return 0;
-    }
-    return 1;
-}
-
-/* CHECK_HAS(msg, needle): msg contains needle. */
-#define CHECK_HAS(msg, needle) check_has_at((msg), (needle), #msg, __FILE__, __LINE__)
-
-static int check_has_at(const char *msg, const char *needle, const char *what, const char *file,
-                        int line)
-{
-    checks++;
-    if (!msg || !strstr(msg, needle)) {
-        failures++;
-        fprintf(stderr, "%s:%d: %s (\"%s\") does not contain \"%s\"\n", file, line, what,
-                msg ? msg : "(null)", needle);
-        return 0;
-    }
-    return 1;
-}
-
-/* ---- helpers ---- */
-
-static char tmpdir[512];
-
-/* Makes the private temporary directory; returns 0 or -1. */
-static int tmp_setup(void)
-{
-    const char *base = getenv("SYNC_TEST_TMP");
-
-    if (!base || !*base)
-        base = getenv("TMPDIR");
-    if (!base || !*base)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_shared.XXXXXX", base);
-    if (!mkdtemp(tmpdir)) {
-        perror(tmpdir);
-        return -1;
-    }
-    return 0;
-}
-
-/* Removes every file in the temporary directory (the tests make no subdirectories) and the
- * directory itself. */
-static void tmp_cleanup(void)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[1024];
-
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-/* Writes the path of file `name` in the temporary directory into out (at least 1024 bytes). */
-static char *tpath(char *out, const char *name)
-{
-    snprintf(out, 1024, "%s/%s", tmpdir, name);
-    return out;
-}
+#include "unitcheck.h"
 
 /* Writes text to file `name` in the temporary directory with exactly this mode; path receives
  * its full name (1024 bytes). Returns path, or NULL after reporting a failed check. */
@@ -1858,7 +1749,7 @@ static void test_conf_table(void)
 
 int main(void)
 {
-    if (tmp_setup() != 0)
+    if (tmp_setup("test_shared") != 0)
         return 1;
     test_schema_valid();
     test_schema_errors();
