@@ -237,7 +237,8 @@ static void backlog_progress(edge *e)
 
 static void write_metrics(edge *e, int force)
 {
-    if (!e->metrics)
+    /* Checked first: the snapshot counts the outbox, which the loop must not do every turn. */
+    if (!e->metrics || (!force && !edge_metrics_due(e->metrics, now_s())))
         return;
     edge_outbox_stats st;
     edge_outbox_stats_get(e->out, &st);

@@ -129,9 +129,14 @@ void edge_metrics_ack(edge_metrics *m, double seconds)
         sync_metrics_histogram_observe(m->ack, seconds);
 }
 
+int edge_metrics_due(const edge_metrics *m, double now)
+{
+    return m && now >= m->next;
+}
+
 void edge_metrics_tick(edge_metrics *m, double now, const edge_metrics_snapshot *s, int force)
 {
-    if (!m || (!force && now < m->next))
+    if (!m || (!force && !edge_metrics_due(m, now)))
         return;
     m->next = now + (double)m->cfg->metrics_interval;
     sync_metrics_counter_add(m->batches, s->batches_sent - m->last.batches_sent);

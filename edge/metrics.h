@@ -35,6 +35,9 @@ void edge_metrics_free(edge_metrics *m);
 /* A batch was acknowledged `seconds` after it was (last) published. */
 void edge_metrics_ack(edge_metrics *m, double seconds);
 
+/* 1 when the file is due for a rewrite at now (monotonic seconds); m may be NULL (0). */
+int edge_metrics_due(const edge_metrics *m, double now);
+
 /* Rewrites the file when it is due (now: monotonic seconds), or at once when force. */
 void edge_metrics_tick(edge_metrics *m, double now, const edge_metrics_snapshot *s, int force);
 
