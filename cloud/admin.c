@@ -207,31 +207,38 @@ static int add_conflict(void *ctx, const cloud_conflict_rec *c)
     return b->err;
 }
 
-/* Lists conflicts into ad->out as {"ok": true, "conflicts": [...]}. */
-static int list_conflicts(cloud_admin *ad, const request *q, char *err, size_t errlen)
+/* Answers {"ok": true, KEY: [rows]} in ad->out. fill writes the rows into ad->out (counting
+ * ad->nrows) through a store call and returns its result. CBOR puts the array's length first:
+ * the rows go to a buffer of their own, then the answer is the header, the count, and those
+ * bytes. `what` names the read for an error message. */
+static int list_answer(cloud_admin *ad, const request *q, const char *key, const char *what,
+                       int (*fill)(cloud_admin *ad, const request *q), char *err, size_t errlen)
 {
-    /* CBOR puts the array's length first: the rows go to a buffer of their own, then the
-     * answer is the header, the count, and those bytes. */
     sync_cbuf body = ad->out;
     sync_cbuf_init(&ad->out, 0);
     ad->nrows = 0;
-    int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
-    int rc = cloud_store_conflicts(ad->st, 0, q->pending, limit, add_conflict, ad);
+    int rc = fill(ad, q);
     sync_cbuf rows = ad->out;
     ad->out = body;
     if (rc != SYNC_OK) {
         sync_cbuf_free(&rows);
-        return sync_seterr(err, errlen, rc, "reading the conflict log: %s",
+        return sync_seterr(err, errlen, rc, "reading %s: %s", what,
                            rc == SYNC_ERR_DB ? cloud_store_errmsg(ad->st) : sync_strerror(rc));
     }
     sync_cbor_put_map(&ad->out, 2);
     sync_cbor_put_cstr(&ad->out, "ok");
     sync_cbor_put_bool(&ad->out, 1);
-    sync_cbor_put_cstr(&ad->out, "conflicts");
+    sync_cbor_put_cstr(&ad->out, key);
     sync_cbor_put_array(&ad->out, ad->nrows);
     sync_cbor_put_raw(&ad->out, rows.data, rows.len);
     sync_cbuf_free(&rows);
     return SYNC_OK;
+}
+
+static int fill_conflicts(cloud_admin *ad, const request *q)
+{
+    int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
+    return cloud_store_conflicts(ad->st, 0, q->pending, limit, add_conflict, ad);
 }
 
 static int resolve(cloud_admin *ad, const request *q, cloud_outq *out, char *err, size_t errlen)
@@ -286,28 +293,10 @@ static int add_device(void *ctx, const cloud_device_rec *d)
     return b->err;
 }
 
-/* Lists the devices the store knows into ad->out as {"ok": true, "devices": [...]}. */
-static int list_devices(cloud_admin *ad, char *err, size_t errlen)
+static int fill_devices(cloud_admin *ad, const request *q)
 {
-    sync_cbuf body = ad->out;
-    sync_cbuf_init(&ad->out, 0);
-    ad->nrows = 0;
-    int rc = cloud_store_devices(ad->st, add_device, ad);
-    sync_cbuf rows = ad->out;
-    ad->out = body;
-    if (rc != SYNC_OK) {
-        sync_cbuf_free(&rows);
-        return sync_seterr(err, errlen, rc, "reading the devices: %s",
-                           rc == SYNC_ERR_DB ? cloud_store_errmsg(ad->st) : sync_strerror(rc));
-    }
-    sync_cbor_put_map(&ad->out, 2);
-    sync_cbor_put_cstr(&ad->out, "ok");
-    sync_cbor_put_bool(&ad->out, 1);
-    sync_cbor_put_cstr(&ad->out, "devices");
-    sync_cbor_put_array(&ad->out, ad->nrows);
-    sync_cbor_put_raw(&ad->out, rows.data, rows.len);
-    sync_cbuf_free(&rows);
-    return SYNC_OK;
+    (void)q;
+    return cloud_store_devices(ad->st, add_device, ad);
 }
 
 /* Tells a device to rebuild its replica from the cloud: a command on its own cmd topic, kept
@@ -362,11 +351,12 @@ int cloud_admin_handle(cloud_admin *ad, const sync_mqtt_msg *msg, cloud_outq *q,
     int rc = parse(msg, &r, why, sizeof why);
     if (rc == SYNC_OK) {
         if (strcmp(r.op, "conflicts") == 0)
-            rc = list_conflicts(ad, &r, why, sizeof why);
+            rc = list_answer(ad, &r, "conflicts", "the conflict log", fill_conflicts, why,
+                             sizeof why);
         else if (strcmp(r.op, "resolve") == 0)
             rc = resolve(ad, &r, q, why, sizeof why);
         else if (strcmp(r.op, "devices") == 0)
-            rc = list_devices(ad, why, sizeof why);
+            rc = list_answer(ad, &r, "devices", "the devices", fill_devices, why, sizeof why);
         else if (strcmp(r.op, "resync") == 0)
             rc = resync(ad, &r, q, why, sizeof why);
         else if (strcmp(r.op, "ping") == 0) {

@@ -409,6 +409,7 @@ void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_ou
     /* A retained state tells how a device was before we came; only a live one is news. */
     if (msg->retained || was == online || m->cfg->events < 1)
         return;
+    int clean = online ? -1 : json_bool(msg->payload, msg->len, "clean");
     char buf[512], topic[SYNC_TOPIC_MAX];
     sync_json j;
     sync_json_init(&j, buf, sizeof buf);
@@ -420,7 +421,6 @@ void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_ou
     sync_json_key(&j, "device");
     sync_json_cstr(&j, device);
     if (!online) {
-        int clean = json_bool(msg->payload, msg->len, "clean");
         sync_json_key(&j, "clean");
         sync_json_bool(&j, clean == 1);
     }
@@ -429,7 +429,7 @@ void cloud_monitor_on_state(cloud_monitor *m, const sync_mqtt_msg *msg, cloud_ou
                                 SYNC_OK)
         cloud_outq_add(q, topic, j.buf, j.len, NULL, 0, 0, 0);
     sync_info("device %s is %s", device,
-              online ? "online" : json_bool(msg->payload, msg->len, "clean") == 1
+              online ? "online" : clean == 1
                                       ? "offline (clean stop)"
                                       : "offline (connection lost)");
 }

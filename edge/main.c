@@ -145,25 +145,31 @@ static uint64_t state_sig(edge *e, long long pending)
     return h;
 }
 
+/* Begins a state message with what every form of it has. */
+static void state_head(edge *e, sync_json *j, char *buf, size_t n, int online, long long pending)
+{
+    sync_json_init(j, buf, n);
+    sync_json_begin(j);
+    sync_json_key(j, "device");
+    sync_json_cstr(j, e->cfg->device);
+    sync_json_key(j, "online");
+    sync_json_bool(j, online);
+    if (!online) {
+        sync_json_key(j, "clean");
+        sync_json_bool(j, 1);
+    }
+    sync_json_key(j, "pending");
+    sync_json_i64(j, pending);
+    sync_json_key(j, "ts");
+    sync_json_u64(j, sync_wall_ms());
+}
+
 static void publish_state(edge *e, int online)
 {
     long long pending = edge_db_outbox_count(&e->db);
     char buf[4096];
     sync_json j;
-    sync_json_init(&j, buf, sizeof buf);
-    sync_json_begin(&j);
-    sync_json_key(&j, "device");
-    sync_json_cstr(&j, e->cfg->device);
-    sync_json_key(&j, "online");
-    sync_json_bool(&j, online);
-    if (!online) {
-        sync_json_key(&j, "clean");
-        sync_json_bool(&j, 1);
-    }
-    sync_json_key(&j, "pending");
-    sync_json_i64(&j, pending);
-    sync_json_key(&j, "ts");
-    sync_json_u64(&j, sync_wall_ms());
+    state_head(e, &j, buf, sizeof buf, online, pending);
     sync_json_key(&j, "version");
     sync_json_cstr(&j, EDGE_VERSION);
     sync_json_key(&j, "last_sync");
@@ -175,16 +181,7 @@ static void publish_state(edge *e, int online)
     }
     sync_json_end(&j);
     if (!sync_json_ok(&j)) { /* too many tables for the buffer: the short form */
-        sync_json_init(&j, buf, sizeof buf);
-        sync_json_begin(&j);
-        sync_json_key(&j, "device");
-        sync_json_cstr(&j, e->cfg->device);
-        sync_json_key(&j, "online");
-        sync_json_bool(&j, online);
-        sync_json_key(&j, "pending");
-        sync_json_i64(&j, pending);
-        sync_json_key(&j, "ts");
-        sync_json_u64(&j, sync_wall_ms());
+        state_head(e, &j, buf, sizeof buf, online, pending);
         sync_json_end(&j);
     }
     if (sync_mqtt_publish(e->mqtt, e->state_topic, j.buf, j.len, 1, 1) == SYNC_OK) {

@@ -179,6 +179,16 @@ void edge_pull_free(edge_pull *p)
     free(p);
 }
 
+/* Sets the stored cursor of table `name` to cseq, also lower than it is (a rewind, a resync). */
+static int store_cursor(edge_pull *p, const char *name, uint64_t cseq)
+{
+    sqlite3_bind_text(p->set_cursor, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->set_cursor, 2, (sqlite3_int64)cseq);
+    int rc = sqlite3_step(p->set_cursor);
+    sqlite3_reset(p->set_cursor);
+    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
 static int save_cursor(edge_pull *p, int slot)
 {
     sqlite3_bind_text(p->put_cursor, 1, p->db->tables[slot]->name, -1, SQLITE_STATIC);
@@ -249,11 +259,7 @@ int edge_pull_rewind(edge_pull *p, const sync_table *t, uint64_t cseq)
     sync_debug("replica: '%s' lacks rows changed after %llu; pulling from there", t->name,
                (unsigned long long)cseq);
     p->ts[i].cursor = cseq;
-    sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(p->set_cursor, 2, (sqlite3_int64)cseq);
-    int rc = sqlite3_step(p->set_cursor);
-    sqlite3_reset(p->set_cursor);
-    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+    return store_cursor(p, t->name, cseq);
 }
 
 void edge_pull_all(edge_pull *p, const char *why)
@@ -393,11 +399,7 @@ int edge_pull_resync_all(edge_pull *p, const char *why)
         const char *name = p->db->tables[i]->name;
         if (step_name(p->resync_put, name) != SYNC_OK || step_name(p->seen_clear, name) != SYNC_OK)
             return SYNC_ERR_DB;
-        sqlite3_bind_text(p->set_cursor, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(p->set_cursor, 2, 0);
-        int rc = sqlite3_step(p->set_cursor);
-        sqlite3_reset(p->set_cursor);
-        if (rc != SQLITE_DONE)
+        if (store_cursor(p, name, 0) != SYNC_OK)
             return SYNC_ERR_DB;
         /* Asked for because the replica may have drifted (restored, edited behind syncedge's
          * back): forget the versions held, so every row the cloud sends is written again, not
@@ -428,11 +430,7 @@ int edge_pull_table_received(edge_pull *p, const sync_table *t, int received)
         p->corr++;
     }
     memset(s, 0, sizeof *s);
-    sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(p->set_cursor, 2, 0);
-    int rc = sqlite3_step(p->set_cursor);
-    sqlite3_reset(p->set_cursor);
-    return rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+    return store_cursor(p, t->name, 0);
 }
 
 unsigned long edge_pull_rebuilds(const edge_pull *p)
@@ -531,11 +529,7 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
         s->cursor = 0;
         s->started = 0;
         s->done_rows = 0;
-        sqlite3_bind_text(p->set_cursor, 1, t->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(p->set_cursor, 2, 0);
-        int src = sqlite3_step(p->set_cursor);
-        sqlite3_reset(p->set_cursor);
-        if (src != SQLITE_DONE) {
+        if (store_cursor(p, t->name, 0) != SYNC_OK) {
             p->page_failed = 1;
             return SYNC_ERR_DB;
         }
