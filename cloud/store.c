@@ -201,7 +201,7 @@ void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_ro
                       sync_change *out)
 {
     out->key = *key;
-    out->op = row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
+    out->op = row->left ? SYNC_OP_LEAVE : row->deleted ? SYNC_OP_DELETE : SYNC_OP_INSERT;
     out->version = row->version;
     out->cseq = row->cseq;
     out->hlc = row->hlc;

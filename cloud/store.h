@@ -32,6 +32,8 @@ typedef struct cloud_row {
     char origin[SYNC_MAX_ID + 1];
     uint32_t colver[SYNC_MAX_COLS]; /* per column: the row version that last set it (merge) */
     int64_t conflict;               /* id of a pending (manual) conflict on the row, or 0 */
+    int left; /* only from cloud_store_pull_part: not a row but the leave of a row that moved
+                 to another partition (deleted = 1, no values but the key) */
     sync_value vals[SYNC_MAX_COLS]; /* every column; from row_get they point into the store's
                                        scratch memory, valid until the next row_get */
 } cloud_row;
@@ -136,8 +138,8 @@ int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq)
  * above `after` the table holds in all (for progress). Read-only: call outside a write
  * transaction so pages show only committed data. */
 /* A stored row as the whole-row change that retained row messages and catch-up pages carry:
- * INSERT with every column, or DELETE without columns for a tombstone. out points into row and
- * t (no copies). */
+ * INSERT with every column, or DELETE without columns for a tombstone (LEAVE, without columns,
+ * for a row->left from a partition pull). out points into row and t (no copies). */
 void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_row *row,
                       sync_change *out);
 
@@ -172,7 +174,11 @@ int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint6
  * horizon may have missed a delete the store no longer holds, so its catch-up must take the
  * table whole. The highest version removed becomes the table's version floor: a row created
  * again for a compacted key starts above it, so replicas that held the old row take the new one.
- * Call inside a write transaction. *removed receives the number of tombstones removed. */
+ * For a partitioned table it also removes the leaves recorded before before_ms, and the
+ * horizon rises to the highest cseq removed of either (a partition pull from below it is
+ * answered from the start).
+ * Call inside a write transaction. *removed receives the number of tombstones (and leaves)
+ * removed. */
 int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
                         uint64_t *removed);
 /* Reads again what another consumer sharing the database may have changed since: each table's
@@ -184,6 +190,39 @@ int cloud_store_refresh(cloud_store *st);
 uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t);
 /* The table's version floor (0: nothing compacted yet). */
 uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t);
+
+/* ---- partitions (docs/protocol.md, "Partitions") ---- */
+
+/* Declares t partitioned by column col (schema index: an integer or text column, not the key).
+ * Creates, if missing, what the partition queries need: an index on (col, _cseq) and the record
+ * of rows that left a partition (_sync_moves). Call once after open, before anything below
+ * for t. */
+int cloud_store_partition(cloud_store *st, const sync_table *t, int col);
+/* The cseq of the newest change of partition `part` of t (0 if none): the highest _cseq of its
+ * rows (tombstones included: a tombstone keeps its partition column) and of the leaves recorded
+ * for it. Inside or outside a write transaction. */
+int cloud_store_part_cseq(cloud_store *st, const sync_table *t, const sync_value *part,
+                          uint64_t *cseq);
+/* Records, inside a write transaction, that row `key` left partition `part` by the change
+ * (version, cseq, hlc, origin): one record per (table, part, key), replaced by a later leave of
+ * the same row from the same partition. The record's time (server clock, ms) decides when
+ * compaction removes it. */
+int cloud_store_leave(cloud_store *st, const sync_table *t, const sync_value *part,
+                      const sync_value *key, uint64_t version, uint64_t cseq, uint64_t hlc,
+                      const char *origin);
+/* cloud_store_pull for one partition: the rows with col = part and _cseq > after (tombstones
+ * included) and the leaves of part with cseq > after, merged in cseq order, at most limit in
+ * all. A leave reaches cb as a row with left = 1, deleted = 1, its version, cseq, hlc and
+ * origin, and no values. *remaining: rows and leaves above after. Read-only: call outside a
+ * write transaction. */
+int cloud_store_pull_part(cloud_store *st, const sync_table *t, const sync_value *part,
+                          uint64_t after, uint64_t limit, cloud_row_cb cb, void *ctx,
+                          uint64_t *remaining);
+/* Calls cb for every distinct value of t's partition column among its rows (tombstones
+ * included), so a starting consumer can publish every partition's head. The value is valid
+ * during the callback. cb returns 0 to go on, 1 to stop, or an error that is returned. */
+typedef int (*cloud_value_cb)(void *ctx, const sync_value *v);
+int cloud_store_partitions(cloud_store *st, const sync_table *t, cloud_value_cb cb, void *ctx);
 
 int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
                          char *err, size_t errlen);

@@ -175,8 +175,9 @@ static int rec__uint(rec__dec *d, uint64_t *v)
     return rc;
 }
 
-/* Reads an op code (0 insert, 1 update, 2 delete). */
-static int rec__op(rec__dec *d, sync_op *op)
+/* Reads an op code (0 insert, 1 update, 2 delete; 3 leave where `leave` allows it: in the
+ * changes of deltas and pages, never in an edge's records). */
+static int rec__op(rec__dec *d, sync_op *op, int leave)
 {
     size_t at = rec__at(d);
     uint64_t v = 0;
@@ -185,10 +186,10 @@ static int rec__op(rec__dec *d, sync_op *op)
     rc = rec__uint(d, &v);
     if (rc != SYNC_OK)
         return rc;
-    if (v > SYNC_OP_DELETE)
+    if (v > (leave ? SYNC_OP_LEAVE : SYNC_OP_DELETE))
         return rec__fail(d, SYNC_ERR_DECODE,
-                         "op %" PRIu64 " at byte %zu is not 0 (insert), 1 (update) or 2 (delete)",
-                         v, at);
+                         "op %" PRIu64 " at byte %zu is not 0 (insert), 1 (update), 2 (delete)%s",
+                         v, at, leave ? " or 3 (leave)" : "");
     *op = (sync_op)v;
     return SYNC_OK;
 }
@@ -450,7 +451,7 @@ static int rec__record(rec__dec *d, uint64_t base_seq, sync_record *r)
             rc = rec__key(d, &r->key);
             break;
         case 2:
-            rc = rec__op(d, &r->op);
+            rc = rec__op(d, &r->op, 0);
             break;
         case 3:
             rc = rec__uint(d, &r->base_version);
@@ -736,7 +737,7 @@ static int rec__change(rec__dec *d, sync_change *c)
     rc = rec__key(d, &c->key);
     if (rc == SYNC_OK) {
         d->field = "op";
-        rc = rec__op(d, &c->op);
+        rc = rec__op(d, &c->op, 1);
     }
     if (rc == SYNC_OK) {
         d->field = "version";
@@ -761,10 +762,10 @@ static int rec__change(rec__dec *d, sync_change *c)
     rc = rec__cols_or_null(d, &is_null, c->cols, &c->ncols);
     if (rc != SYNC_OK)
         return rc;
-    if (c->op == SYNC_OP_DELETE && !is_null)
-        return rec__fail(d, SYNC_ERR_DECODE, "a delete must have null, not columns, at byte %zu",
-                         at);
-    if (c->op != SYNC_OP_DELETE && is_null)
+    if (SYNC_OP_NOCOLS(c->op) && !is_null)
+        return rec__fail(d, SYNC_ERR_DECODE, "a %s must have null, not columns, at byte %zu",
+                         c->op == SYNC_OP_DELETE ? "delete" : "leave", at);
+    if (!SYNC_OP_NOCOLS(c->op) && is_null)
         return rec__fail(d, SYNC_ERR_DECODE, "an %s needs a map of columns, found null at byte %zu",
                          c->op == SYNC_OP_INSERT ? "insert" : "update", at);
     return SYNC_OK;
@@ -1067,19 +1068,20 @@ int sync_delta_encode_hdr(sync_cbuf *b, const sync_delta_hdr *hdr)
     return sync_cbor_put_array(b, hdr->nchanges);
 }
 
-/* Fields a change and a row share, checked the same way for both. */
-static int rec__change_ok(const sync_change *c)
+/* Fields a change and a row share, checked the same way for both; a leave (max_op LEAVE) is a
+ * change only. */
+static int rec__change_ok(const sync_change *c, sync_op max_op)
 {
-    if (!rec__key_ok(&c->key) || (unsigned)c->op > SYNC_OP_DELETE ||
+    if (!rec__key_ok(&c->key) || (unsigned)c->op > (unsigned)max_op ||
         !rec__name_ok(c->origin, c->origin_len, SYNC_MAX_ID))
         return 0;
-    return c->op == SYNC_OP_DELETE ? c->ncols == 0 : rec__cols_ok(c->cols, c->ncols);
+    return SYNC_OP_NOCOLS(c->op) ? c->ncols == 0 : rec__cols_ok(c->cols, c->ncols);
 }
 
-/* Writes one change array; a delete gets null instead of columns. */
+/* Writes one change array; a delete or leave gets null instead of columns. */
 int sync_change_encode(sync_cbuf *b, const sync_change *c)
 {
-    if (!rec__change_ok(c))
+    if (!rec__change_ok(c, SYNC_OP_LEAVE))
         return rec__inval(b);
     sync_cbor_put_array(b, 7);
     sync_cbor_put_value(b, &c->key);
@@ -1088,7 +1090,7 @@ int sync_change_encode(sync_cbuf *b, const sync_change *c)
     sync_cbor_put_uint(b, c->cseq);
     sync_cbor_put_uint(b, c->hlc);
     sync_cbor_put_text(b, c->origin, c->origin_len);
-    if (c->op == SYNC_OP_DELETE)
+    if (SYNC_OP_NOCOLS(c->op))
         return sync_cbor_put_null(b);
     return rec__put_cols(b, c->cols, c->ncols);
 }
@@ -1096,7 +1098,7 @@ int sync_change_encode(sync_cbuf *b, const sync_change *c)
 /* Writes a complete row message: a delete (tombstone) gets null, any other op its columns. */
 int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const sync_change *c)
 {
-    if (!rec__name_ok(table, table_len, SYNC_MAX_NAME) || !rec__change_ok(c))
+    if (!rec__name_ok(table, table_len, SYNC_MAX_NAME) || !rec__change_ok(c, SYNC_OP_DELETE))
         return rec__inval(b);
     sync_cbor_put_map(b, 7);
     sync_cbor_put_uint(b, 0);
@@ -1119,23 +1121,29 @@ int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const syn
 
 /* ==== catch-up: pull, page, head ==== */
 
-static const char *const rec__pull_keys[] = {"table", "after", "limit", "full"};
+static const char *const rec__pull_keys[] = {"table", "after", "limit", "full", "part"};
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p)
 {
-    if (!rec__name_ok(p->table, p->table_len, SYNC_MAX_NAME) || p->limit == 0)
+    if (!rec__name_ok(p->table, p->table_len, SYNC_MAX_NAME) || p->limit == 0 ||
+        (p->has_part && p->part.type != SYNC_INT && p->part.type != SYNC_TEXT))
         return rec__inval(b);
-    sync_cbor_put_map(b, p->full ? 4 : 3);
+    sync_cbor_put_map(b, 3 + (p->full ? 1 : 0) + (p->has_part ? 1 : 0));
     sync_cbor_put_uint(b, 0);
     sync_cbor_put_text(b, p->table, p->table_len);
     sync_cbor_put_uint(b, 1);
     sync_cbor_put_uint(b, p->after);
     sync_cbor_put_uint(b, 2);
-    if (!p->full)
-        return sync_cbor_put_uint(b, p->limit);
     sync_cbor_put_uint(b, p->limit);
-    sync_cbor_put_uint(b, 3);
-    return sync_cbor_put_bool(b, 1);
+    if (p->full) {
+        sync_cbor_put_uint(b, 3);
+        sync_cbor_put_bool(b, 1);
+    }
+    if (p->has_part) {
+        sync_cbor_put_uint(b, 4);
+        sync_cbor_put_value(b, &p->part);
+    }
+    return b->err ? SYNC_ERR_NOMEM : SYNC_OK;
 }
 
 int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, size_t errlen)
@@ -1152,7 +1160,7 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
     rc = rec__expect(&d, &t, SYNC_C_MAP);
     npairs = t.u.count;
     for (i = 0; rc == SYNC_OK && i < npairs; i++) {
-        rc = rec__mapkey(&d, rec__pull_keys, 4, &last, &key);
+        rc = rec__mapkey(&d, rec__pull_keys, 5, &last, &key);
         if (rc != SYNC_OK)
             return rc;
         seen |= 1u << key;
@@ -1172,11 +1180,21 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
             rc = rec__expect(&d, &t, SYNC_C_BOOL);
             out->full = rc == SYNC_OK && t.u.u;
             break;
+        case 4: {
+            size_t at = rec__at(&d);
+            rc = rec__value(&d, &out->part);
+            if (rc == SYNC_OK && out->part.type != SYNC_INT && out->part.type != SYNC_TEXT)
+                rc = rec__fail(&d, SYNC_ERR_DECODE,
+                               "a partition must be an integer or text, found %s at byte %zu",
+                               sync_vtype_name(out->part.type), at);
+            out->has_part = rc == SYNC_OK;
+            break;
+        }
         }
     }
     if (rc != SYNC_OK)
         return rc;
-    rc = rec__need(&d, rec__pull_keys, required, seen, 4);
+    rc = rec__need(&d, rec__pull_keys, required, seen, 5);
     if (rc != SYNC_OK)
         return rc;
     return rec__finish(&d);

@@ -47,22 +47,19 @@ int sync_topic_event(char *buf, size_t n, const char *tenant, const char *kind)
     return fmt(buf, n, "sync/%s/events/%s", tenant, kind);
 }
 
-static int topic_row(char *buf, size_t n, const char *tenant, const char *table,
-                     const sync_value *key)
+/* Appends v as one topic level at buf[at] (see sync/topic.h). */
+static int topic_level(char *buf, size_t n, size_t at, const sync_value *v)
 {
     static const char hex[] = "0123456789ABCDEF";
-    int rc = fmt(buf, n, "sync/%s/rows/%s/", tenant, table);
-    if (rc != SYNC_OK)
-        return rc;
-    size_t at = strlen(buf);
-    if (key->type == SYNC_INT) {
-        return fmt(buf + at, n - at, "%lld", (long long)key->u.i);
-    }
-    if (key->type != SYNC_TEXT && key->type != SYNC_BLOB)
+    if (at >= n)
+        return SYNC_ERR_NOSPACE;
+    if (v->type == SYNC_INT)
+        return fmt(buf + at, n - at, "%lld", (long long)v->u.i);
+    if (v->type != SYNC_TEXT && v->type != SYNC_BLOB)
         return SYNC_ERR_INVAL;
-    const uint8_t *p = key->u.b.p;
-    size_t len = key->u.b.n;
-    if (key->type == SYNC_BLOB) {
+    const uint8_t *p = v->u.b.p;
+    size_t len = v->u.b.n;
+    if (v->type == SYNC_BLOB) {
         if (at + 1 + 2 * len + 1 > n)
             return SYNC_ERR_NOSPACE;
         buf[at++] = 'x';
@@ -98,13 +95,46 @@ static int topic_row(char *buf, size_t n, const char *tenant, const char *table,
     return SYNC_OK;
 }
 
+/* Never hand out half a topic. */
+static int whole(char *buf, size_t n, int rc)
+{
+    if (rc != SYNC_OK && n > 0)
+        buf[0] = '\0';
+    return rc;
+}
+
+int sync_topic_level(char *buf, size_t n, const sync_value *v)
+{
+    return whole(buf, n, topic_level(buf, n, 0, v));
+}
+
+int sync_topic_stream(char *buf, size_t n, const char *tenant, const char *kind,
+                      const char *table, const sync_value *part)
+{
+    int rc = fmt(buf, n, part ? "sync/%s/%s/%s/" : "sync/%s/%s/%s", tenant, kind, table);
+    if (rc == SYNC_OK && part)
+        rc = topic_level(buf, n, strlen(buf), part);
+    return whole(buf, n, rc);
+}
+
+int sync_topic_row_part(char *buf, size_t n, const char *tenant, const char *table,
+                        const sync_value *part, const sync_value *key)
+{
+    int rc = fmt(buf, n, "sync/%s/rows/%s/", tenant, table);
+    if (rc == SYNC_OK && part) {
+        rc = topic_level(buf, n, strlen(buf), part);
+        if (rc == SYNC_OK)
+            rc = fmt(buf + strlen(buf), n - strlen(buf), "/");
+    }
+    if (rc == SYNC_OK)
+        rc = topic_level(buf, n, strlen(buf), key);
+    return whole(buf, n, rc);
+}
+
 int sync_topic_row(char *buf, size_t n, const char *tenant, const char *table,
                    const sync_value *key)
 {
-    int rc = topic_row(buf, n, tenant, table, key);
-    if (rc != SYNC_OK && n > 0)
-        buf[0] = '\0'; /* never hand out half a topic */
-    return rc;
+    return sync_topic_row_part(buf, n, tenant, table, NULL, key);
 }
 
 /* Copies the level starting at *p into out (max bytes + NUL) and advances past the '/'. */

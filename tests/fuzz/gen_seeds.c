@@ -256,7 +256,7 @@ static void frame_pull(input *in, int dev, unsigned flags, const char *table, ui
                        uint64_t limit, int full)
 {
     sync_cbuf enc;
-    sync_pull p = {table, strlen(table), after, limit, full};
+    sync_pull p = {.table = table, .table_len = strlen(table), .after = after, .limit = limit, .full = full};
     sync_cbuf_init(&enc, 0);
     sync_pull_encode(&enc, &p);
     if (enc.err != SYNC_OK)
@@ -424,7 +424,7 @@ static void gen_record(void)
 
     /* Catch-up. */
     sync_cbuf_reset(&o);
-    sync_pull p = {"items", 5, 0, 100, 0};
+    sync_pull p = {.table = "items", .table_len = 5, .after = 0, .limit = 100};
     sync_pull_encode(&o, &p);
     write_buf("record", "seed-pull", &o);
     sync_cbuf_reset(&o);

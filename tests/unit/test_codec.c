@@ -1816,6 +1816,14 @@ static void test_mutations(void)
     sync_cbuf_free(&b);
 }
 
+static int leave_seen;
+static int count_leave(void *ctx, const sync_change *c)
+{
+    (void)ctx;
+    leave_seen += c->op == SYNC_OP_LEAVE && c->ncols == 0 && c->version == 4;
+    return 0;
+}
+
 /* Catch-up requests: round trips, the optional `full` flag, and refusals. */
 static void test_pull(void)
 {
@@ -1842,11 +1850,90 @@ static void test_pull(void)
     CHECK(strstr(err, "limit is 0") != NULL);
     const uint8_t full_not_bool[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x03, 0x01};
     CHECK(sync_pull_decode(full_not_bool, sizeof full_not_bool, &out, err, sizeof err) != SYNC_OK);
-    const uint8_t key4[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x04, 0xf5};
-    CHECK(sync_pull_decode(key4, sizeof key4, &out, err, sizeof err) != SYNC_OK);
+    const uint8_t key5[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x05, 0xf5};
+    CHECK(sync_pull_decode(key5, sizeof key5, &out, err, sizeof err) != SYNC_OK);
+    /* A partition's pull: an integer or a text value, with or without `full`. */
+    for (int full = 0; full <= 1; full++) {
+        sync_pull pin = {.table = "sales", .table_len = 5, .after = 9, .limit = 7, .full = full,
+                         .has_part = 1, .part = {.type = SYNC_INT, .u.i = -12}};
+        sync_cbuf_reset(&b);
+        CHECK_RC(sync_pull_encode(&b, &pin), SYNC_OK, NULL);
+        CHECK_RC(sync_pull_decode(b.data, b.len, &out, err, sizeof err), SYNC_OK, err);
+        CHECK(out.has_part && out.part.type == SYNC_INT && out.part.u.i == -12 &&
+              out.full == full && out.after == 9);
+        pin.part = (sync_value){.type = SYNC_TEXT, .u.b = {(const uint8_t *)"north", 5}};
+        sync_cbuf_reset(&b);
+        CHECK_RC(sync_pull_encode(&b, &pin), SYNC_OK, NULL);
+        CHECK_RC(sync_pull_decode(b.data, b.len, &out, err, sizeof err), SYNC_OK, err);
+        CHECK(out.has_part && out.part.type == SYNC_TEXT &&
+              same_bytes((const char *)out.part.u.b.p, out.part.u.b.n, "north", 5));
+        pin.part = (sync_value){.type = SYNC_REAL, .u.f = 1.5};
+        sync_cbuf_reset(&b);
+        CHECK(sync_pull_encode(&b, &pin) != SYNC_OK);
+    }
+    const uint8_t part_null[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x04, 0xf6};
+    CHECK(sync_pull_decode(part_null, sizeof part_null, &out, err, sizeof err) != SYNC_OK &&
+          strstr(err, "partition") != NULL);
     const uint8_t no_limit[] = {0xa2, 0x00, 0x61, 't', 0x01, 0x00};
     CHECK(sync_pull_decode(no_limit, sizeof no_limit, &out, err, sizeof err) != SYNC_OK &&
           strstr(err, "limit") != NULL);
+    sync_cbuf_free(&b);
+}
+
+/* A partition's `leave`: a change without columns, in deltas only; never in an edge's record,
+ * never in a retained row. */
+static void test_leave(void)
+{
+    sync_cbuf b;
+    char err[256];
+    sync_cbuf_init(&b, 0);
+    sync_delta_hdr h = {.table = "sales", .table_len = 5, .prev_cseq = 3, .nchanges = 1};
+    sync_change c = {.key = {.type = SYNC_INT, .u.i = 8}, .op = SYNC_OP_LEAVE, .version = 4,
+                     .cseq = 11, .hlc = 99, .origin = "mgr", .origin_len = 3};
+    CHECK_RC(sync_delta_encode_hdr(&b, &h), SYNC_OK, NULL);
+    CHECK_RC(sync_change_encode(&b, &c), SYNC_OK, NULL);
+    leave_seen = 0;
+    CHECK_RC(sync_delta_decode(b.data, b.len, NULL, NULL, count_leave, NULL, err, sizeof err),
+             SYNC_OK, err);
+    CHECK(leave_seen == 1);
+    /* A leave with columns is refused, by the encoder and by the decoder. */
+    sync_cbuf tmp;
+    sync_cbuf_init(&tmp, 0);
+    c.ncols = 1;
+    c.cols[0] = (sync_colval){.name = "n", .name_len = 1, .v = {.type = SYNC_INT, .u.i = 1}};
+    CHECK(sync_change_encode(&tmp, &c) != SYNC_OK);
+    sync_cbuf_free(&tmp);
+    size_t at = b.len - 1; /* the trailing null of the change */
+    CHECK(b.data[at] == 0xf6);
+    uint8_t bad[64];
+    memcpy(bad, b.data, b.len);
+    bad[at] = 0xa0; /* an empty map instead of null */
+    CHECK(sync_delta_decode(bad, b.len, NULL, NULL, NULL, NULL, err, sizeof err) != SYNC_OK);
+    /* Not a row state. */
+    c.ncols = 0;
+    sync_cbuf_reset(&b);
+    CHECK(sync_row_encode(&b, "sales", 5, &c) != SYNC_OK);
+    /* Not an edge's op: a record with op 3 is refused. */
+    sync_cbuf_reset(&b);
+    sync_batch_hdr bh = {.schema_version = 1, .device = "d", .device_len = 1, .base_seq = 1,
+                         .nrecords = 1};
+    sync_record r;
+    memset(&r, 0, sizeof r);
+    r.table = "sales";
+    r.table_len = 5;
+    r.key = (sync_value){.type = SYNC_INT, .u.i = 1};
+    r.op = SYNC_OP_DELETE;
+    r.seq = 1;
+    CHECK_RC(sync_batch_encode_hdr(&b, &bh), SYNC_OK, NULL);
+    CHECK_RC(sync_record_encode(&b, &r, 1), SYNC_OK, NULL);
+    uint8_t *op = memchr(b.data + b.len - 12, 0x02, 12); /* key 2 (op) */
+    CHECK(op != NULL && op[1] == 0x02);
+    op[1] = 0x03;
+    CHECK(sync_batch_decode(b.data, b.len, NULL, NULL, NULL, NULL, NULL, err, sizeof err) !=
+              SYNC_OK &&
+          strstr(err, "op 3") != NULL);
+    r.op = SYNC_OP_LEAVE;
+    CHECK(sync_record_encode(&b, &r, 1) != SYNC_OK);
     sync_cbuf_free(&b);
 }
 
@@ -1871,6 +1958,7 @@ int main(void)
     test_row();
     test_mutations();
     test_pull();
+    test_leave();
     if (failures != 0) {
         fprintf(stderr, "test_codec: %d of %d checks failed\n", failures, checks);
         return 1;

@@ -25,7 +25,12 @@ typedef enum sync_op {
     SYNC_OP_INSERT = 0, /* put the full row (also used when the edge re-inserts a key) */
     SYNC_OP_UPDATE = 1, /* change the listed columns of an existing row */
     SYNC_OP_DELETE = 2, /* delete the row (leaves a tombstone in the cloud) */
+    SYNC_OP_LEAVE = 3,  /* downstream only, in a partition's changes: the row moved to another
+                           partition (docs/protocol.md, "Partitions"); no columns */
 } sync_op;
+
+/* Ops that carry no columns. */
+#define SYNC_OP_NOCOLS(op) ((op) == SYNC_OP_DELETE || (op) == SYNC_OP_LEAVE)
 
 /* Size limits a decoder enforces; the cloud takes them from its config. */
 typedef struct sync_limits {
@@ -182,6 +187,9 @@ typedef struct sync_pull {
     uint64_t limit; /* rows per page wanted (the cloud may send fewer) */
     int full;       /* 1: continuing a full resync: serve from `after` even if tombstones
                        below it were compacted (optional on the wire, default false) */
+    int has_part;    /* 1: the pull is for one partition of the table (optional on the wire) */
+    sync_value part; /* that partition's value: an integer or text (decoded text points into
+                        the input) */
 } sync_pull;
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p);
