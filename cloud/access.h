@@ -1,16 +1,19 @@
-/* access.h - which tables each device receives and may write (selective sync, table level).
+/* access.h - which tables, and which partitions of a table, each device receives and may write
+ * (selective sync).
  *
- * Declared in synccloud's config with `receive WHO TABLES` and `write WHO TABLES` lines, WHO
- * being a device id, `role:NAME` (the `role DEVICE NAME` lines) or `*`, TABLES a comma-
- * separated list or `*`. A device receives (writes) the union of the lines that name it, its
- * role or everyone; with no line of a kind, every device receives (writes) every table. A
- * table with a schema `owner` is writable by its owner only, whatever the lines say.
+ * Declared in synccloud's config with `receive WHO ENTRIES` and `write WHO ENTRIES` lines, WHO
+ * being a device id, `role:NAME` (the `role DEVICE NAME` lines) or `*`, ENTRIES a comma-
+ * separated list of `TABLE`, `TABLE=V1|V2` (partitions of a table with a `partition TABLE
+ * COLUMN` line; a value is a literal, `$device` or `$NAME`, an `attr DEVICE NAME VALUE`) or
+ * `*`. A device receives (writes) the union of the lines that name it, its role or everyone;
+ * with no line of a kind, every device receives (writes) every table. A table with a schema
+ * `owner` is writable by its owner only, whatever the lines say.
  *
- * The cloud enforces it (changes to other tables are refused, pulls of other tables are not
- * answered) and tells each device its policy in a retained message, sync/{tenant}/dev/
- * {device}/policy (docs/protocol.md, "Selective sync"), so the edge refuses writes it would be
- * refused and subscribes to what it receives only; syncctl writes the broker's ACL from the
- * same lines, so a device cannot read other tables' topics either.
+ * The cloud enforces it (changes outside the write set are refused, pulls outside the receive
+ * set are not answered) and tells each device its policy in a retained message, sync/{tenant}/
+ * dev/{device}/policy (docs/protocol.md, "Selective sync" and "Partitions"), so the edge
+ * refuses writes it would be refused and subscribes to what it receives only; syncctl writes
+ * the broker's ACL from the same lines, so a device cannot read other topics either.
  */
 #ifndef CLOUD_ACCESS_H
 #define CLOUD_ACCESS_H
@@ -22,16 +25,36 @@
 #include "sync/json.h"
 #include "sync/schema.h"
 
-/* 1 when table t is in the receive (write = 0) or write (write = 1) set of device. */
+/* Partitions of one table a device can be given at most (more are left out, with a warning). */
+#define CLOUD_MAX_PARTS 64
+
+/* What a device gets of one table in one direction. */
+typedef struct cloud_reach {
+    int whole;   /* the whole table */
+    int nparts;  /* otherwise these partitions; none (and !whole): nothing */
+    sync_value parts[CLOUD_MAX_PARTS]; /* typed as the partition column; text points into the
+                                          config or the device id given */
+} cloud_reach;
+
+/* The schema index of t's partition column, or -1 when t has no `partition` line. */
+int cloud_access_part_col(const cloud_config *c, const sync_table *t);
+
+/* Fills *out with what device receives (write = 0) or may write (write = 1) of t. */
+void cloud_access_reach(const cloud_config *c, const sync_table *t, const char *device, int write,
+                        cloud_reach *out);
+
+/* 1 when r includes the row whose partition value is v (the whole table includes every row;
+ * v NULL or a NULL value: a row outside every partition, included only by the whole table). */
+int cloud_reach_has(const cloud_reach *r, const sync_value *v);
+
+/* 1 when t is in the receive (write = 0) or write (write = 1) set of device, whole or in part. */
 int cloud_access_allows(const cloud_config *c, const sync_schema *s, const char *device,
                         const sync_table *t, int write);
 
-/* Fills mask[t->index] (one byte per table of s) with cloud_access_allows for every table. */
-void cloud_access_mask(const cloud_config *c, const sync_schema *s, const char *device, int write,
-                       uint8_t *mask);
-
 /* Writes the device's policy as a JSON object into j:
- * {"device":…,"receive":[tables],"write":[tables],"ts":ms}. */
+ * {"device":…,"receive":[tables],"write":[tables],"partitions":{table:{"column":…,
+ * "receive":[values],"write":[values]}},"ts":ms}; "partitions" only when a table is
+ * partitioned, and in it "receive" ("write") only when that direction is not the whole table. */
 void cloud_access_policy(const cloud_config *c, const sync_schema *s, const char *device,
                          sync_json *j);
 

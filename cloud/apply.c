@@ -23,6 +23,18 @@ typedef struct tdelta {
     int prev_read;      /* published was read from the store in this transaction */
 } tdelta;
 
+/* A partition stream (docs/protocol.md, "Partitions") touched by this transaction: its delta,
+ * and its newest cseq before the transaction (the delta's prev_cseq), read at the first touch. */
+typedef struct pdelta {
+    const sync_table *t;
+    sync_value part; /* a text value points into text */
+    char *text;      /* owned copy of a text value */
+    size_t text_cap;
+    sync_cbuf body;
+    size_t n;
+    uint64_t prev, last;
+} pdelta;
+
 struct cloud_applier {
     cloud_store *st;
     const sync_schema *schema;
@@ -54,6 +66,13 @@ struct cloud_applier {
     sync_cbuf changes;        /* change events of this transaction: "obj,obj,..." (JSON) */
     size_t nchanges;          /* how many */
     uint8_t *writable;        /* per schema table: the batch's device may write it (access.h) */
+    cloud_reach *wreach;      /* per schema table: which of it (whole, or some partitions) */
+    int *pcol;                /* per schema table: its partition column, or -1 */
+    int partitioned;          /* some table has a partition column */
+    pdelta *pd;               /* partition streams touched by this transaction */
+    size_t npd, cappd;
+    sync_cbuf scratch3;       /* a moved row's whole-row change for its new partition */
+    int heads_sent;           /* every partition's head was published once */
 };
 
 /* Change events travel together: one `changes` event per transaction (split at this size)
@@ -92,12 +111,27 @@ int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config 
     }
     a->rules = calloc((size_t)n, sizeof *a->rules);
     a->writable = calloc((size_t)n, 1);
-    if (!a->rules || !a->writable) {
+    a->wreach = calloc((size_t)n, sizeof *a->wreach);
+    a->pcol = calloc((size_t)n, sizeof *a->pcol);
+    sync_cbuf_init(&a->scratch3, 0);
+    if (!a->rules || !a->writable || !a->wreach || !a->pcol) {
         cloud_applier_free(a);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; i < n; i++)
-        a->rules[i] = cloud_config_rule(c, sync_schema_table(s, i)->name);
+    for (int i = 0; i < n; i++) {
+        const sync_table *t = sync_schema_table(s, i);
+        a->rules[i] = cloud_config_rule(c, t->name);
+        a->pcol[i] = cloud_access_part_col(c, t);
+        if (a->pcol[i] >= 0) {
+            a->partitioned = 1;
+            if (cloud_store_partition(st, t, a->pcol[i]) != SYNC_OK) {
+                int rc = sync_seterr(err, errlen, SYNC_ERR_DB, "partitioning '%s': %s", t->name,
+                                     cloud_store_errmsg(st));
+                cloud_applier_free(a);
+                return rc;
+            }
+        }
+    }
     for (int i = 0; i < n; i++) {
         sync_cbuf_init(&a->deltas[i].body, 0);
         if (cloud_store_table_cseq(st, sync_schema_table(s, i), &a->deltas[i].published) !=
@@ -124,6 +158,14 @@ void cloud_applier_free(cloud_applier *a)
     free(a->deltas);
     free(a->rules);
     free(a->writable);
+    free(a->wreach);
+    free(a->pcol);
+    for (size_t i = 0; i < a->cappd; i++) {
+        sync_cbuf_free(&a->pd[i].body);
+        free(a->pd[i].text);
+    }
+    free(a->pd);
+    sync_cbuf_free(&a->scratch3);
     sync_cbuf_free(&a->ack_body);
     sync_cbuf_free(&a->scratch);
     sync_cbuf_free(&a->scratch2);
@@ -404,7 +446,10 @@ int cloud_applier_row_message(cloud_applier *a, const sync_table *t, const sync_
                               const cloud_row *row, cloud_outq *q)
 {
     char topic[SYNC_TOPIC_MAX];
-    if (!row->exists || sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) != SYNC_OK)
+    int pc = a->pcol[t->index];
+    const sync_value *part = pc >= 0 && row->vals[pc].type != SYNC_NULL ? &row->vals[pc] : NULL;
+    if (!row->exists ||
+        sync_topic_row_part(topic, sizeof topic, a->cfg->tenant, t->name, part, key) != SYNC_OK)
         return SYNC_ERR_INVAL;
     cloud_row_change(t, key, row, &a->change);
     return queue_row(a, q, topic, t, &a->change);
@@ -427,10 +472,116 @@ static int delta_prev(cloud_applier *a, const sync_table *t)
     return SYNC_OK;
 }
 
-/* Queues the downstream effects of an applied change: the delta entry, the retained row state
- * and the change event. */
+/* The stream of partition `part` of t in this transaction, added (with its prev_cseq read from
+ * the store) at the first touch. Call before the change is written, under the write lock. NULL
+ * on a database error or out of memory (a->db_failed tells which). */
+static pdelta *part_touch(cloud_applier *a, const sync_table *t, const sync_value *part)
+{
+    for (size_t i = 0; i < a->npd; i++)
+        if (a->pd[i].t == t && sync_value_equal(&a->pd[i].part, part))
+            return &a->pd[i];
+    if (a->npd == a->cappd) {
+        size_t cap = a->cappd ? a->cappd * 2 : 8;
+        pdelta *np = realloc(a->pd, cap * sizeof *np);
+        if (!np)
+            return NULL;
+        memset(np + a->cappd, 0, (cap - a->cappd) * sizeof *np);
+        for (size_t i = a->cappd; i < cap; i++)
+            sync_cbuf_init(&np[i].body, 0);
+        a->pd = np;
+        a->cappd = cap;
+    }
+    pdelta *d = &a->pd[a->npd];
+    d->t = t;
+    d->part = *part;
+    if (part->type == SYNC_TEXT) {
+        size_t n = part->u.b.n;
+        if (n + 1 > d->text_cap) {
+            char *nt = realloc(d->text, n + 1);
+            if (!nt)
+                return NULL;
+            d->text = nt;
+            d->text_cap = n + 1;
+        }
+        memcpy(d->text, part->u.b.p, n);
+        d->part.u.b.p = (const uint8_t *)d->text;
+    }
+    d->n = 0;
+    sync_cbuf_reset(&d->body);
+    if (cloud_store_part_cseq(a->st, t, part, &d->prev) != SYNC_OK) {
+        a->db_failed = 1;
+        return NULL;
+    }
+    d->last = d->prev;
+    a->npd++;
+    return d;
+}
+
+/* Partition bookkeeping of a change about to be written (row: the stored state before, had_row:
+ * it existed; nx: the new state): touches the old and new partition streams, and records the
+ * leave of a row that moves. *from, *to: the streams (NULL: none, or no move for *from).
+ * Returns SYNC_OK, SYNC_ERR_DB or SYNC_ERR_NOMEM. */
+static int part_before_put(cloud_applier *a, const sync_table *t, const sync_value *key,
+                           int had_row, const cloud_row *row, const cloud_row *nx, pdelta **from,
+                           pdelta **to)
+{
+    *from = *to = NULL;
+    int pc = a->pcol[t->index];
+    if (pc < 0)
+        return SYNC_OK;
+    const sync_value *oldp = had_row && row->vals[pc].type != SYNC_NULL ? &row->vals[pc] : NULL;
+    const sync_value *newp = nx->vals[pc].type != SYNC_NULL ? &nx->vals[pc] : NULL;
+    if (newp && !(*to = part_touch(a, t, newp)))
+        return a->db_failed ? SYNC_ERR_DB : SYNC_ERR_NOMEM;
+    if (!oldp || (newp && sync_value_equal(oldp, newp)))
+        return SYNC_OK;
+    if (!(*from = part_touch(a, t, oldp)))
+        return a->db_failed ? SYNC_ERR_DB : SYNC_ERR_NOMEM;
+    if (cloud_store_leave(a->st, t, oldp, key, nx->version, nx->cseq, nx->hlc, nx->origin) !=
+        SYNC_OK) {
+        a->db_failed = 1;
+        return SYNC_ERR_DB;
+    }
+    return SYNC_OK;
+}
+
+/* Appends the change to the partition streams: as it is to its own partition's, or, for a row
+ * that moved, a leave to the old one's and the whole row to the new one's. */
+static int part_publish(cloud_applier *a, const sync_table *t, const sync_value *key,
+                        const sync_change *c, pdelta *from, pdelta *to)
+{
+    if (from) {
+        sync_change lv = *c;
+        lv.op = SYNC_OP_LEAVE;
+        lv.ncols = 0;
+        if (sync_change_encode(&from->body, &lv) != SYNC_OK)
+            return SYNC_ERR_NOMEM;
+        from->n++;
+        from->last = c->cseq;
+    }
+    if (!to)
+        return SYNC_OK;
+    int rc;
+    if (from && c->op != SYNC_OP_DELETE) {
+        sync_change full;
+        cloud_row_change(t, key, &a->next, &full);
+        full.origin = c->origin;
+        full.origin_len = c->origin_len;
+        rc = sync_change_encode(&to->body, &full);
+    } else {
+        rc = sync_change_encode(&to->body, c);
+    }
+    if (rc != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    to->n++;
+    to->last = c->cseq;
+    return SYNC_OK;
+}
+
+/* Queues the downstream effects of an applied change: the delta entry (and the partition
+ * streams' entries), the retained row state and the change event. */
 static int publish_change(cloud_applier *a, const sync_table *t, const sync_record *r,
-                          const sync_value *key, uint64_t setmask)
+                          const sync_value *key, uint64_t setmask, pdelta *from, pdelta *to)
 {
     sync_change *c = &a->change;
     c->key = *key;
@@ -457,10 +608,19 @@ static int publish_change(cloud_applier *a, const sync_table *t, const sync_reco
         return SYNC_ERR_NOMEM;
     d->n++;
     d->last = c->cseq;
+    if ((from || to) && part_publish(a, t, key, c, from, to) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
 
     if (a->cfg->publish_rows) {
         char topic[SYNC_TOPIC_MAX];
-        if (sync_topic_row(topic, sizeof topic, a->cfg->tenant, t->name, key) == SYNC_OK) {
+        /* A partitioned table's rows live under their partition; a row that moved is removed
+         * from its old topic (an empty retained message). */
+        if (from && sync_topic_row_part(topic, sizeof topic, a->cfg->tenant, t->name,
+                                        &from->part, key) == SYNC_OK &&
+            cloud_outq_add(&a->rows, topic, NULL, 0, NULL, 0, 1, 1) != SYNC_OK)
+            return SYNC_ERR_NOMEM;
+        if (sync_topic_row_part(topic, sizeof topic, a->cfg->tenant, t->name,
+                                to ? &to->part : NULL, key) == SYNC_OK) {
             sync_change full;
             cloud_row_change(t, key, &a->next, &full);
             if (queue_row(a, &a->rows, topic, t, &full) != SYNC_OK)
@@ -534,6 +694,57 @@ static int refuse_record(cloud_applier *a, const sync_table *t, const sync_recor
                                                                                  : SYNC_ERR_NOMEM;
 }
 
+/* A partition value for messages: 12, 'north'. */
+static void fmt_part(char *buf, size_t n, const sync_value *v)
+{
+    if (v->type == SYNC_INT)
+        snprintf(buf, n, "%lld", (long long)v->u.i);
+    else
+        snprintf(buf, n, "'%.*s'", (int)(v->u.b.n > 64 ? 64 : v->u.b.n), (const char *)v->u.b.p);
+}
+
+/* For a device that may write some partitions of t only: 1 when the change keeps the row inside
+ * them (the stored row's partition before, and the partition it has after), else 0 and why. */
+static int part_writable(cloud_applier *a, const sync_table *t, const sync_record *r,
+                         const cloud_row *row, char *why, size_t n)
+{
+    const cloud_reach *wr = &a->wreach[t->index];
+    int pc = a->pcol[t->index];
+    if (pc < 0)
+        return 1;
+    const sync_value *before =
+        row->exists && !row->deleted && row->vals[pc].type != SYNC_NULL ? &row->vals[pc] : NULL;
+    const sync_value *after = r->op == SYNC_OP_UPDATE || r->op == SYNC_OP_DELETE ? before : NULL;
+    sync_value set;
+    for (size_t i = 0; i < r->ncols; i++) {
+        if (sync_table_col(t, r->cols[i].name, r->cols[i].name_len) != pc)
+            continue;
+        set = r->cols[i].v;
+        sync_column_check(t, pc, &set, NULL, 0);
+        after = set.type != SYNC_NULL ? &set : NULL;
+    }
+    const sync_value *out = before && !cloud_reach_has(wr, before)  ? before
+                            : after && !cloud_reach_has(wr, after) ? after
+                                                                    : NULL;
+    if (!out)
+        return 1;
+    char v[80], list[256];
+    fmt_part(v, sizeof v, out);
+    size_t at = 0;
+    list[0] = '\0';
+    for (int i = 0; i < wr->nparts && at + 1 < sizeof list; i++) {
+        char one[80];
+        fmt_part(one, sizeof one, &wr->parts[i]);
+        int w = snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", one);
+        at += w > 0 ? (size_t)w : 0;
+    }
+    snprintf(why, n,
+             "row of table '%s' with %s = %s is outside the partitions device '%s' may write "
+             "(%s = %s)",
+             t->name, t->cols[pc].name, v, a->device, t->cols[pc].name, list);
+    return 0;
+}
+
 /* Later hybrid logical clock wins; equal clocks go to the larger device id, so every consumer
  * decides the same way. */
 static int client_is_later(const cloud_applier *a, const sync_record *r, const cloud_row *row)
@@ -579,6 +790,12 @@ static int ap_rec(void *ctx, const sync_record *r)
         return SYNC_ERR_DB;
     }
     cloud_row *row = &a->row;
+    int had_row = row->exists;
+    if (!a->wreach[t->index].whole) {
+        char why[512];
+        if (!part_writable(a, t, r, row, why, sizeof why))
+            return refuse_record(a, t, r, why);
+    }
     if (!row->exists) {
         /* Tombstones get compacted. A change made on top of a version of a row the store no
          * longer holds met a delete; one with no base is a new row. Either way the versions
@@ -696,7 +913,8 @@ static int ap_rec(void *ctx, const sync_record *r)
         /* An update keeps the columns it does not set; an insert or delete replaces all. */
         nx->vals[i] = row->vals[i];
         nx->colver[i] = row->colver[i];
-        if (!keep) {
+        if (!keep && !(nx->deleted && i == a->pcol[t->index])) {
+            /* (A tombstone keeps its partition: partition pulls must return it.) */
             nx->vals[i].type = SYNC_NULL;
             nx->colver[i] = (uint32_t)nx->version;
         }
@@ -722,6 +940,9 @@ static int ap_rec(void *ctx, const sync_record *r)
                          t->cols[i].name, t->name);
                 return refuse_record(a, t, r, why);
             }
+    pdelta *from = NULL, *to = NULL;
+    if (a->partitioned && (rc = part_before_put(a, t, &key, had_row, row, nx, &from, &to)) != SYNC_OK)
+        return rc;
     if (cloud_store_row_put(a->st, t, &key, nx) != SYNC_OK) {
         a->db_failed = 1;
         return SYNC_ERR_DB;
@@ -729,7 +950,7 @@ static int ap_rec(void *ctx, const sync_record *r)
     a->n_applied++;
     a->stats.applied++;
     uint64_t setmask = r->op == SYNC_OP_UPDATE && keep ? take : ~0ull >> (64 - t->ncols);
-    if ((rc = publish_change(a, t, r, &key, setmask)) != SYNC_OK)
+    if ((rc = publish_change(a, t, r, &key, setmask, from, to)) != SYNC_OK)
         return rc;
     if (code == SYNC_R_MERGED) {
         /* The writer gets the merged row, which is neither its value nor the old one. */
@@ -764,6 +985,7 @@ int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_tab
     }
     if (cloud_store_row_get(a->st, t, &k, row) != SYNC_OK)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "%s", cloud_store_errmsg(a->st));
+    int had_row = row->exists;
     if (!row->exists)
         row->version = cloud_store_version_floor(a->st, t);
     if (op == SYNC_OP_UPDATE && ncols == 0 && (!row->exists || row->deleted))
@@ -781,8 +1003,10 @@ int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_tab
     nx->cseq = cloud_store_next_cseq(a->st);
     nx->conflict = 0; /* a person decided: the row is no longer flagged */
     snprintf(nx->origin, sizeof nx->origin, "%s", who);
+    int pc = a->pcol[t->index];
     for (int i = 0; i < t->ncols; i++) {
-        nx->vals[i] = keep ? row->vals[i] : (sync_value){.type = SYNC_NULL};
+        nx->vals[i] = keep || (nx->deleted && i == pc && had_row) ? row->vals[i]
+                                                                  : (sync_value){.type = SYNC_NULL};
         nx->colver[i] = keep ? row->colver[i] : (uint32_t)nx->version;
     }
     nx->vals[t->key] = k;
@@ -798,6 +1022,12 @@ int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_tab
                 return sync_seterr(err, errlen, SYNC_ERR_SCHEMA,
                                    "column '%s' of '%s' may not be null", t->cols[i].name,
                                    t->name);
+    pdelta *from = NULL, *to = NULL;
+    a->db_failed = 0;
+    int prc = a->partitioned ? part_before_put(a, t, &k, had_row, row, nx, &from, &to) : SYNC_OK;
+    if (prc != SYNC_OK)
+        return sync_seterr(err, errlen, prc, "%s",
+                           prc == SYNC_ERR_DB ? cloud_store_errmsg(a->st) : "out of memory");
     if (cloud_store_row_put(a->st, t, &k, nx) != SYNC_OK)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "%s", cloud_store_errmsg(a->st));
     sync_record r;
@@ -805,7 +1035,7 @@ int cloud_applier_admin_change(cloud_applier *a, const char *who, const sync_tab
     r.op = keep ? SYNC_OP_UPDATE : op == SYNC_OP_DELETE ? SYNC_OP_DELETE : SYNC_OP_INSERT;
     const char *saved = a->device;
     a->device = who;
-    int rc = publish_change(a, t, &r, &k, keep ? mask : ~0ull >> (64 - t->ncols));
+    int rc = publish_change(a, t, &r, &k, keep ? mask : ~0ull >> (64 - t->ncols), from, to);
     a->device = saved;
     if (rc != SYNC_OK)
         return sync_seterr(err, errlen, rc, "out of memory");
@@ -876,7 +1106,11 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
     a->have_hdr = 0;
     a->reason[0] = '\0';
     a->stats.batches++;
-    cloud_access_mask(a->cfg, a->schema, device, 1, a->writable);
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
+        cloud_reach *w = &a->wreach[i];
+        cloud_access_reach(a->cfg, sync_schema_table(a->schema, i), device, 1, w);
+        a->writable[i] = (uint8_t)(w->whole || w->nparts > 0);
+    }
     if (a->registry) {
         char why[256];
         int ok = cloud_registry_allows(a->registry, a->cfg->tenant, device, why, sizeof why);
@@ -992,6 +1226,35 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
     return SYNC_OK;
 }
 
+/* Queues the retained head of one partition stream: sync/T/head/TABLE/PART. */
+static int part_head(cloud_applier *a, cloud_outq *q, const sync_table *t, const sync_value *part,
+                     uint64_t cseq)
+{
+    char topic[SYNC_TOPIC_MAX];
+    if (sync_topic_stream(topic, sizeof topic, a->cfg->tenant, "head", t->name, part) != SYNC_OK)
+        return SYNC_OK; /* its delta topic was too long as well, and said so */
+    sync_head_entry e = {.table = t->name, .table_len = strlen(t->name), .cseq = cseq};
+    sync_cbuf_reset(&a->scratch3);
+    if (sync_head_encode(&a->scratch3, cseq, &e, 1) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    return cloud_outq_add(q, topic, a->scratch3.data, a->scratch3.len, NULL, 0, 1, 1);
+}
+
+struct heads_ctx {
+    cloud_applier *a;
+    cloud_outq *q;
+    const sync_table *t;
+};
+
+static int head_of_part(void *ctx, const sync_value *v)
+{
+    struct heads_ctx *h = ctx;
+    uint64_t c = 0;
+    if (cloud_store_part_cseq(h->a->st, h->t, v, &c) != SYNC_OK)
+        return SYNC_ERR_DB;
+    return part_head(h->a, h->q, h->t, v, c);
+}
+
 int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
 {
     cloud_outq_move(q, &a->acks);
@@ -1021,6 +1284,30 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
     }
     for (int i = 0; i < sync_schema_ntables(a->schema); i++)
         a->deltas[i].prev_read = 0;
+    for (size_t i = 0; i < a->npd; i++) {
+        pdelta *pd = &a->pd[i];
+        if (pd->n == 0)
+            continue;
+        sync_delta_hdr h = {
+            .table = pd->t->name,
+            .table_len = strlen(pd->t->name),
+            .prev_cseq = pd->prev,
+            .nchanges = pd->n,
+        };
+        char topic[SYNC_TOPIC_MAX];
+        sync_cbuf_reset(&hdr);
+        if (sync_topic_stream(topic, sizeof topic, a->cfg->tenant, "delta", pd->t->name,
+                              &pd->part) != SYNC_OK) {
+            sync_warn("a partition topic of '%s' would be too long; not published", pd->t->name);
+            continue;
+        }
+        if (sync_delta_encode_hdr(&hdr, &h) != SYNC_OK || pd->body.err ||
+            cloud_outq_add(q, topic, hdr.data, hdr.len, pd->body.data, pd->body.len, 1, 0) !=
+                SYNC_OK ||
+            part_head(a, q, pd->t, &pd->part, pd->last) != SYNC_OK)
+            rc = SYNC_ERR_NOMEM;
+    }
+    a->npd = 0;
     sync_cbuf_free(&hdr);
     cloud_outq_move(q, &a->rows);
     if (changes_event(a) != SYNC_OK)
@@ -1056,7 +1343,24 @@ int cloud_applier_head(cloud_applier *a, cloud_outq *q)
     free(e);
     if (rc == SYNC_OK)
         rc = cloud_outq_add(q, topic, a->scratch.data, a->scratch.len, NULL, 0, 1, 1);
+    /* Every partition's head, once per process (after that each follows its changes). */
+    for (int i = 0; rc == SYNC_OK && !a->heads_sent && i < n; i++) {
+        if (a->pcol[i] < 0)
+            continue;
+        struct heads_ctx h = {a, q, sync_schema_table(a->schema, i)};
+        rc = cloud_store_partitions(a->st, h.t, head_of_part, &h);
+        if (rc != SYNC_OK)
+            sync_error("publishing the partition heads of '%s': %s", h.t->name,
+                       rc == SYNC_ERR_DB ? cloud_store_errmsg(a->st) : sync_strerror(rc));
+    }
+    if (rc == SYNC_OK)
+        a->heads_sent = 1;
     return rc;
+}
+
+void cloud_applier_heads_again(cloud_applier *a)
+{
+    a->heads_sent = 0;
 }
 
 void cloud_applier_discard(cloud_applier *a)
@@ -1071,4 +1375,5 @@ void cloud_applier_discard(cloud_applier *a)
         a->deltas[i].prev_read = 0;
         sync_cbuf_reset(&a->deltas[i].body);
     }
+    a->npd = 0;
 }

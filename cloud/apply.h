@@ -53,15 +53,20 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q);
 /* After ROLLBACK: forgets them (and rewinds the delta links). */
 void cloud_applier_discard(cloud_applier *a);
 
-/* Queues the retained row message (sync/T/rows/TABLE/KEY) of a stored row, as it stands: for
+/* Queues the retained row message (sync/T/rows/TABLE/KEY, or rows/TABLE/PART/KEY for a
+ * partitioned table) of a stored row, as it stands: for
  * rowcheck.c, which publishes a row's newest state again. SYNC_ERR_INVAL if the row does not
  * exist or its topic would be too long, SYNC_ERR_NOMEM. */
 int cloud_applier_row_message(cloud_applier *a, const sync_table *t, const sync_value *key,
                               const cloud_row *row, cloud_outq *q);
 
 /* Queues the retained head message: the newest committed cseq of every table, whichever
- * consumer committed it (read from the store: call it outside a transaction). */
+ * consumer committed it (read from the store: call it outside a transaction); and, on the first
+ * call (and the first after cloud_applier_heads_again), every partition's retained head. */
 int cloud_applier_head(cloud_applier *a, cloud_outq *q);
+/* The next cloud_applier_head publishes every partition's head again (after a reconnect: the
+ * broker may have lost its retained messages). */
+void cloud_applier_heads_again(cloud_applier *a);
 
 void cloud_applier_stats(const cloud_applier *a, cloud_stats *s);
 

@@ -70,6 +70,12 @@ const char cloud_config_help_more[] =
     "                       receive line every device gets every table\n"
     "  write WHO TABLES     tables WHO may change (repeatable; same forms). Without any\n"
     "                       write line every device may write every table\n"
+    "                       TABLE=V1|V2 gives only those partitions of a partitioned table;\n"
+    "                       a value is a literal, $device (the device id) or $NAME (the\n"
+    "                       device's attribute NAME)\n"
+    "  partition TABLE COL  split TABLE into partitions by the NOT NULL integer or text\n"
+    "                       column COL (repeatable; docs/protocol.md, Partitions)\n"
+    "  attr DEVICE NAME VALUE  an attribute of a device, for $NAME (repeatable)\n"
     "  policy TABLE P [resurrect]  conflict policy of a table (repeatable): lww (default),\n"
     "                       server-wins, priority, merge or manual; resurrect lets a winning\n"
     "                       update bring a deleted row back\n"
@@ -160,10 +166,14 @@ void cloud_config_free(cloud_config *c)
     free(c->rules);
     free(c->roles);
     free(c->grants);
+    free(c->parts);
+    free(c->attrs);
     c->rules = NULL;
     c->roles = NULL;
     c->grants = NULL;
-    c->nrules = c->nroles = c->ngrants = 0;
+    c->parts = NULL;
+    c->attrs = NULL;
+    c->nrules = c->nroles = c->ngrants = c->nparts = c->nattrs = 0;
 }
 
 static const char *const policy_names[] = {"lww", "server-wins", "priority", "merge", "manual"};
@@ -249,9 +259,24 @@ static int add_grant(cloud_config *c, int write, const char *value, char *err, s
     for (const char *p = tables; *p;) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == 0 || len > SYNC_MAX_NAME)
+        const char *eq = memchr(p, '=', len);
+        size_t tlen = eq ? (size_t)(eq - p) : len;
+        if (tlen == 0 || tlen > SYNC_MAX_NAME)
             return sync_seterr(err, errlen, SYNC_ERR_INVAL,
                                "Invalid %s value (%s): empty or too long table name", key, value);
+        if (eq) {
+            /* TABLE=V1|V2: no empty value; the values are checked against the column later. */
+            size_t vlen = len - tlen - 1, at = 0;
+            const char *v = eq + 1;
+            int bad = vlen == 0 || v[0] == '|' || v[vlen - 1] == '|';
+            for (; !bad && at + 1 < vlen; at++)
+                bad = v[at] == '|' && v[at + 1] == '|';
+            if (bad)
+                return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                   "Invalid %s value (%s): '%.*s' needs values after '=', "
+                                   "separated by '|'",
+                                   key, value, (int)len, p);
+        }
         p += len + (e ? 1 : 0);
         if (e && !*p)
             return sync_seterr(err, errlen, SYNC_ERR_INVAL,
@@ -269,6 +294,85 @@ static int add_grant(cloud_config *c, int write, const char *value, char *err, s
     memcpy(g->who, who, strlen(who) + 1);
     memcpy(g->tables, tables, strlen(tables) + 1);
     return SYNC_OK;
+}
+
+/* `partition TABLE COLUMN` (checked against the schema later). */
+static int add_partition(cloud_config *c, const char *value, char *err, size_t errlen)
+{
+    char table[128], column[128], extra[8];
+    if (sscanf(value, "%127s %127s %7s", table, column, extra) != 2 ||
+        strlen(table) > SYNC_MAX_NAME || strlen(column) > SYNC_MAX_NAME)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid partition value (%s): expected 'TABLE COLUMN'", value);
+    for (int i = 0; i < c->nparts; i++)
+        if (strcmp(c->parts[i].table, table) == 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid partition value (%s): table '%s' already has a "
+                               "partition column",
+                               value, table);
+    cloud_partition *np = realloc(c->parts, (size_t)(c->nparts + 1) * sizeof *np);
+    if (!np)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    c->parts = np;
+    memcpy(np[c->nparts].table, table, strlen(table) + 1);
+    memcpy(np[c->nparts].column, column, strlen(column) + 1);
+    c->nparts++;
+    return SYNC_OK;
+}
+
+/* `attr DEVICE NAME VALUE`: VALUE is the rest of the line (a partition value). */
+static int add_attr(cloud_config *c, const char *value, char *err, size_t errlen)
+{
+    char device[128], name[128];
+    int off = 0;
+    if (sscanf(value, "%127s %127s %n", device, name, &off) != 2 || off == 0 ||
+        !sync_id_valid(device, strlen(device)) || !sync_id_valid(name, strlen(name)))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid attr value (%s): expected 'DEVICE NAME VALUE' (DEVICE and "
+                           "NAME ids)",
+                           value);
+    const char *v = value + off;
+    size_t vlen = strlen(v);
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+        vlen--;
+    if (vlen == 0)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid attr value (%s): expected 'DEVICE NAME VALUE'", value);
+    if (vlen >= sizeof c->attrs->value || memchr(v, '|', vlen) || memchr(v, ',', vlen))
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "Invalid attr value (%s): VALUE must be 1-255 bytes without '|' or ','",
+                           value);
+    for (int i = 0; i < c->nattrs; i++)
+        if (strcmp(c->attrs[i].device, device) == 0 && strcmp(c->attrs[i].name, name) == 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "Invalid attr value (%s): device '%s' already has '%s'", value,
+                               device, name);
+    cloud_attr *na = realloc(c->attrs, (size_t)(c->nattrs + 1) * sizeof *na);
+    if (!na)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    c->attrs = na;
+    cloud_attr *a = &na[c->nattrs++];
+    memcpy(a->device, device, strlen(device) + 1);
+    memcpy(a->name, name, strlen(name) + 1);
+    memcpy(a->value, v, vlen);
+    a->value[vlen] = '\0';
+    return SYNC_OK;
+}
+
+const char *cloud_config_partition(const cloud_config *c, const char *table)
+{
+    for (int i = 0; i < c->nparts; i++)
+        if (strcmp(c->parts[i].table, table) == 0)
+            return c->parts[i].column;
+    return NULL;
+}
+
+const char *cloud_config_attr(const cloud_config *c, const char *device, const char *name)
+{
+    for (int i = 0; i < c->nattrs; i++)
+        if (strcmp(c->attrs[i].device, device) == 0 && strcmp(c->attrs[i].name, name) == 0)
+            return c->attrs[i].value;
+    return NULL;
 }
 
 const char *cloud_config_role(const cloud_config *c, const char *device)
@@ -319,18 +423,64 @@ int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s
             return sync_seterr(err, errlen, SYNC_ERR_INVAL,
                                "policy for table '%s', which the schema does not declare",
                                c->rules[i].table);
+    for (int i = 0; i < c->nparts; i++) {
+        const cloud_partition *pt = &c->parts[i];
+        const sync_table *t = sync_schema_find(s, pt->table, strlen(pt->table));
+        if (!t)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "partition %s %s: the schema declares no table '%s'", pt->table,
+                               pt->column, pt->table);
+        int col = sync_table_col(t, pt->column, strlen(pt->column));
+        if (col < 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "partition %s %s: table '%s' has no column '%s'", pt->table,
+                               pt->column, pt->table, pt->column);
+        const sync_column *cd = &t->cols[col];
+        if (col == t->key || !cd->notnull ||
+            (cd->type != SYNC_INT && cd->type != SYNC_TEXT))
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "partition %s %s: the partition column must be an integer or text "
+                               "column declared notnull, and not the key",
+                               pt->table, pt->column);
+    }
     for (int i = 0; i < c->ngrants; i++) {
         const char *p = c->grants[i].tables;
+        const char *kind = c->grants[i].write ? "write" : "receive";
         if (strcmp(p, "*") == 0)
             continue;
         while (*p) {
             const char *e = strchr(p, ',');
             size_t len = e ? (size_t)(e - p) : strlen(p);
-            if (!sync_schema_find(s, p, len))
+            const char *eq = memchr(p, '=', len);
+            size_t tlen = eq ? (size_t)(eq - p) : len;
+            const sync_table *t = sync_schema_find(s, p, tlen);
+            if (!t)
                 return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                                   "%s %s: the schema declares no table '%.*s'",
-                                   c->grants[i].write ? "write" : "receive", c->grants[i].who,
-                                   (int)len, p);
+                                   "%s %s: the schema declares no table '%.*s'", kind,
+                                   c->grants[i].who, (int)tlen, p);
+            const char *pcol = cloud_config_partition(c, t->name);
+            if (eq && !pcol)
+                return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                   "%s %s: '%.*s' names partitions of '%s', which has no "
+                                   "partition line",
+                                   kind, c->grants[i].who, (int)len, p, t->name);
+            for (const char *v = eq ? eq + 1 : p + len; v < p + len;) {
+                const char *bar = memchr(v, '|', (size_t)(p + len - v));
+                size_t vlen = bar ? (size_t)(bar - v) : (size_t)(p + len - v);
+                int col = sync_table_col(t, pcol, strlen(pcol));
+                if (v[0] != '$' && t->cols[col].type == SYNC_INT) {
+                    char num[32];
+                    char *end = NULL;
+                    snprintf(num, sizeof num, "%.*s", (int)vlen, v);
+                    (void)strtoll(num, &end, 10);
+                    if (vlen >= sizeof num || end == num || *end)
+                        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                           "%s %s: '%.*s' is not an integer, and partition "
+                                           "column '%s' of '%s' is one",
+                                           kind, c->grants[i].who, (int)vlen, v, pcol, t->name);
+                }
+                v += vlen + 1;
+            }
             p += len + (e ? 1 : 0);
         }
     }
@@ -346,6 +496,10 @@ int cloud_config_set(void *ctx, const char *key, const char *value, char *err, s
         return add_role(c, value, err, errlen);
     if (strcmp(key, "receive") == 0 || strcmp(key, "write") == 0)
         return add_grant(c, key[0] == 'w', value, err, errlen);
+    if (strcmp(key, "partition") == 0)
+        return add_partition(c, value, err, errlen);
+    if (strcmp(key, "attr") == 0)
+        return add_attr(c, value, err, errlen);
     if (strcmp(key, "events") == 0) {
         static const char *const levels[] = {"none", "batches", "changes"};
         for (int i = 0; i < 3; i++) {

@@ -34,6 +34,19 @@ typedef struct cloud_grant {
     char tables[1024];           /* comma-separated table names, or "*" */
 } cloud_grant;
 
+/* A `partition TABLE COLUMN` line (docs/protocol.md, "Partitions"). */
+typedef struct cloud_partition {
+    char table[SYNC_MAX_NAME + 1];
+    char column[SYNC_MAX_NAME + 1];
+} cloud_partition;
+
+/* An `attr DEVICE NAME VALUE` line: a device's attribute, for `$NAME` in receive/write lines. */
+typedef struct cloud_attr {
+    char device[SYNC_MAX_ID + 1];
+    char name[SYNC_MAX_ID + 1];
+    char value[256];
+} cloud_attr;
+
 typedef struct cloud_config {
     char *database; /* SQLite store file, or a PostgreSQL connection string (store.h) */
     char *registry; /* syncctl's device registry, or NULL: every device may sync */
@@ -73,6 +86,10 @@ typedef struct cloud_config {
     int nroles;
     cloud_grant *grants; /* `receive` and `write` lines */
     int ngrants;
+    cloud_partition *parts; /* `partition` lines */
+    int nparts;
+    cloud_attr *attrs; /* `attr` lines */
+    int nattrs;
     char *priority; /* roles, highest first, comma-separated */
 } cloud_config;
 
@@ -80,10 +97,17 @@ typedef struct cloud_config {
 cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table);
 /* The role of a device (a `role` line), or NULL. */
 const char *cloud_config_role(const cloud_config *c, const char *device);
+/* The partition column of a table (a `partition` line), or NULL. */
+const char *cloud_config_partition(const cloud_config *c, const char *table);
+/* A device's attribute (an `attr` line), or NULL. */
+const char *cloud_config_attr(const cloud_config *c, const char *device, const char *name);
 /* Rank of a device for the priority policy: 0 is highest; devices without a role, or whose role
  * is not listed in `priority`, rank below every listed role. */
 int cloud_config_rank(const cloud_config *c, const char *device);
-/* Checks that every `policy` line names a table of the schema. */
+/* Checks the config against the schema: every `policy` line names a table of it; every
+ * `partition` line a table and an integer or text NOT NULL column that is not the key; every
+ * receive/write entry a table, and `TABLE=VALUES` only a partitioned table, with literals of
+ * the column's type. */
 struct sync_schema;
 int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s, char *err,
                               size_t errlen);

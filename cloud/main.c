@@ -296,6 +296,8 @@ static int run(cloud_config *c, const sync_schema *schema)
         unsigned long cn = sync_mqtt_connects(m);
         if (cn != connects || (head_dirty && now - head_at > 0.25) ||
             now - head_at > (double)c->head_interval) {
+            if (cn != connects)
+                cloud_applier_heads_again(ap); /* the broker may have lost retained heads */
             if (sync_mqtt_connected(m) && cloud_applier_head(ap, &q) == SYNC_OK) {
                 connects = cn;
                 head_dirty = 0;

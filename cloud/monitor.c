@@ -330,7 +330,7 @@ static void send_policy(cloud_monitor *m, const char *device, cloud_outq *q)
     dev_flag *d = find_dev(m, device, &created);
     if (d && d->policy_sent)
         return;
-    char buf[4096], topic[SYNC_TOPIC_MAX];
+    char buf[16384], topic[SYNC_TOPIC_MAX];
     sync_json j;
     sync_json_init(&j, buf, sizeof buf);
     cloud_access_policy(m->cfg, m->schema, device, &j);

@@ -93,12 +93,35 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     if (!p->t)
         return sync_seterr(err, errlen, SYNC_ERR_SCHEMA, "pull from %s: unknown table '%.*s'",
                            device, (int)req.table_len, req.table);
-    /* Selective sync: only the tables the device receives (access.h). No answer: the edge
-     * pulls only what its policy lists, so this is a stale policy or a probe. */
-    if (!cloud_access_allows(p->cfg, p->schema, device, p->t, 0))
+    /* Selective sync: only the tables and partitions the device receives (access.h). No
+     * answer: the edge pulls only what its policy lists, so this is a stale policy or a probe. */
+    cloud_reach reach;
+    cloud_access_reach(p->cfg, p->t, device, 0, &reach);
+    int pc = cloud_access_part_col(p->cfg, p->t);
+    char pname[96] = "";
+    if (req.has_part) {
+        if (pc < 0)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "pull from %s names a partition of '%s', which has no partition "
+                               "column; not answered",
+                               device, p->t->name);
+        char why[128];
+        if (sync_column_check(p->t, pc, &req.part, why, sizeof why) != SYNC_OK)
+            return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                               "pull from %s of a partition of '%s': %s; not answered", device,
+                               p->t->name, why);
+        if (req.part.type == SYNC_INT)
+            snprintf(pname, sizeof pname, " partition %lld", (long long)req.part.u.i);
+        else
+            snprintf(pname, sizeof pname, " partition '%.*s'",
+                     (int)(req.part.u.b.n > 64 ? 64 : req.part.u.b.n),
+                     (const char *)req.part.u.b.p);
+    }
+    if (req.has_part ? !cloud_reach_has(&reach, &req.part) : !reach.whole)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                           "pull from %s of '%s', a table it does not receive; not answered",
-                           device, p->t->name);
+                           "pull from %s of '%s'%s, which it does not receive%s; not answered",
+                           device, p->t->name, pname[0] ? pname : " (the whole table)",
+                           !req.has_part && reach.nparts > 0 ? " (only some partitions)" : "");
     uint64_t limit =
         req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
     /* Another consumer sharing the database may have compacted: the horizon is read again. */
@@ -111,9 +134,9 @@ again:
         /* Tombstones after the replica's cursor were compacted: it may hold rows deleted since,
          * which no change can tell it about now. It gets the whole table (a page whose `after`
          * is 0) and removes what the snapshot does not hold. */
-        sync_notice("pull: %s is at %llu of '%s', older than the tombstones kept (compacted "
-                    "through %llu); sending the whole table",
-                    device, (unsigned long long)req.after, p->t->name,
+        sync_notice("pull: %s is at %llu of '%s'%s, older than the tombstones kept (compacted "
+                    "through %llu); sending it whole",
+                    device, (unsigned long long)req.after, p->t->name, pname,
                     (unsigned long long)horizon);
         req.after = 0;
         p->full_resyncs++;
@@ -122,7 +145,9 @@ again:
     p->n = 0;
     p->last = req.after;
     uint64_t remaining = 0;
-    rc = cloud_store_pull(p->st, p->t, req.after, limit, add_row, p, &remaining);
+    rc = req.has_part ? cloud_store_pull_part(p->st, p->t, &req.part, req.after, limit, add_row, p,
+                                              &remaining)
+                      : cloud_store_pull(p->st, p->t, req.after, limit, add_row, p, &remaining);
     if (rc == SYNC_OK && !req.full && req.after > 0 && cloud_store_refresh(p->st) == SYNC_OK &&
         cloud_store_compacted(p->st, p->t) != horizon) {
         /* A compaction committed between our look at the horizon and the page's snapshot
@@ -149,7 +174,8 @@ again:
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     p->pages++;
     p->rows += p->n;
-    sync_debug("pull: %s gets %zu rows of '%s' after %llu (%llu more)", device, p->n, p->t->name,
-               (unsigned long long)req.after, (unsigned long long)h.remaining);
+    sync_debug("pull: %s gets %zu rows of '%s'%s after %llu (%llu more)", device, p->n,
+               p->t->name, pname, (unsigned long long)req.after,
+               (unsigned long long)h.remaining);
     return SYNC_OK;
 }

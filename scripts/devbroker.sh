@@ -131,7 +131,7 @@ cmd_setup() {
     cp -f "$SRC/broker-config/dev.acl" "$dir/acl"
     # Extra device users get what edge-a .. edge-e get: tenant demo's downstream tree.
     for u in "${EXTRA_USERS[@]}"; do
-        printf '\nuser %s\ntopic read sync/demo/rows/#\ntopic read sync/demo/delta/#\ntopic read sync/demo/head\ntopic read sync/demo/events/#\ntopic read sync/demo/dev/+/state\n' "$u" >>"$dir/acl"
+        printf '\nuser %s\ntopic read sync/demo/rows/#\ntopic read sync/demo/delta/#\ntopic read sync/demo/head\ntopic read sync/demo/head/#\ntopic read sync/demo/events/#\ntopic read sync/demo/dev/+/state\n' "$u" >>"$dir/acl"
     done
 
     # One random password per dev user, kept if it exists so running daemons keep working.

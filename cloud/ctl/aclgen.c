@@ -13,6 +13,7 @@
 #include "sync/conf.h"
 #include "sync/schema.h"
 #include "sync/err.h"
+#include "sync/topic.h"
 
 /* The text being built. */
 struct text {
@@ -89,10 +90,26 @@ static int device_block(void *ctx, const ctl_device *d)
         add(t, "# the tables it receives (synccloud's receive lines)\n");
         for (int i = 0; i < sync_schema_ntables(ru->schema); i++) {
             const sync_table *tb = sync_schema_table(ru->schema, i);
-            if (!cloud_access_allows(&ru->cc, ru->schema, D, tb, 0))
+            cloud_reach r;
+            cloud_access_reach(&ru->cc, tb, D, 0, &r);
+            if (r.whole) {
+                add(t, "topic read sync/%s/delta/%s\n", T, tb->name);
+                add(t, "topic read sync/%s/rows/%s/#\n", T, tb->name);
+                if (cloud_access_part_col(&ru->cc, tb) >= 0) {
+                    add(t, "topic read sync/%s/delta/%s/+\n", T, tb->name);
+                    add(t, "topic read sync/%s/head/%s/+\n", T, tb->name);
+                }
                 continue;
-            add(t, "topic read sync/%s/delta/%s\n", T, tb->name);
-            add(t, "topic read sync/%s/rows/%s/#\n", T, tb->name);
+            }
+            /* Partitions only: their streams, heads and rows, never the whole table's. */
+            for (int k = 0; k < r.nparts; k++) {
+                char part[SYNC_TOPIC_MAX];
+                if (sync_topic_level(part, sizeof part, &r.parts[k]) != SYNC_OK)
+                    continue;
+                add(t, "topic read sync/%s/delta/%s/%s\n", T, tb->name, part);
+                add(t, "topic read sync/%s/head/%s/%s\n", T, tb->name, part);
+                add(t, "topic read sync/%s/rows/%s/%s/#\n", T, tb->name, part);
+            }
         }
         add(t, "topic read sync/%s/head\n", T);
         return 0;
@@ -101,6 +118,7 @@ static int device_block(void *ctx, const ctl_device *d)
     add(t, "topic read sync/%s/rows/#\n", T);
     add(t, "topic read sync/%s/events/#\n", T);
     add(t, "topic read sync/%s/head\n", T);
+    add(t, "topic read sync/%s/head/#\n", T);
     return 0;
 }
 
