@@ -74,6 +74,17 @@ static int add_row(void *ctx, const sync_value *key, const cloud_row *row)
     return 0;
 }
 
+/* The compaction horizon below which the pull is answered from the start: for a partition
+ * pull the partition's own, read from the store (tombstones and leaves compacted away from
+ * other partitions do not concern its replica), else the table's (as of the last refresh). */
+static int pull__horizon(cloud_puller *p, const sync_pull *req, uint64_t *horizon)
+{
+    if (req->has_part)
+        return cloud_store_part_compacted(p->st, p->t, &req->part, horizon);
+    *horizon = cloud_store_compacted(p->st, p->t);
+    return SYNC_OK;
+}
+
 int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg *msg,
                         cloud_outq *q, char *err, size_t errlen)
 {
@@ -128,7 +139,10 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
     if (cloud_store_refresh(p->st) != SYNC_OK)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "pull of '%s' for %s: %s", p->t->name, device,
                            cloud_store_errmsg(p->st));
-    uint64_t horizon = cloud_store_compacted(p->st, p->t);
+    uint64_t horizon, now;
+    if (pull__horizon(p, &req, &horizon) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "pull of '%s'%s for %s: %s", p->t->name,
+                           pname, device, cloud_store_errmsg(p->st));
 again:
     if (!req.full && req.after > 0 && req.after < horizon) {
         /* Tombstones after the replica's cursor were compacted: it may hold rows deleted since,
@@ -148,11 +162,12 @@ again:
     rc = req.has_part ? cloud_store_pull_part(p->st, p->t, &req.part, req.after, limit, add_row, p,
                                               &remaining)
                       : cloud_store_pull(p->st, p->t, req.after, limit, add_row, p, &remaining);
-    if (rc == SYNC_OK && !req.full && req.after > 0 && cloud_store_refresh(p->st) == SYNC_OK &&
-        cloud_store_compacted(p->st, p->t) != horizon) {
+    if (rc == SYNC_OK && !req.full && req.after > 0 &&
+        (req.has_part || cloud_store_refresh(p->st) == SYNC_OK) &&
+        pull__horizon(p, &req, &now) == SYNC_OK && now != horizon) {
         /* A compaction committed between our look at the horizon and the page's snapshot
-         * could have removed tombstones the page should hold: decide again. */
-        horizon = cloud_store_compacted(p->st, p->t);
+         * could have removed tombstones (or leaves) the page should hold: decide again. */
+        horizon = now;
         goto again;
     }
     if (rc != SYNC_OK)

@@ -197,6 +197,42 @@ int cloud_store_checksum(cloud_store *st, const sync_table *t, char hex[65], lon
     return st->ops->checksum(st, t, hex, rows, err, errlen);
 }
 
+int cloud_store_partition(cloud_store *st, const sync_table *t, int col)
+{
+    return st->ops->partition(st, t, col);
+}
+
+int cloud_store_part_cseq(cloud_store *st, const sync_table *t, const sync_value *part,
+                          uint64_t *cseq)
+{
+    return st->ops->part_cseq(st, t, part, cseq);
+}
+
+int cloud_store_part_compacted(cloud_store *st, const sync_table *t, const sync_value *part,
+                               uint64_t *horizon)
+{
+    return st->ops->part_compacted(st, t, part, horizon);
+}
+
+int cloud_store_leave(cloud_store *st, const sync_table *t, const sync_value *part,
+                      const sync_value *key, uint64_t version, uint64_t cseq, uint64_t hlc,
+                      const char *origin)
+{
+    return st->ops->leave(st, t, part, key, version, cseq, hlc, origin);
+}
+
+int cloud_store_pull_part(cloud_store *st, const sync_table *t, const sync_value *part,
+                          uint64_t after, uint64_t limit, cloud_row_cb cb, void *ctx,
+                          uint64_t *remaining)
+{
+    return st->ops->pull_part(st, t, part, after, limit, cb, ctx, remaining);
+}
+
+int cloud_store_partitions(cloud_store *st, const sync_table *t, cloud_value_cb cb, void *ctx)
+{
+    return st->ops->partitions(st, t, cb, ctx);
+}
+
 void cloud_row_change(const sync_table *t, const sync_value *key, const cloud_row *row,
                       sync_change *out)
 {

@@ -174,11 +174,12 @@ int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint6
  * horizon may have missed a delete the store no longer holds, so its catch-up must take the
  * table whole. The highest version removed becomes the table's version floor: a row created
  * again for a compacted key starts above it, so replicas that held the old row take the new one.
- * For a partitioned table it also removes the leaves recorded before before_ms, and the
- * horizon rises to the highest cseq removed of either (a partition pull from below it is
- * answered from the start).
- * Call inside a write transaction. *removed receives the number of tombstones (and leaves)
- * removed. */
+ * For a partitioned table it also removes the leaves recorded before before_ms, and raises the
+ * horizon of each partition that lost tombstones (by the partition column they hold) or
+ * leaves to the highest cseq removed from it (cloud_store_part_compacted). Leaves do not raise
+ * the table's horizon: whole-table replicas never get them.
+ * Call inside a write transaction; the horizons are saved by it. *removed receives the number
+ * of tombstones (and leaves) removed. */
 int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
                         uint64_t *removed);
 /* Reads again what another consumer sharing the database may have changed since: each table's
@@ -186,7 +187,8 @@ int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
  * also does it at every cloud_store_begin, under the lock that orders write transactions.
  * Returns SYNC_OK or SYNC_ERR_DB. */
 int cloud_store_refresh(cloud_store *st);
-/* The table's compaction horizon (0: nothing compacted yet). */
+/* The table's compaction horizon (0: nothing compacted yet): the highest cseq of a removed
+ * tombstone, for whole-table pulls (a partition pull uses cloud_store_part_compacted). */
 uint64_t cloud_store_compacted(const cloud_store *st, const sync_table *t);
 /* The table's version floor (0: nothing compacted yet). */
 uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t);
@@ -199,10 +201,21 @@ uint64_t cloud_store_version_floor(const cloud_store *st, const sync_table *t);
  * for t. */
 int cloud_store_partition(cloud_store *st, const sync_table *t, int col);
 /* The cseq of the newest change of partition `part` of t (0 if none): the highest _cseq of its
- * rows (tombstones included: a tombstone keeps its partition column) and of the leaves recorded
- * for it. Inside or outside a write transaction. */
+ * rows (tombstones included: a tombstone keeps its partition column), of the leaves recorded
+ * for it, and of what compaction removed from it (cloud_store_part_compacted), so it never goes
+ * back: a replica that missed a delta of the partition notices by prev_cseq even when the
+ * delta's changes were compacted since. Index lookups only. Inside or outside a write
+ * transaction. */
 int cloud_store_part_cseq(cloud_store *st, const sync_table *t, const sync_value *part,
                           uint64_t *cseq);
+/* The compaction horizon of partition `part` of t: the highest cseq of its tombstones and its
+ * leaves that compaction removed (0: none). A partition pull whose `after` is below it may
+ * concern a delete or a leave the store no longer holds, so it is answered from the start;
+ * other partitions' compactions do not raise it. Read from the store (so with several
+ * consumers sharing a PostgreSQL database it sees the others' compactions once committed), with
+ * an index lookup. Inside or outside a write transaction. */
+int cloud_store_part_compacted(cloud_store *st, const sync_table *t, const sync_value *part,
+                               uint64_t *horizon);
 /* Records, inside a write transaction, that row `key` left partition `part` by the change
  * (version, cseq, hlc, origin): one record per (table, part, key), replaced by a later leave of
  * the same row from the same partition. The record's time (server clock, ms) decides when

@@ -46,6 +46,17 @@ typedef struct cloud_store_ops {
     int (*counts)(cloud_store *st, int64_t active_since_ms, cloud_counts *out);
     int (*checksum)(cloud_store *st, const sync_table *t, char hex[65], long long *rows,
                     char *err, size_t errlen);
+    /* Partitions (store.h, "partitions"). */
+    int (*partition)(cloud_store *st, const sync_table *t, int col);
+    int (*part_cseq)(cloud_store *st, const sync_table *t, const sync_value *part, uint64_t *cseq);
+    int (*part_compacted)(cloud_store *st, const sync_table *t, const sync_value *part,
+                          uint64_t *horizon);
+    int (*leave)(cloud_store *st, const sync_table *t, const sync_value *part,
+                 const sync_value *key, uint64_t version, uint64_t cseq, uint64_t hlc,
+                 const char *origin);
+    int (*pull_part)(cloud_store *st, const sync_table *t, const sync_value *part, uint64_t after,
+                     uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining);
+    int (*partitions)(cloud_store *st, const sync_table *t, cloud_value_cb cb, void *ctx);
 } cloud_store_ops;
 
 struct cloud_store {

@@ -32,6 +32,12 @@
  * server's default is. A lost connection is re-established (and the statements prepared
  * again) at the start of the next transaction or read; the transaction it interrupted fails,
  * and the edges send its batches again.
+ *
+ * A partitioned table's leaves (rows that moved to another partition) are kept in a table of
+ * its own, "_sync_TABLE_moves", whose part and pk columns have the types of the partition
+ * column and of the key, so equality is exact and binary like everywhere else here. The
+ * compaction horizon of each partition is in "_sync_TABLE_partcompacted" (part, cseq), typed
+ * the same way.
  */
 #include <ctype.h>
 #include <libpq-fe.h>
@@ -72,6 +78,21 @@ typedef struct pg_stmt {
 
 /* Indexes into a table's statements. */
 enum { T_GET, T_GET_LOCK, T_PUT, T_MAXCSEQ, T_PULL, T_COUNT_AFTER, T_TOMB_SCAN, T_TOMB_DEL, T_N };
+/* Indexes into a partitioned table's statements (pg_partition registers them). */
+enum {
+    P_MAX,
+    P_LEAVE,
+    P_COUNT,
+    P_PULL,
+    P_MOVES_PULL,
+    P_VALUES,
+    P_MOVES_SCAN,
+    P_MOVES_DEL,
+    P_CMP_GET,     /* a partition's compaction horizon */
+    P_TOMB_PARTS,  /* raises the horizons of the partitions whose tombstones compaction removes */
+    P_MOVES_PARTS, /* the same for the leaves it removes */
+    P_N
+};
 /* The common statements. */
 enum {
     C_CLAIM,
@@ -93,6 +114,8 @@ typedef struct pg_table {
     int stmt[T_N];      /* index in pg_store.stmts of each statement */
     uint64_t compacted; /* tombstones with cseq <= this may be gone */
     uint64_t floor;     /* highest version of a compacted tombstone */
+    int part_col;       /* partition column (schema index), or -1 */
+    int pstmt[P_N];     /* with part_col >= 0: index in pg_store.stmts of each statement */
 } pg_table;
 
 typedef struct pg_store {
@@ -366,9 +389,10 @@ static int pg__stmt_add(pg_store *st, const char *name, const char *sql, int npa
     return st->nstmts++;
 }
 
-static int pg__prepare_all(pg_store *st)
+/* Prepares the statements registered from index `first` on. */
+static int pg__prepare_from(pg_store *st, int first)
 {
-    for (int i = 0; i < st->nstmts; i++) {
+    for (int i = first; i < st->nstmts; i++) {
         pg_stmt *s = &st->stmts[i];
         PGresult *r = PQprepare(st->conn, s->name, s->sql, s->nparams, s->types);
         int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -382,6 +406,11 @@ static int pg__prepare_all(pg_store *st)
             return SYNC_ERR_DB;
     }
     return SYNC_OK;
+}
+
+static int pg__prepare_all(pg_store *st)
+{
+    return pg__prepare_from(st, 0);
 }
 
 /* Runs prepared statement i with p; returns its result (caller PQclears) or NULL with the
@@ -548,6 +577,14 @@ static Oid pg_oid(sync_vtype t)
     return t == SYNC_INT ? PG_INT8 : t == SYNC_REAL ? PG_FLOAT8 : t == SYNC_TEXT ? PG_TEXT : PG_BYTEA;
 }
 
+/* FNV-1a of the bytes of s, continuing from h (2166136261 to start). */
+static uint32_t fnv1a(uint32_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
 /* Writes "_sync_TABLE_SUFFIX" into out (an index name): PostgreSQL cuts names at 63 bytes, so
  * a long table name is shortened and made unique again with a hash of the whole name. */
 static void pg_index_name(char *out, size_t n, const char *table, const char *suffix)
@@ -556,9 +593,7 @@ static void pg_index_name(char *out, size_t n, const char *table, const char *su
         snprintf(out, n, "_sync_%s_%s", table, suffix);
         return;
     }
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = table; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
+    uint32_t h = fnv1a(2166136261u, table);
     snprintf(out, n, "_sync_%.40s_%08x_%s", table, (unsigned)h, suffix);
 }
 
@@ -798,6 +833,7 @@ static int pg__table_stmts(pg_store *st, const sync_table *t, pg_table *ts)
     const char *key = t->cols[t->key].name;
     Oid keytype = pg_oid(t->cols[t->key].type);
     size_t at = 0;
+    ts->part_col = -1;
 
     SQLCAT(sql, at, "SELECT ");
     for (int i = 0; i < t->ncols; i++)
@@ -1255,6 +1291,7 @@ static int pg_row_get(cloud_store *cs, const sync_table *t, const sync_value *ke
     if (!r)
         return SYNC_ERR_DB;
     row->exists = PQntuples(r) == 1;
+    row->left = 0;
     if (!row->exists) {
         PQclear(r);
         row->deleted = 0;
@@ -1606,6 +1643,26 @@ static int pg_table_cseq(cloud_store *cs, const sync_table *t, uint64_t *cseq)
     return SYNC_OK;
 }
 
+/* Fills *row and *key from row i of a page query (the columns, then _version, _deleted,
+ * _origin, _hlc, _cseq); values point into the result. */
+static void pg__page_row(const PGresult *r, int i, const sync_table *t, cloud_row *row,
+                         sync_value *key)
+{
+    for (int c = 0; c < t->ncols; c++)
+        r_value(r, i, c, &row->vals[c]);
+    *key = row->vals[t->key];
+    int c = t->ncols;
+    row->exists = 1;
+    row->left = 0;
+    row->version = (uint64_t)r_int(r, i, c);
+    row->deleted = r_int(r, i, c + 1) != 0;
+    snprintf(row->origin, sizeof row->origin, "%s",
+             PQgetisnull(r, i, c + 2) ? "" : PQgetvalue(r, i, c + 2));
+    row->hlc = (uint64_t)r_int(r, i, c + 3);
+    row->cseq = (uint64_t)r_int(r, i, c + 4);
+    row->conflict = 0;
+}
+
 static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_t limit,
                    cloud_row_cb cb, void *ctx, uint64_t *remaining)
 {
@@ -1635,18 +1692,10 @@ static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
             ret = SYNC_ERR_DB;
     }
     cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
     for (int i = 0; ret == SYNC_OK && i < PQntuples(r); i++) {
-        for (int c = 0; c < t->ncols; c++)
-            r_value(r, i, c, &row.vals[c]);
-        sync_value key = row.vals[t->key];
-        int c = t->ncols;
-        row.exists = 1;
-        row.version = (uint64_t)r_int(r, i, c);
-        row.deleted = r_int(r, i, c + 1) != 0;
-        snprintf(row.origin, sizeof row.origin, "%s", r_str(r, i, c + 2) ? PQgetvalue(r, i, c + 2) : "");
-        row.hlc = (uint64_t)r_int(r, i, c + 3);
-        row.cseq = (uint64_t)r_int(r, i, c + 4);
-        row.conflict = 0;
+        sync_value key;
+        pg__page_row(r, i, t, &row, &key);
         int x = cb(ctx, &key, &row);
         if (x == 1)
             break;
@@ -1675,19 +1724,52 @@ static int pg_compact(cloud_store *cs, const sync_table *t, int64_t before_ms, u
         version = (uint64_t)r_int(r, 0, 2);
     }
     PQclear(r);
-    if (n == 0)
+    /* A partitioned table's old leaves go too: a partition pull from below its partition's
+     * horizon is answered from the start, as a whole-table one is. */
+    uint64_t leaves = 0, leaves_cseq = 0;
+    if (ts->part_col >= 0) {
+        if (!(r = pg__run(st, ts->pstmt[P_MOVES_SCAN], &p)))
+            return SYNC_ERR_DB;
+        if (PQntuples(r) == 1) {
+            leaves = (uint64_t)r_int(r, 0, 0);
+            leaves_cseq = (uint64_t)r_int(r, 0, 1);
+        }
+        PQclear(r);
+    }
+    if (n == 0 && leaves == 0)
         return SYNC_OK;
-    /* The horizon only rises: a replica whose cursor is below it may have missed a delete that
-     * no longer exists, and must take the table whole. */
+    /* The table's horizon only rises: a replica whose cursor is below it may have missed a
+     * delete that no longer exists, and must take the table whole. Only tombstones raise it
+     * (whole-table replicas never get leaves), and only they the version floor. */
     if (cseq < ts->compacted)
         cseq = ts->compacted;
     if (version < ts->floor)
         version = ts->floor;
-    p_int8(&p, (int64_t)cseq);
-    if (!(r = pg__run(st, ts->stmt[T_TOMB_DEL], &p)))
-        return SYNC_ERR_DB;
-    *removed = strtoull(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
+    if (n > 0) {
+        pg_params d = {0};
+        p_int8(&d, before_ms);
+        p_int8(&d, (int64_t)cseq);
+        /* Each partition's horizon first, from the tombstones about to go. */
+        if (ts->part_col >= 0 && pg__run_ok(st, ts->pstmt[P_TOMB_PARTS], &d) != SYNC_OK)
+            return SYNC_ERR_DB;
+        if (!(r = pg__run(st, ts->stmt[T_TOMB_DEL], &d)))
+            return SYNC_ERR_DB;
+        *removed = strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+    }
+    if (leaves > 0) {
+        pg_params d = {0};
+        p_int8(&d, before_ms);
+        p_int8(&d, (int64_t)leaves_cseq);
+        if (pg__run_ok(st, ts->pstmt[P_MOVES_PARTS], &d) != SYNC_OK)
+            return SYNC_ERR_DB;
+        if (!(r = pg__run(st, ts->pstmt[P_MOVES_DEL], &d)))
+            return SYNC_ERR_DB;
+        *removed += strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+    }
+    if (n == 0)
+        return SYNC_OK;
     pg_params q = {0};
     p_cstr(&q, t->name);
     p_int8(&q, (int64_t)cseq);
@@ -1709,6 +1791,440 @@ static uint64_t pg_compacted(const cloud_store *cs, const sync_table *t)
 static uint64_t pg_version_floor(const cloud_store *cs, const sync_table *t)
 {
     return ((const pg_store *)cs)->tst[t->index].floor;
+}
+
+/* ---- partitions ---- */
+
+/* Writes "_sync_TABLE_part_COL" into out (the index on (COL, _cseq)): named after the column
+ * too, so a table partitioned by another column later gets its own. Shortened, with a hash of
+ * both names, when PostgreSQL would cut it. */
+static void pg_part_index_name(char *out, size_t n, const char *table, const char *col)
+{
+    if (strlen(table) + strlen(col) + 12 <= 63) {
+        snprintf(out, n, "_sync_%s_part_%s", table, col);
+        return;
+    }
+    uint32_t h = fnv1a(fnv1a(2166136261u, table) * 16777619u, col);
+    snprintf(out, n, "_sync_%.20s_part_%.20s_%08x", table, col, (unsigned)h);
+}
+
+/* SYNC_OK if t was declared partitioned, else SYNC_ERR_STATE with a message. */
+static int pg__partitioned(pg_store *st, const sync_table *t)
+{
+    if (st->tst && st->tst[t->index].part_col >= 0)
+        return SYNC_OK;
+    pg__seterr(st, "table '%s' is not partitioned in the store", t->name);
+    return SYNC_ERR_STATE;
+}
+
+/* Creates (in one transaction under the set-up lock, as pg__migrate) the moves table of t, its
+ * table of partition horizons (cmp) and the index on (col, _cseq). Those tables made for a
+ * partition column of another type are of no use to this one's partitions: they are made
+ * again. */
+static int pg__partition_ddl(pg_store *st, const sync_table *t, int col, const char *moves,
+                             const char *cmp)
+{
+    char sql[PG_SQL], idx[80], err[256];
+    const sync_column *c = &t->cols[col], *k = &t->cols[t->key];
+    if (pg__start(st, "BEGIN") != SYNC_OK)
+        return SYNC_ERR_DB;
+    int rc = pg__exec(st, PG_MIGRATE_LOCK);
+    if (rc == SYNC_OK)
+        rc = pg__exec(st, "SELECT 1 FROM _sync_state WHERE id = 1 FOR UPDATE");
+    if (rc == SYNC_OK) {
+        PGresult *cols = pg__columns(st, moves, err, sizeof err);
+        if (!cols)
+            rc = SYNC_ERR_DB;
+        Oid part = cols ? pg__coltype(cols, "part") : 0, pk = cols ? pg__coltype(cols, "pk") : 0;
+        PQclear(cols);
+        if (rc == SYNC_OK && ((part && part != pg_oid(c->type)) || (pk && pk != pg_oid(k->type)))) {
+            sync_notice("store: table '%s' is now partitioned by '%s' (%s): its leaves of "
+                        "another partition column are dropped",
+                        t->name, c->name, sync_vtype_name(c->type));
+            snprintf(sql, sizeof sql, "DROP TABLE \"%s\"", moves);
+            rc = pg__exec(st, sql);
+        }
+    }
+    if (rc == SYNC_OK) {
+        PGresult *cols = pg__columns(st, cmp, err, sizeof err);
+        if (!cols)
+            rc = SYNC_ERR_DB;
+        Oid part = cols ? pg__coltype(cols, "part") : 0;
+        PQclear(cols);
+        if (rc == SYNC_OK && part && part != pg_oid(c->type)) {
+            snprintf(sql, sizeof sql, "DROP TABLE \"%s\"", cmp);
+            rc = pg__exec(st, sql);
+        }
+    }
+    if (rc == SYNC_OK) {
+        size_t at = 0;
+        SQLCAT(sql, at,
+               "CREATE TABLE IF NOT EXISTS \"%s\"(part %s NOT NULL, pk %s NOT NULL,"
+               " version bigint NOT NULL, cseq bigint NOT NULL, hlc bigint NOT NULL,"
+               " origin text COLLATE \"C\" NOT NULL, at_ms bigint NOT NULL,"
+               " PRIMARY KEY (part, pk));",
+               moves, pg_type(c->type), pg_type(k->type));
+        pg_index_name(idx, sizeof idx, t->name, "mvcseq");
+        SQLCAT(sql, at, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\"(part, cseq);", idx, moves);
+        pg_index_name(idx, sizeof idx, t->name, "mvat");
+        SQLCAT(sql, at, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\"(at_ms);", idx, moves);
+        SQLCAT(sql, at,
+               "CREATE TABLE IF NOT EXISTS \"%s\"(part %s PRIMARY KEY, cseq bigint NOT NULL);",
+               cmp, pg_type(c->type));
+        pg_part_index_name(idx, sizeof idx, t->name, c->name);
+        SQLCAT(sql, at, "CREATE INDEX IF NOT EXISTS \"%s\" ON \"%s\"(\"%s\", _cseq)", idx, t->name,
+               c->name);
+        rc = pg__exec(st, sql);
+    }
+    if (rc == SYNC_OK) {
+        PGresult *r = PQexec(st->conn, "COMMIT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+            pg__result_err(st, "COMMIT", r);
+            rc = SYNC_ERR_DB;
+        }
+        PQclear(r);
+    }
+    if (rc != SYNC_OK && PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(st->conn, "ROLLBACK"));
+    return rc;
+}
+
+/* Registers the partition statements of t (moves: its moves table, cmp: its partition
+ * horizons) into ts->pstmt. */
+static int pg__part_stmts(pg_store *st, const sync_table *t, int col, const char *moves,
+                          const char *cmp, pg_table *ts)
+{
+    char sql[PG_SQL], name[32];
+    const char *tn = t->name, *cn = t->cols[col].name;
+    Oid ct = pg_oid(t->cols[col].type);
+    size_t at = 0;
+
+    /* Index lookups: (col, _cseq) of the table, (part, cseq) of the moves and the horizon's
+     * primary key. */
+    snprintf(sql, sizeof sql,
+             "SELECT greatest((SELECT max(_cseq) FROM \"%s\" WHERE \"%s\" = $1),"
+             " (SELECT max(cseq) FROM \"%s\" WHERE part = $1),"
+             " (SELECT cseq FROM \"%s\" WHERE part = $1))",
+             tn, cn, moves, cmp);
+    snprintf(name, sizeof name, "t%d_part_max", t->index);
+    ts->pstmt[P_MAX] = pg__stmt_add(st, name, sql, 1, &ct);
+
+    snprintf(sql, sizeof sql,
+             "INSERT INTO \"%s\"(part, pk, version, cseq, hlc, origin, at_ms) VALUES ($1, $2, "
+             "$3, $4, $5, $6, $7) ON CONFLICT (part, pk) DO UPDATE SET version = "
+             "excluded.version, cseq = excluded.cseq, hlc = excluded.hlc, origin = "
+             "excluded.origin, at_ms = excluded.at_ms",
+             moves);
+    Oid leave_types[7] = {ct,     pg_oid(t->cols[t->key].type), PG_INT8, PG_INT8, PG_INT8, PG_TEXT,
+                          PG_INT8};
+    snprintf(name, sizeof name, "t%d_leave", t->index);
+    ts->pstmt[P_LEAVE] = pg__stmt_add(st, name, sql, 7, leave_types);
+
+    Oid part_after[3] = {ct, PG_INT8, PG_INT8};
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM \"%s\" WHERE \"%s\" = $1 AND _cseq > $2) +"
+             " (SELECT count(*) FROM \"%s\" WHERE part = $1 AND cseq > $2)",
+             tn, cn, moves);
+    snprintf(name, sizeof name, "t%d_part_count", t->index);
+    ts->pstmt[P_COUNT] = pg__stmt_add(st, name, sql, 2, part_after);
+
+    SQLCAT(sql, at, "SELECT ");
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at,
+           "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" WHERE \"%s\" = $1 AND _cseq > "
+           "$2 ORDER BY _cseq LIMIT $3",
+           tn, cn);
+    if (at >= sizeof sql - 1) {
+        pg__seterr(st, "table '%s': statement too long", tn);
+        return SYNC_ERR_INVAL;
+    }
+    snprintf(name, sizeof name, "t%d_part_pull", t->index);
+    ts->pstmt[P_PULL] = pg__stmt_add(st, name, sql, 3, part_after);
+
+    snprintf(sql, sizeof sql,
+             "SELECT pk, version, cseq, hlc, origin FROM \"%s\" WHERE part = $1 AND cseq > $2 "
+             "ORDER BY cseq LIMIT $3",
+             moves);
+    snprintf(name, sizeof name, "t%d_moves_pull", t->index);
+    ts->pstmt[P_MOVES_PULL] = pg__stmt_add(st, name, sql, 3, part_after);
+
+    /* One index seek per distinct value, not a scan of every row (PostgreSQL has no skip
+     * scan): the next value is the smallest one above the last. */
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE p(v) AS (SELECT min(\"%s\") FROM \"%s\" UNION ALL SELECT"
+             " (SELECT min(\"%s\") FROM \"%s\" WHERE \"%s\" > p.v) FROM p WHERE p.v IS NOT NULL)"
+             " SELECT v FROM p WHERE v IS NOT NULL",
+             cn, tn, cn, tn, cn);
+    snprintf(name, sizeof name, "t%d_part_values", t->index);
+    ts->pstmt[P_VALUES] = pg__stmt_add(st, name, sql, 0, NULL);
+
+    static const Oid two_int8[2] = {PG_INT8, PG_INT8};
+    snprintf(sql, sizeof sql, "SELECT count(*), max(cseq) FROM \"%s\" WHERE at_ms < $1", moves);
+    snprintf(name, sizeof name, "t%d_moves_scan", t->index);
+    ts->pstmt[P_MOVES_SCAN] = pg__stmt_add(st, name, sql, 1, two_int8);
+
+    snprintf(sql, sizeof sql, "DELETE FROM \"%s\" WHERE at_ms < $1 AND cseq <= $2", moves);
+    snprintf(name, sizeof name, "t%d_moves_del", t->index);
+    ts->pstmt[P_MOVES_DEL] = pg__stmt_add(st, name, sql, 2, two_int8);
+
+    snprintf(sql, sizeof sql, "SELECT cseq FROM \"%s\" WHERE part = $1", cmp);
+    snprintf(name, sizeof name, "t%d_part_cmp", t->index);
+    ts->pstmt[P_CMP_GET] = pg__stmt_add(st, name, sql, 1, &ct);
+
+    /* What compaction is about to remove, by partition: the tombstones (by the partition column
+     * they keep) and the leaves that T_TOMB_DEL and P_MOVES_DEL delete with the same
+     * parameters. */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO \"%s\"(part, cseq) SELECT \"%s\", max(_cseq) FROM \"%s\" WHERE"
+             " _deleted = 1 AND _mtime < $1 AND _cseq <= $2 AND _conflict IS NULL AND \"%s\" IS"
+             " NOT NULL GROUP BY \"%s\" ON CONFLICT (part) DO UPDATE SET cseq ="
+             " greatest(\"%s\".cseq, excluded.cseq)",
+             cmp, cn, tn, cn, cn, cmp);
+    snprintf(name, sizeof name, "t%d_tomb_parts", t->index);
+    ts->pstmt[P_TOMB_PARTS] = pg__stmt_add(st, name, sql, 2, two_int8);
+
+    snprintf(sql, sizeof sql,
+             "INSERT INTO \"%s\"(part, cseq) SELECT part, max(cseq) FROM \"%s\" WHERE at_ms <"
+             " $1 AND cseq <= $2 GROUP BY part ON CONFLICT (part) DO UPDATE SET cseq ="
+             " greatest(\"%s\".cseq, excluded.cseq)",
+             cmp, moves, cmp);
+    snprintf(name, sizeof name, "t%d_moves_parts", t->index);
+    ts->pstmt[P_MOVES_PARTS] = pg__stmt_add(st, name, sql, 2, two_int8);
+
+    for (int i = 0; i < P_N; i++)
+        if (ts->pstmt[i] < 0)
+            return SYNC_ERR_NOMEM;
+    return SYNC_OK;
+}
+
+static int pg_partition(cloud_store *cs, const sync_table *t, int col)
+{
+    pg_store *st = (pg_store *)cs;
+    if (!st->tst || st->readonly) {
+        pg__seterr(st, "the store is open read-only");
+        return SYNC_ERR_STATE;
+    }
+    pg_table *ts = &st->tst[t->index];
+    if (col < 0 || col >= t->ncols || col == t->key ||
+        (t->cols[col].type != SYNC_INT && t->cols[col].type != SYNC_TEXT)) {
+        pg__seterr(st,
+                   "table '%s': a partition column must be an integer or text column other "
+                   "than the key",
+                   t->name);
+        return SYNC_ERR_SCHEMA;
+    }
+    if (ts->part_col == col)
+        return SYNC_OK;
+    if (ts->part_col >= 0) {
+        pg__seterr(st, "table '%s' is already partitioned by '%s'", t->name,
+                   t->cols[ts->part_col].name);
+        return SYNC_ERR_STATE;
+    }
+    if (st->in_tx) {
+        pg__seterr(st, "a table cannot be declared partitioned inside a transaction");
+        return SYNC_ERR_STATE;
+    }
+    char moves[80], cmp[80];
+    pg_index_name(moves, sizeof moves, t->name, "moves");
+    pg_index_name(cmp, sizeof cmp, t->name, "partcompacted");
+    int first = st->nstmts;
+    int rc = pg__partition_ddl(st, t, col, moves, cmp);
+    if (rc == SYNC_OK)
+        rc = pg__part_stmts(st, t, col, moves, cmp, ts);
+    if (rc == SYNC_OK)
+        rc = pg__prepare_from(st, first);
+    if (rc != SYNC_OK) {
+        /* Forgotten again, so a later call can register them anew. */
+        for (int i = first; i < st->nstmts; i++) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", st->stmts[i].name);
+            if (PQstatus(st->conn) == CONNECTION_OK)
+                PQclear(PQexec(st->conn, sql)); /* (not prepared: an error, ignored) */
+            free(st->stmts[i].sql);
+        }
+        st->nstmts = first;
+        return rc;
+    }
+    ts->part_col = col;
+    return SYNC_OK;
+}
+
+static int pg_part_cseq(cloud_store *cs, const sync_table *t, const sync_value *part,
+                        uint64_t *cseq)
+{
+    pg_store *st = (pg_store *)cs;
+    *cseq = 0;
+    int rc = pg__partitioned(st, t);
+    if (rc != SYNC_OK)
+        return rc;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    const sync_column *c = &t->cols[st->tst[t->index].part_col];
+    pg_params p = {0};
+    if ((rc = p_value(st, &p, part, c->type, c->name)) != SYNC_OK)
+        return rc;
+    PGresult *r = pg__run(st, st->tst[t->index].pstmt[P_MAX], &p);
+    if (!r)
+        return SYNC_ERR_DB;
+    if (PQntuples(r) == 1)
+        *cseq = (uint64_t)r_int(r, 0, 0);
+    PQclear(r);
+    return SYNC_OK;
+}
+
+static int pg_part_compacted(cloud_store *cs, const sync_table *t, const sync_value *part,
+                             uint64_t *horizon)
+{
+    pg_store *st = (pg_store *)cs;
+    *horizon = 0;
+    int rc = pg__partitioned(st, t);
+    if (rc != SYNC_OK)
+        return rc;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    const sync_column *c = &t->cols[st->tst[t->index].part_col];
+    pg_params p = {0};
+    if ((rc = p_value(st, &p, part, c->type, c->name)) != SYNC_OK)
+        return rc;
+    PGresult *r = pg__run(st, st->tst[t->index].pstmt[P_CMP_GET], &p);
+    if (!r)
+        return SYNC_ERR_DB;
+    if (PQntuples(r) == 1)
+        *horizon = (uint64_t)r_int(r, 0, 0);
+    PQclear(r);
+    return SYNC_OK;
+}
+
+static int pg_leave(cloud_store *cs, const sync_table *t, const sync_value *part,
+                    const sync_value *key, uint64_t version, uint64_t cseq, uint64_t hlc,
+                    const char *origin)
+{
+    pg_store *st = (pg_store *)cs;
+    int rc = pg__partitioned(st, t);
+    if (rc != SYNC_OK)
+        return rc;
+    const sync_column *c = &t->cols[st->tst[t->index].part_col], *k = &t->cols[t->key];
+    pg_params p = {0};
+    if (p_value(st, &p, part, c->type, c->name) != SYNC_OK ||
+        p_value(st, &p, key, k->type, k->name) != SYNC_OK) {
+        if (st->in_tx)
+            st->failed = 1; /* as if the statement had failed (pg_row_put) */
+        return SYNC_ERR_DB;
+    }
+    p_int8(&p, (int64_t)version);
+    p_int8(&p, (int64_t)cseq);
+    p_int8(&p, (int64_t)hlc);
+    p_cstr(&p, origin ? origin : "");
+    p_int8(&p, sync_wall_ms());
+    return pg__run_ok(st, st->tst[t->index].pstmt[P_LEAVE], &p);
+}
+
+/* Fills *row and *key from leave i of a moves query: a row with no values but its key (which
+ * points into the result). */
+static void pg__leave_row(const PGresult *r, int i, const sync_table *t, cloud_row *row,
+                          sync_value *key)
+{
+    r_value(r, i, 0, key);
+    for (int c = 0; c < t->ncols; c++)
+        row->vals[c].type = SYNC_NULL;
+    row->vals[t->key] = *key;
+    row->exists = 1;
+    row->deleted = 1;
+    row->left = 1;
+    row->conflict = 0;
+    row->version = (uint64_t)r_int(r, i, 1);
+    row->cseq = (uint64_t)r_int(r, i, 2);
+    row->hlc = (uint64_t)r_int(r, i, 3);
+    snprintf(row->origin, sizeof row->origin, "%s",
+             PQgetisnull(r, i, 4) ? "" : PQgetvalue(r, i, 4));
+}
+
+/* The partition's rows and its leaves come from two queries, each in cseq order and limited;
+ * the page takes the lower cseq of the two heads each time. */
+static int pg_pull_part(cloud_store *cs, const sync_table *t, const sync_value *part,
+                        uint64_t after, uint64_t limit, cloud_row_cb cb, void *ctx,
+                        uint64_t *remaining)
+{
+    pg_store *st = (pg_store *)cs;
+    *remaining = 0;
+    int ret = pg__partitioned(st, t);
+    if (ret != SYNC_OK)
+        return ret;
+    pg_table *ts = &st->tst[t->index];
+    const sync_column *c = &t->cols[ts->part_col];
+    if (st->in_tx) {
+        pg__seterr(st, "a catch-up page cannot be read inside a write transaction");
+        return SYNC_ERR_STATE;
+    }
+    pg_params p = {0};
+    if ((ret = p_value(st, &p, part, c->type, c->name)) != SYNC_OK)
+        return ret;
+    p_int8(&p, (int64_t)after);
+    /* One read-only snapshot, so the count and the page agree; it takes no locks. */
+    if (pg__start(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != SYNC_OK)
+        return SYNC_ERR_DB;
+    PGresult *r = pg__run(st, ts->pstmt[P_COUNT], &p), *rows = NULL, *leaves = NULL;
+    ret = r ? SYNC_OK : SYNC_ERR_DB;
+    if (r && PQntuples(r) == 1)
+        *remaining = (uint64_t)r_int(r, 0, 0);
+    PQclear(r);
+    p_int8(&p, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
+    if (ret == SYNC_OK && !(rows = pg__run(st, ts->pstmt[P_PULL], &p)))
+        ret = SYNC_ERR_DB;
+    if (ret == SYNC_OK && !(leaves = pg__run(st, ts->pstmt[P_MOVES_PULL], &p)))
+        ret = SYNC_ERR_DB;
+    int nr = rows ? PQntuples(rows) : 0, nl = leaves ? PQntuples(leaves) : 0, ir = 0, il = 0;
+    cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
+    for (uint64_t n = 0; ret == SYNC_OK && n < limit && (ir < nr || il < nl); n++) {
+        int from_rows = ir < nr && (il == nl || (uint64_t)r_int(rows, ir, t->ncols + 4) <=
+                                                    (uint64_t)r_int(leaves, il, 2));
+        sync_value key;
+        if (from_rows)
+            pg__page_row(rows, ir, t, &row, &key);
+        else
+            pg__leave_row(leaves, il, t, &row, &key);
+        int x = cb(ctx, &key, &row);
+        if (x == 1)
+            break;
+        if (x != 0) {
+            ret = x;
+            break;
+        }
+        if (from_rows)
+            ir++;
+        else
+            il++;
+    }
+    PQclear(rows);
+    PQclear(leaves);
+    PQclear(PQexec(st->conn, "COMMIT"));
+    return ret;
+}
+
+static int pg_partitions(cloud_store *cs, const sync_table *t, cloud_value_cb cb, void *ctx)
+{
+    pg_store *st = (pg_store *)cs;
+    int ret = pg__partitioned(st, t);
+    if (ret != SYNC_OK)
+        return ret;
+    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
+        return SYNC_ERR_DB;
+    PGresult *r = pg__run(st, st->tst[t->index].pstmt[P_VALUES], NULL);
+    if (!r)
+        return SYNC_ERR_DB;
+    for (int i = 0; i < PQntuples(r); i++) {
+        sync_value v;
+        r_value(r, i, 0, &v);
+        int x = cb(ctx, &v);
+        if (x != 0) {
+            ret = x == 1 ? SYNC_OK : x;
+            break;
+        }
+    }
+    PQclear(r);
+    return ret;
 }
 
 /* The live rows in key order, hashed as sync_checksum_table hashes SQLite's (checksum.h): the
@@ -1790,4 +2306,10 @@ static const cloud_store_ops pg_ops = {
     .devices = pg_devices,
     .counts = pg_counts,
     .checksum = pg_checksum,
+    .partition = pg_partition,
+    .part_cseq = pg_part_cseq,
+    .part_compacted = pg_part_compacted,
+    .leave = pg_leave,
+    .pull_part = pg_pull_part,
+    .partitions = pg_partitions,
 };

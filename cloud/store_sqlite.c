@@ -1,8 +1,14 @@
 /* store_sqlite.c - the embedded SQLite backend of the cloud store (see store.h; the ops table
  * and the constructors are at the end).
  *
- * Statements are prepared once per table at open. Values read by row_get are copied into a
- * scratch buffer so they stay valid while the same row is written back.
+ * Statements are prepared once per table at open (those of a partitioned table's partition
+ * queries when it is declared partitioned). Values read by row_get are copied into a scratch
+ * buffer so they stay valid while the same row is written back.
+ *
+ * Leaves of partitioned tables are kept in one table, _sync_moves(tbl, part, pk, ...), whose
+ * part and pk columns have no type affinity: a value is stored and compared as it was bound,
+ * so the integer 12 and the text '12' are different partitions. The compaction horizon of each
+ * partition is kept the same way, in _sync_part_compacted(tbl, part, cseq).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,10 @@ typedef struct table_st {
     sqlite3_stmt *tomb_scan, *tomb_del; /* compaction */
     uint64_t compacted;                 /* tombstones with cseq <= this may be gone */
     uint64_t floor;                     /* highest version of a compacted tombstone */
+    int part_col;                       /* partition column (schema index), or -1 */
+    sqlite3_stmt *part_max, *leave_put, *part_count, *part_pull, *moves_pull, *part_values,
+        *moves_scan, *moves_del, *part_cmp_get, *tomb_parts,
+        *moves_parts; /* partition queries (sq_partition prepares them) */
 } table_st;
 
 typedef struct sq_store {
@@ -37,6 +47,7 @@ typedef struct sq_store {
     uint64_t cseq_sp; /* value at SAVEPOINT */
     uint8_t *scratch; /* copies of text/blob values from row_get */
     size_t scratch_cap;
+    char err[512]; /* a message of this file's own (a partition call refused), or "" */
 } sq_store;
 
 static const char *sql_type(sync_vtype t)
@@ -124,6 +135,7 @@ static int prepare_table(sq_store *st, const sync_table *t, table_st *ts, char *
 {
     char sql[16384];
     size_t at = 0;
+    ts->part_col = -1;
     SQLCAT(sql, at, "SELECT ");
     for (int i = 0; i < t->ncols; i++)
         SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
@@ -264,6 +276,17 @@ static void sq_close(cloud_store *cs)
             sqlite3_finalize(st->tst[i].count_after);
             sqlite3_finalize(st->tst[i].tomb_scan);
             sqlite3_finalize(st->tst[i].tomb_del);
+            sqlite3_finalize(st->tst[i].part_max);
+            sqlite3_finalize(st->tst[i].leave_put);
+            sqlite3_finalize(st->tst[i].part_count);
+            sqlite3_finalize(st->tst[i].part_pull);
+            sqlite3_finalize(st->tst[i].moves_pull);
+            sqlite3_finalize(st->tst[i].part_values);
+            sqlite3_finalize(st->tst[i].moves_scan);
+            sqlite3_finalize(st->tst[i].moves_del);
+            sqlite3_finalize(st->tst[i].part_cmp_get);
+            sqlite3_finalize(st->tst[i].tomb_parts);
+            sqlite3_finalize(st->tst[i].moves_parts);
         }
     }
     sqlite3_stmt *all[] = {st->begin,     st->begin_read, st->commit,      st->rollback,
@@ -296,13 +319,14 @@ static int run(sqlite3_stmt *s)
 static const char *sq_errmsg(cloud_store *cs)
 {
     sq_store *st = (sq_store *)cs;
-    return sqlite3_errmsg(st->db);
+    return st->err[0] ? st->err : sqlite3_errmsg(st->db);
 }
 
 static int sq_begin(cloud_store *cs)
 {
     sq_store *st = (sq_store *)cs;
     st->cseq_tx = st->cseq;
+    st->err[0] = '\0';
     return run(st->begin);
 }
 
@@ -390,6 +414,7 @@ static int sq_row_get(cloud_store *cs, const sync_table *t, const sync_value *ke
     sync_sql_bind(q, 1, key);
     int rc = sqlite3_step(q);
     row->exists = rc == SQLITE_ROW;
+    row->left = 0;
     if (rc != SQLITE_ROW) {
         sqlite3_reset(q);
         row->deleted = 0;
@@ -513,6 +538,24 @@ static int sq_table_cseq(cloud_store *cs, const sync_table *t, uint64_t *cseq)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
+/* Fills *row and *key from the current row of a page query (the columns, then _version,
+ * _deleted, _origin, _hlc, _cseq); values point into the statement's memory. */
+static void sq__page_row(sqlite3_stmt *q, const sync_table *t, cloud_row *row, sync_value *key)
+{
+    for (int i = 0; i < t->ncols; i++)
+        sync_sql_column(q, i, &row->vals[i]);
+    *key = row->vals[t->key];
+    row->exists = 1;
+    row->left = 0;
+    row->conflict = 0;
+    row->version = (uint64_t)sqlite3_column_int64(q, t->ncols);
+    row->deleted = sqlite3_column_int(q, t->ncols + 1);
+    const char *origin = (const char *)sqlite3_column_text(q, t->ncols + 2);
+    snprintf(row->origin, sizeof row->origin, "%s", origin ? origin : "");
+    row->hlc = (uint64_t)sqlite3_column_int64(q, t->ncols + 3);
+    row->cseq = (uint64_t)sqlite3_column_int64(q, t->ncols + 4);
+}
+
 static int sq_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining)
 {
@@ -529,18 +572,10 @@ static int sq_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
     sqlite3_bind_int64(ts->pull, 1, (sqlite3_int64)after);
     sqlite3_bind_int64(ts->pull, 2, (sqlite3_int64)(limit > INT64_MAX ? INT64_MAX : limit));
     cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
     while (ret == SYNC_OK && (rc = sqlite3_step(ts->pull)) == SQLITE_ROW) {
         sync_value key;
-        for (int i = 0; i < t->ncols; i++)
-            sync_sql_column(ts->pull, i, &row.vals[i]);
-        key = row.vals[t->key];
-        row.exists = 1;
-        row.version = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols);
-        row.deleted = sqlite3_column_int(ts->pull, t->ncols + 1);
-        const char *origin = (const char *)sqlite3_column_text(ts->pull, t->ncols + 2);
-        snprintf(row.origin, sizeof row.origin, "%s", origin ? origin : "");
-        row.hlc = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols + 3);
-        row.cseq = (uint64_t)sqlite3_column_int64(ts->pull, t->ncols + 4);
+        sq__page_row(ts->pull, t, &row, &key);
         int c = cb(ctx, &key, &row);
         if (c == 1)
             break;
@@ -551,6 +586,331 @@ static int sq_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
         ret = SYNC_ERR_DB;
     sqlite3_reset(ts->pull);
     run(st->commit);
+    return ret;
+}
+
+/* ---- partitions ---- */
+
+/* SYNC_OK if t was declared partitioned and part (may be NULL) has its partition column's
+ * type, else an error with a message. The type is checked here because SQLite would compare
+ * the text '12' equal to the integer 12 in the table's column, not in _sync_moves. */
+static int sq__partitioned(sq_store *st, const sync_table *t, const sync_value *part)
+{
+    st->err[0] = '\0';
+    if (!st->tst || st->tst[t->index].part_col < 0) {
+        snprintf(st->err, sizeof st->err, "table '%s' is not partitioned in the store", t->name);
+        return SYNC_ERR_STATE;
+    }
+    const sync_column *c = &t->cols[st->tst[t->index].part_col];
+    if (part && part->type != c->type) {
+        snprintf(st->err, sizeof st->err, "column '%s': a %s value for a %s column", c->name,
+                 sync_vtype_name(part->type), sync_vtype_name(c->type));
+        return SYNC_ERR_SCHEMA;
+    }
+    return SYNC_OK;
+}
+
+static int sq_partition(cloud_store *cs, const sync_table *t, int col)
+{
+    sq_store *st = (sq_store *)cs;
+    st->err[0] = '\0';
+    if (!st->tst) {
+        snprintf(st->err, sizeof st->err, "the store is open read-only");
+        return SYNC_ERR_STATE;
+    }
+    table_st *ts = &st->tst[t->index];
+    if (col < 0 || col >= t->ncols || col == t->key ||
+        (t->cols[col].type != SYNC_INT && t->cols[col].type != SYNC_TEXT)) {
+        snprintf(st->err, sizeof st->err,
+                 "table '%s': a partition column must be an integer or text column other than "
+                 "the key",
+                 t->name);
+        return SYNC_ERR_SCHEMA;
+    }
+    if (ts->part_col == col)
+        return SYNC_OK;
+    if (ts->part_col >= 0) {
+        snprintf(st->err, sizeof st->err, "table '%s' is already partitioned by '%s'", t->name,
+                 t->cols[ts->part_col].name);
+        return SYNC_ERR_STATE;
+    }
+    const char *tn = t->name, *cn = t->cols[col].name;
+    char sql[16384];
+    size_t at = 0;
+    /* The index is named after the column too: a table partitioned by another column later
+     * gets its own. */
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE IF NOT EXISTS _sync_moves(tbl TEXT NOT NULL, part NOT NULL,"
+             " pk NOT NULL, version INTEGER NOT NULL, cseq INTEGER NOT NULL,"
+             " hlc INTEGER NOT NULL, origin TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+             " PRIMARY KEY (tbl, part, pk)) WITHOUT ROWID;"
+             "CREATE INDEX IF NOT EXISTS _sync_moves_cseq ON _sync_moves(tbl, part, cseq);"
+             "CREATE INDEX IF NOT EXISTS _sync_moves_at ON _sync_moves(tbl, at_ms);"
+             "CREATE TABLE IF NOT EXISTS _sync_part_compacted(tbl TEXT NOT NULL, part NOT NULL,"
+             " cseq INTEGER NOT NULL, PRIMARY KEY (tbl, part)) WITHOUT ROWID;"
+             "CREATE INDEX IF NOT EXISTS \"_sync_%s_part_%s\" ON \"%s\"(\"%s\", _cseq);",
+             tn, cn, tn, cn);
+    int rc = sync_sql_exec(st->db, sql, "creating the partition tables", st->err, sizeof st->err);
+    /* Index lookups: (col, _cseq), (tbl, part, cseq) and the horizon's primary key. */
+    if (rc == SYNC_OK) {
+        snprintf(sql, sizeof sql,
+                 "SELECT max(coalesce((SELECT max(_cseq) FROM \"%s\" WHERE \"%s\" = ?1), 0),"
+                 " coalesce((SELECT max(cseq) FROM _sync_moves WHERE tbl = ?2 AND part = ?1),"
+                 " 0), coalesce((SELECT cseq FROM _sync_part_compacted WHERE tbl = ?2 AND part"
+                 " = ?1), 0))",
+                 tn, cn);
+        rc = sync_sql_prepare(st->db, sql, &ts->part_max, st->err, sizeof st->err);
+    }
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(
+            st->db,
+            "INSERT INTO _sync_moves(tbl, part, pk, version, cseq, hlc, origin, at_ms) VALUES "
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tbl, part, pk) DO UPDATE SET version "
+            "= excluded.version, cseq = excluded.cseq, hlc = excluded.hlc, origin = "
+            "excluded.origin, at_ms = excluded.at_ms",
+            &ts->leave_put, st->err, sizeof st->err);
+    if (rc == SYNC_OK) {
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT count(*) FROM \"%s\" WHERE \"%s\" = ?1 AND _cseq > ?2) +"
+                 " (SELECT count(*) FROM _sync_moves WHERE tbl = ?3 AND part = ?1 AND cseq > ?2)",
+                 tn, cn);
+        rc = sync_sql_prepare(st->db, sql, &ts->part_count, st->err, sizeof st->err);
+    }
+    if (rc == SYNC_OK) {
+        SQLCAT(sql, at, "SELECT ");
+        for (int i = 0; i < t->ncols; i++)
+            SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+        SQLCAT(sql, at,
+               "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" WHERE \"%s\" = ?1 AND "
+               "_cseq > ?2 ORDER BY _cseq LIMIT ?3",
+               tn, cn);
+        rc = sync_sql_prepare(st->db, sql, &ts->part_pull, st->err, sizeof st->err);
+    }
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(st->db,
+                              "SELECT pk, version, cseq, hlc, origin FROM _sync_moves WHERE "
+                              "tbl = ?1 AND part = ?2 AND cseq > ?3 ORDER BY cseq LIMIT ?4",
+                              &ts->moves_pull, st->err, sizeof st->err);
+    /* One index seek per distinct value, not a scan of every row: the next value is the
+     * smallest one above the last. */
+    if (rc == SYNC_OK) {
+        snprintf(sql, sizeof sql,
+                 "WITH RECURSIVE p(v) AS (SELECT min(\"%s\") FROM \"%s\" UNION ALL SELECT"
+                 " (SELECT min(\"%s\") FROM \"%s\" WHERE \"%s\" > p.v) FROM p WHERE p.v IS NOT"
+                 " NULL) SELECT v FROM p WHERE v IS NOT NULL",
+                 cn, tn, cn, tn, cn);
+        rc = sync_sql_prepare(st->db, sql, &ts->part_values, st->err, sizeof st->err);
+    }
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(st->db,
+                              "SELECT count(*), max(cseq) FROM _sync_moves WHERE tbl = ?1 AND "
+                              "at_ms < ?2",
+                              &ts->moves_scan, st->err, sizeof st->err);
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(st->db,
+                              "DELETE FROM _sync_moves WHERE tbl = ?1 AND at_ms < ?2 AND cseq "
+                              "<= ?3",
+                              &ts->moves_del, st->err, sizeof st->err);
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(st->db,
+                              "SELECT cseq FROM _sync_part_compacted WHERE tbl = ?1 AND part = ?2",
+                              &ts->part_cmp_get, st->err, sizeof st->err);
+    /* What compaction is about to remove, by partition: the tombstones (by the partition column
+     * they keep) and the leaves that tomb_del and moves_del delete with the same arguments. */
+    if (rc == SYNC_OK) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO _sync_part_compacted(tbl, part, cseq) SELECT ?1, \"%s\", max(_cseq)"
+                 " FROM \"%s\" WHERE _deleted = 1 AND _mtime < ?2 AND _cseq <= ?3 AND _conflict"
+                 " IS NULL AND \"%s\" IS NOT NULL GROUP BY \"%s\" ON CONFLICT(tbl, part) DO"
+                 " UPDATE SET cseq = max(cseq, excluded.cseq)",
+                 cn, tn, cn, cn);
+        rc = sync_sql_prepare(st->db, sql, &ts->tomb_parts, st->err, sizeof st->err);
+    }
+    if (rc == SYNC_OK)
+        rc = sync_sql_prepare(
+            st->db,
+            "INSERT INTO _sync_part_compacted(tbl, part, cseq) SELECT ?1, part, max(cseq) FROM "
+            "_sync_moves WHERE tbl = ?1 AND at_ms < ?2 AND cseq <= ?3 GROUP BY part ON "
+            "CONFLICT(tbl, part) DO UPDATE SET cseq = max(cseq, excluded.cseq)",
+            &ts->moves_parts, st->err, sizeof st->err);
+    if (rc != SYNC_OK) {
+        sqlite3_stmt **all[] = {&ts->part_max,     &ts->leave_put,   &ts->part_count,
+                                &ts->part_pull,    &ts->moves_pull,  &ts->part_values,
+                                &ts->moves_scan,   &ts->moves_del,   &ts->part_cmp_get,
+                                &ts->tomb_parts,   &ts->moves_parts};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+            sqlite3_finalize(*all[i]);
+            *all[i] = NULL;
+        }
+        return rc;
+    }
+    ts->part_col = col;
+    return SYNC_OK;
+}
+
+static int sq_part_cseq(cloud_store *cs, const sync_table *t, const sync_value *part,
+                        uint64_t *cseq)
+{
+    sq_store *st = (sq_store *)cs;
+    *cseq = 0;
+    int rc = sq__partitioned(st, t, part);
+    if (rc != SYNC_OK)
+        return rc;
+    sqlite3_stmt *q = st->tst[t->index].part_max;
+    sync_sql_bind(q, 1, part);
+    sqlite3_bind_text(q, 2, t->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        *cseq = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+}
+
+static int sq_part_compacted(cloud_store *cs, const sync_table *t, const sync_value *part,
+                             uint64_t *horizon)
+{
+    sq_store *st = (sq_store *)cs;
+    *horizon = 0;
+    int rc = sq__partitioned(st, t, part);
+    if (rc != SYNC_OK)
+        return rc;
+    sqlite3_stmt *q = st->tst[t->index].part_cmp_get;
+    sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(q, 2, part);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        *horizon = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
+}
+
+static int sq_leave(cloud_store *cs, const sync_table *t, const sync_value *part,
+                    const sync_value *key, uint64_t version, uint64_t cseq, uint64_t hlc,
+                    const char *origin)
+{
+    sq_store *st = (sq_store *)cs;
+    int rc = sq__partitioned(st, t, part);
+    if (rc != SYNC_OK)
+        return rc;
+    sqlite3_stmt *q = st->tst[t->index].leave_put;
+    sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(q, 2, part);
+    sync_sql_bind(q, 3, key);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)version);
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)cseq);
+    sqlite3_bind_int64(q, 6, (sqlite3_int64)hlc);
+    sqlite3_bind_text(q, 7, origin ? origin : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 8, (sqlite3_int64)sync_wall_ms());
+    return run(q);
+}
+
+/* Fills *row and *key from the current leave of a moves_pull query: a row with no values but
+ * its key (which points into the statement's memory). */
+static void sq__leave_row(sqlite3_stmt *q, const sync_table *t, cloud_row *row, sync_value *key)
+{
+    sync_sql_column(q, 0, key);
+    for (int i = 0; i < t->ncols; i++)
+        row->vals[i].type = SYNC_NULL;
+    row->vals[t->key] = *key;
+    row->exists = 1;
+    row->deleted = 1;
+    row->left = 1;
+    row->conflict = 0;
+    row->version = (uint64_t)sqlite3_column_int64(q, 1);
+    row->cseq = (uint64_t)sqlite3_column_int64(q, 2);
+    row->hlc = (uint64_t)sqlite3_column_int64(q, 3);
+    const char *origin = (const char *)sqlite3_column_text(q, 4);
+    snprintf(row->origin, sizeof row->origin, "%s", origin ? origin : "");
+}
+
+/* The partition's rows and its leaves come from two queries, each in cseq order and limited;
+ * the page takes the lower cseq of the two heads each time. */
+static int sq_pull_part(cloud_store *cs, const sync_table *t, const sync_value *part,
+                        uint64_t after, uint64_t limit, cloud_row_cb cb, void *ctx,
+                        uint64_t *remaining)
+{
+    sq_store *st = (sq_store *)cs;
+    *remaining = 0;
+    int ret = sq__partitioned(st, t, part);
+    if (ret != SYNC_OK)
+        return ret;
+    table_st *ts = &st->tst[t->index];
+    sqlite3_stmt *rows = ts->part_pull, *leaves = ts->moves_pull;
+    sqlite3_int64 lim = limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit;
+    /* One read transaction, so the count and the page see the same snapshot. */
+    if (run(st->begin_read) != SYNC_OK)
+        return SYNC_ERR_DB;
+    sync_sql_bind(ts->part_count, 1, part);
+    sqlite3_bind_int64(ts->part_count, 2, (sqlite3_int64)after);
+    sqlite3_bind_text(ts->part_count, 3, t->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(ts->part_count);
+    if (rc == SQLITE_ROW)
+        *remaining = (uint64_t)sqlite3_column_int64(ts->part_count, 0);
+    else
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(ts->part_count);
+    sync_sql_bind(rows, 1, part);
+    sqlite3_bind_int64(rows, 2, (sqlite3_int64)after);
+    sqlite3_bind_int64(rows, 3, lim);
+    sqlite3_bind_text(leaves, 1, t->name, -1, SQLITE_STATIC);
+    sync_sql_bind(leaves, 2, part);
+    sqlite3_bind_int64(leaves, 3, (sqlite3_int64)after);
+    sqlite3_bind_int64(leaves, 4, lim);
+    int rr = ret == SYNC_OK ? sqlite3_step(rows) : SQLITE_DONE;
+    int lr = ret == SYNC_OK ? sqlite3_step(leaves) : SQLITE_DONE;
+    cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
+    for (uint64_t n = 0; ret == SYNC_OK && n < limit && (rr == SQLITE_ROW || lr == SQLITE_ROW);
+         n++) {
+        int from_rows = rr == SQLITE_ROW &&
+                        (lr != SQLITE_ROW || (uint64_t)sqlite3_column_int64(rows, t->ncols + 4) <=
+                                                 (uint64_t)sqlite3_column_int64(leaves, 2));
+        sync_value key;
+        if (from_rows)
+            sq__page_row(rows, t, &row, &key);
+        else
+            sq__leave_row(leaves, t, &row, &key);
+        int c = cb(ctx, &key, &row);
+        if (c == 1)
+            break;
+        if (c != 0) {
+            ret = c;
+            break;
+        }
+        if (from_rows)
+            rr = sqlite3_step(rows);
+        else
+            lr = sqlite3_step(leaves);
+    }
+    if (ret == SYNC_OK &&
+        ((rr != SQLITE_ROW && rr != SQLITE_DONE) || (lr != SQLITE_ROW && lr != SQLITE_DONE)))
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(rows);
+    sqlite3_reset(leaves);
+    run(st->commit);
+    return ret;
+}
+
+static int sq_partitions(cloud_store *cs, const sync_table *t, cloud_value_cb cb, void *ctx)
+{
+    sq_store *st = (sq_store *)cs;
+    int ret = sq__partitioned(st, t, NULL);
+    if (ret != SYNC_OK)
+        return ret;
+    sqlite3_stmt *q = st->tst[t->index].part_values;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        sync_value v;
+        sync_sql_column(q, 0, &v);
+        int x = cb(ctx, &v);
+        if (x != 0) {
+            ret = x == 1 ? SYNC_OK : x;
+            break;
+        }
+    }
+    if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(q);
     return ret;
 }
 
@@ -578,19 +938,60 @@ static int sq_compact(cloud_store *cs, const sync_table *t, int64_t before_ms,
     sqlite3_reset(ts->tomb_scan);
     if (rc != SQLITE_ROW)
         return SYNC_ERR_DB;
-    if (n == 0)
+    /* A partitioned table's old leaves go too: a partition pull from below its partition's
+     * horizon is answered from the start, as a whole-table one is. */
+    uint64_t leaves = 0, leaves_cseq = 0;
+    if (ts->part_col >= 0) {
+        sqlite3_bind_text(ts->moves_scan, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ts->moves_scan, 2, (sqlite3_int64)before_ms);
+        rc = sqlite3_step(ts->moves_scan);
+        if (rc == SQLITE_ROW) {
+            leaves = (uint64_t)sqlite3_column_int64(ts->moves_scan, 0);
+            leaves_cseq = (uint64_t)sqlite3_column_int64(ts->moves_scan, 1);
+        }
+        sqlite3_reset(ts->moves_scan);
+        if (rc != SQLITE_ROW)
+            return SYNC_ERR_DB;
+    }
+    if (n == 0 && leaves == 0)
         return SYNC_OK;
-    /* The horizon only rises: a replica whose cursor is below it may have missed a delete that
-     * no longer exists, and must take the table whole. */
+    /* The table's horizon only rises: a replica whose cursor is below it may have missed a
+     * delete that no longer exists, and must take the table whole. Only tombstones raise it
+     * (whole-table replicas never get leaves), and only they the version floor. */
     if (cseq < ts->compacted)
         cseq = ts->compacted;
     if (version < ts->floor)
         version = ts->floor;
-    sqlite3_bind_int64(ts->tomb_del, 1, (sqlite3_int64)before_ms);
-    sqlite3_bind_int64(ts->tomb_del, 2, (sqlite3_int64)cseq);
-    if (run(ts->tomb_del) != SYNC_OK)
-        return SYNC_ERR_DB;
-    *removed = (uint64_t)sqlite3_changes(st->db);
+    if (n > 0) {
+        /* Each partition's horizon first, from the tombstones about to go. */
+        if (ts->part_col >= 0) {
+            sqlite3_bind_text(ts->tomb_parts, 1, t->name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ts->tomb_parts, 2, (sqlite3_int64)before_ms);
+            sqlite3_bind_int64(ts->tomb_parts, 3, (sqlite3_int64)cseq);
+            if (run(ts->tomb_parts) != SYNC_OK)
+                return SYNC_ERR_DB;
+        }
+        sqlite3_bind_int64(ts->tomb_del, 1, (sqlite3_int64)before_ms);
+        sqlite3_bind_int64(ts->tomb_del, 2, (sqlite3_int64)cseq);
+        if (run(ts->tomb_del) != SYNC_OK)
+            return SYNC_ERR_DB;
+        *removed = (uint64_t)sqlite3_changes(st->db);
+    }
+    if (leaves > 0) {
+        sqlite3_bind_text(ts->moves_parts, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ts->moves_parts, 2, (sqlite3_int64)before_ms);
+        sqlite3_bind_int64(ts->moves_parts, 3, (sqlite3_int64)leaves_cseq);
+        if (run(ts->moves_parts) != SYNC_OK)
+            return SYNC_ERR_DB;
+        sqlite3_bind_text(ts->moves_del, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ts->moves_del, 2, (sqlite3_int64)before_ms);
+        sqlite3_bind_int64(ts->moves_del, 3, (sqlite3_int64)leaves_cseq);
+        if (run(ts->moves_del) != SYNC_OK)
+            return SYNC_ERR_DB;
+        *removed += (uint64_t)sqlite3_changes(st->db);
+    }
+    if (n == 0)
+        return SYNC_OK;
     sqlite3_bind_text(st->compacted_put, 1, t->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st->compacted_put, 2, (sqlite3_int64)cseq);
     sqlite3_bind_int64(st->compacted_put, 3, (sqlite3_int64)version);
@@ -753,6 +1154,12 @@ static const cloud_store_ops sq_ops = {
     .devices = sq_devices,
     .counts = sq_counts,
     .checksum = sq_checksum,
+    .partition = sq_partition,
+    .part_cseq = sq_part_cseq,
+    .part_compacted = sq_part_compacted,
+    .leave = sq_leave,
+    .pull_part = sq_pull_part,
+    .partitions = sq_partitions,
 };
 
 /* A new store object for path (no database opened yet), or NULL. */

@@ -1,7 +1,9 @@
 /* test_store.c - the cloud store's backends against the contract of cloud/store.h.
  *
  * Without arguments it checks the SQLite backend; with --pg it starts a throwaway PostgreSQL
- * server (th_pg_start) and checks the PostgreSQL backend the same way, then what only it has:
+ * server (th_pg_start) and checks the PostgreSQL backend the same way (partitioned tables
+ * included: a partition's newest cseq, its pages of rows and leaves, the partition values and
+ * the compaction of leaves with a horizon per partition), then what only it has:
  *   - values written and read back bit for bit (int64 extremes, doubles with -0.0, infinities,
  *     subnormals and large exponents, NaN stored as NULL as SQLite does, text in any UTF-8,
  *     blobs with NUL bytes, empty text and blobs that stay what they are), through row_get,
@@ -30,6 +32,7 @@
 
 #include "cloud/store.h"
 #include "sync/err.h"
+#include "sync/hlc.h"
 #include "sync/log.h"
 #include "sync/schema.h"
 
@@ -394,6 +397,487 @@ static void schema_changes(const char *where)
     sync_schema_free(s2);
 }
 
+/* ---- partitions ---- */
+
+static const char schema_parts[] = "version 1\n"
+                                   "table sales\n"
+                                   "column id integer key\n"
+                                   "column store integer notnull\n"
+                                   "column amount real\n"
+                                   "table notes\n"
+                                   "column id text key\n"
+                                   "column region text notnull\n"
+                                   "column body text\n";
+
+static sync_value ival(int64_t i)
+{
+    return (sync_value){.type = SYNC_INT, .u.i = i};
+}
+
+static sync_value tval(const char *s)
+{
+    return (sync_value){.type = SYNC_TEXT, .u.b = {(const uint8_t *)s, strlen(s)}};
+}
+
+/* Writes the row key in partition part with a new cseq (returned) inside the open transaction:
+ * hlc is cseq << 16, the third column set. A row that moves from partition `from` (non-NULL)
+ * leaves it by the same change: hlc cseq << 16 | 7, origin "mover-CSEQ". */
+static uint64_t put_part(cloud_store *st, const sync_table *t, sync_value key, sync_value part,
+                         uint64_t version, int deleted, const sync_value *from)
+{
+    uint64_t c = cloud_store_next_cseq(st);
+    sync_value v[3] = {key, part,
+                       t->cols[2].type == SYNC_REAL
+                           ? (sync_value){.type = SYNC_REAL, .u.f = (double)c / 4}
+                           : tval("body")};
+    cloud_row r = row_of(t, v, c);
+    r.version = version;
+    r.deleted = deleted;
+    r.hlc = c << 16;
+    TH_CHECK(cloud_store_row_put(st, t, &key, &r) == SYNC_OK, "put cseq %" PRIu64 ": %s", c,
+             cloud_store_errmsg(st));
+    if (from) {
+        char origin[32];
+        snprintf(origin, sizeof origin, "mover-%" PRIu64, c);
+        TH_CHECK(cloud_store_leave(st, t, from, &key, version, c, c << 16 | 7, origin) == SYNC_OK,
+                 "leave at cseq %" PRIu64 ": %s", c, cloud_store_errmsg(st));
+    }
+    return c;
+}
+
+/* One change a partition pull must give: a row (or tombstone) or a leave. */
+typedef struct want_item {
+    uint64_t cseq, version;
+    int64_t id;      /* the key (sales) */
+    const char *tid; /* the key (notes), or NULL */
+    int left, deleted;
+} want_item;
+
+struct part_pull {
+    const sync_table *t;
+    sync_value part;
+    const want_item *want;
+    int nwant;
+    int at;      /* changes consumed so far */
+    int calls;   /* callbacks in this call of pull_part */
+    int stop_at; /* returns 1 at this callback (0: never) */
+    int fail_at; /* returns SYNC_ERR_IO at this callback (0: never) */
+};
+
+static int check_part_item(void *ctx, const sync_value *key, const cloud_row *row)
+{
+    struct part_pull *p = ctx;
+    p->calls++;
+    if (p->stop_at == p->calls)
+        return 1;
+    if (p->fail_at == p->calls)
+        return SYNC_ERR_IO;
+    TH_CHECK(p->at < p->nwant, "more changes than %d in the partition (cseq %" PRIu64 ")", p->nwant,
+             row->cseq);
+    const want_item *w = &p->want[p->at];
+    TH_CHECK(row->cseq == w->cseq, "change %d: cseq %" PRIu64 ", expected %" PRIu64, p->at,
+             row->cseq, w->cseq);
+    sync_value k = w->tid ? tval(w->tid) : ival(w->id);
+    TH_CHECK(same(&k, key, 1) && same(&k, &row->vals[p->t->key], 1), "cseq %" PRIu64 ": the key",
+             row->cseq);
+    TH_CHECK(row->exists && row->left == w->left && row->deleted == (w->deleted || w->left) &&
+                 row->version == w->version,
+             "cseq %" PRIu64 ": left %d deleted %d version %" PRIu64, row->cseq, row->left,
+             row->deleted, row->version);
+    char origin[32];
+    if (w->left)
+        snprintf(origin, sizeof origin, "mover-%" PRIu64, w->cseq);
+    else
+        snprintf(origin, sizeof origin, "dev-%" PRIu64, w->cseq % 3);
+    TH_CHECK(row->hlc == (w->cseq << 16 | (w->left ? 7 : 0)) && strcmp(row->origin, origin) == 0,
+             "cseq %" PRIu64 ": hlc %" PRIu64 " origin %s", row->cseq, row->hlc, row->origin);
+    for (int i = 0; i < p->t->ncols; i++) {
+        if (i == p->t->key)
+            continue;
+        if (w->left)
+            TH_CHECK(row->vals[i].type == SYNC_NULL, "cseq %" PRIu64 ": a leave has no values",
+                     row->cseq);
+        else if (i == 1)
+            TH_CHECK(same(&p->part, &row->vals[1], 1), "cseq %" PRIu64 ": the partition column",
+                     row->cseq);
+        else
+            TH_CHECK(row->vals[i].type != SYNC_NULL, "cseq %" PRIu64 ": column %d", row->cseq, i);
+    }
+    p->at++;
+    return 0;
+}
+
+/* Pulls partition part in pages of `limit` and checks they give want, in order. */
+static void part_pages(cloud_store *st, const sync_table *t, sync_value part, const want_item *want,
+                       int nwant, uint64_t limit)
+{
+    struct part_pull p = {t, part, want, nwant, 0, 0, 0, 0};
+    uint64_t after = 0, remaining;
+    int pages = 0, got;
+    do {
+        int before = p.at;
+        p.calls = 0;
+        TH_CHECK(cloud_store_pull_part(st, t, &part, after, limit, check_part_item, &p,
+                                       &remaining) == SYNC_OK,
+                 "pull_part: %s", cloud_store_errmsg(st));
+        got = p.at - before;
+        TH_CHECK(remaining == (uint64_t)(nwant - before),
+                 "%s: remaining %" PRIu64 " after %" PRIu64 ", expected %d", t->name, remaining,
+                 after, nwant - before);
+        TH_CHECK((uint64_t)got == (remaining < limit ? remaining : limit),
+                 "%s: a page of %d after %" PRIu64, t->name, got, after);
+        if (got)
+            after = want[p.at - 1].cseq;
+        pages++;
+    } while (got);
+    TH_CHECK(p.at == nwant && pages == (nwant + (int)limit - 1) / (int)limit + 1,
+             "%s: %d changes in %d pages", t->name, p.at, pages);
+}
+
+static uint64_t part_cseq(cloud_store *st, const sync_table *t, sync_value part)
+{
+    uint64_t c = 12345;
+    TH_CHECK(cloud_store_part_cseq(st, t, &part, &c) == SYNC_OK, "part_cseq: %s",
+             cloud_store_errmsg(st));
+    return c;
+}
+
+static uint64_t part_compacted(cloud_store *st, const sync_table *t, sync_value part)
+{
+    uint64_t c = 12345;
+    TH_CHECK(cloud_store_part_compacted(st, t, &part, &c) == SYNC_OK, "part_compacted: %s",
+             cloud_store_errmsg(st));
+    return c;
+}
+
+/* Checks part_cseq and part_compacted of sales' partitions 1..6 against cseq[] and horizon[]. */
+static void sales_parts_are(cloud_store *st, const sync_table *sales, const uint64_t cseq[6],
+                            const uint64_t horizon[6], const char *when)
+{
+    for (int i = 0; i < 6; i++) {
+        uint64_t c = part_cseq(st, sales, ival(i + 1)), h = part_compacted(st, sales, ival(i + 1));
+        TH_CHECK(c == cseq[i] && h == horizon[i],
+                 "%s: partition %d: part_cseq %" PRIu64 " (expected %" PRIu64
+                 "), part_compacted %" PRIu64 " (expected %" PRIu64 ")",
+                 when, i + 1, c, cseq[i], h, horizon[i]);
+    }
+}
+
+struct part_values {
+    sync_value v[8];
+    char text[8][16];
+    int n, stop_at, fail_at;
+};
+
+static int collect_value(void *ctx, const sync_value *v)
+{
+    struct part_values *pv = ctx;
+    if (pv->n + 1 == pv->stop_at)
+        return 1;
+    if (pv->n + 1 == pv->fail_at)
+        return SYNC_ERR_IO;
+    TH_CHECK(pv->n < 8, "too many partitions");
+    pv->v[pv->n] = *v;
+    if (v->type == SYNC_TEXT) { /* valid during the callback only: kept */
+        snprintf(pv->text[pv->n], sizeof pv->text[0], "%.*s", (int)v->u.b.n,
+                 (const char *)v->u.b.p);
+        pv->v[pv->n] = tval(pv->text[pv->n]);
+    }
+    pv->n++;
+    return 0;
+}
+
+/* Nonzero if the n values of pv are exactly want (in any order). */
+static int same_values(const struct part_values *pv, const sync_value *want, int n)
+{
+    if (pv->n != n)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        for (int j = 0; j < n; j++)
+            found |= same(&want[i], &pv->v[j], 1);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+static int whole_no_left(void *ctx, const sync_value *key, const cloud_row *row)
+{
+    (void)key;
+    TH_CHECK(row->left == 0, "a whole-table pull gave a leave (cseq %" PRIu64 ")", row->cseq);
+    ++*(int *)ctx;
+    return 0;
+}
+
+/* Partitioned tables: the partition's newest cseq (rows, tombstones and leaves), its pages
+ * (rows and leaves in cseq order, remaining counts, a callback that stops or fails), one leave
+ * per row and partition, the distinct partition values, compaction of old tombstones and
+ * leaves: each partition's horizon rises to what was removed from it (others' stay), its
+ * newest cseq never goes back, the table's horizon rises with tombstones only; all kept across
+ * reopening. An integer (sales.store) and a text (notes.region) partition column. */
+static void partitions(const char *where)
+{
+    sync_schema *s = schema(schema_parts);
+    const sync_table *sales = sync_schema_table(s, 0), *notes = sync_schema_table(s, 1);
+    cloud_store *st = open_store(where, s);
+    sync_value s1 = ival(1), s2 = ival(2), s3 = ival(3), s4 = ival(4), s5 = ival(5), s6 = ival(6);
+    uint64_t c;
+    TH_CHECK(cloud_store_part_cseq(st, sales, &s1, &c) == SYNC_ERR_STATE,
+             "a table not declared partitioned");
+    TH_CHECK(cloud_store_partition(st, sales, 0) == SYNC_ERR_SCHEMA &&
+                 cloud_store_partition(st, sales, 2) == SYNC_ERR_SCHEMA,
+             "the key or a real column as partition column");
+    TH_CHECK(cloud_store_partition(st, sales, 1) == SYNC_OK &&
+                 cloud_store_partition(st, notes, 1) == SYNC_OK,
+             "partition: %s", cloud_store_errmsg(st));
+    TH_CHECK(cloud_store_partition(st, sales, 1) == SYNC_OK, "partition again: %s",
+             cloud_store_errmsg(st));
+    TH_CHECK(part_cseq(st, sales, s1) == 0, "an empty partition");
+
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    TH_CHECK(put_part(st, sales, ival(1), s1, 1, 0, NULL) == 1, "a fresh store starts at cseq 1");
+    put_part(st, sales, ival(2), s2, 1, 0, NULL);
+    put_part(st, sales, ival(3), s1, 1, 0, NULL);
+    put_part(st, sales, ival(4), s2, 1, 0, NULL);
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    TH_CHECK(part_cseq(st, sales, s1) == 3 && part_cseq(st, sales, s2) == 4 &&
+                 part_cseq(st, sales, s6) == 0,
+             "part_cseq of rows");
+
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    put_part(st, sales, ival(3), s2, 2, 0, &s1);  /* 5: 3 moves from 1 to 2 */
+    put_part(st, sales, ival(2), s2, 2, 1, NULL); /* 6: 2 deleted, its tombstone stays in 2 */
+    TH_CHECK(part_cseq(st, sales, s1) == 5, "a leave counts, also inside the transaction");
+    put_part(st, sales, ival(5), s1, 1, 0, NULL); /* 7 */
+    TH_CHECK(part_cseq(st, sales, s1) == 7 && part_cseq(st, sales, s2) == 6,
+             "part_cseq inside the transaction (a tombstone counts)");
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    put_part(st, sales, ival(4), s1, 2, 0, &s2);  /* 8 */
+    put_part(st, sales, ival(3), s1, 3, 0, &s2);  /* 9: 3 comes back to 1 */
+    put_part(st, sales, ival(3), s2, 4, 0, &s1);  /* 10: and leaves 1 again: one leave kept */
+    put_part(st, sales, ival(6), s2, 1, 0, NULL); /* 11 */
+    put_part(st, sales, ival(7), s3, 1, 0, NULL); /* 12 */
+    put_part(st, sales, ival(7), s3, 2, 1, NULL); /* 13: partition 3 has only a tombstone */
+    put_part(st, sales, ival(8), s4, 1, 0, NULL); /* 14 */
+    TH_CHECK(put_part(st, sales, ival(8), s5, 2, 0, &s4) == 15, /* 4 has only a leave */
+             "cseq 15");
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+
+    TH_CHECK(part_cseq(st, sales, s1) == 10 && part_cseq(st, sales, s2) == 11 &&
+                 part_cseq(st, sales, s3) == 13 && part_cseq(st, sales, s4) == 15 &&
+                 part_cseq(st, sales, s5) == 15 && part_cseq(st, sales, s6) == 0,
+             "part_cseq: %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+             part_cseq(st, sales, s1), part_cseq(st, sales, s2), part_cseq(st, sales, s3),
+             part_cseq(st, sales, s4), part_cseq(st, sales, s5));
+    sync_value wrong = tval("1");
+    TH_CHECK(cloud_store_part_cseq(st, sales, &wrong, &c) != SYNC_OK,
+             "a text value for an integer partition column is refused");
+    TH_CHECK(cloud_store_part_compacted(st, sales, &wrong, &c) != SYNC_OK,
+             "part_compacted: a text value for an integer partition column is refused");
+    printf("store: a partition value of another type: %s\n", cloud_store_errmsg(st));
+
+    static const want_item in1[] = {{1, 1, 1, NULL, 0, 0},
+                                    {7, 1, 5, NULL, 0, 0},
+                                    {8, 2, 4, NULL, 0, 0},
+                                    {10, 4, 3, NULL, 1, 0}};
+    static const want_item in2[] = {{6, 2, 2, NULL, 0, 1},
+                                    {8, 2, 4, NULL, 1, 0},
+                                    {9, 3, 3, NULL, 1, 0},
+                                    {10, 4, 3, NULL, 0, 0},
+                                    {11, 1, 6, NULL, 0, 0}};
+    static const want_item in3[] = {{13, 2, 7, NULL, 0, 1}};
+    static const want_item in4[] = {{15, 2, 8, NULL, 1, 0}};
+    static const want_item in5[] = {{15, 2, 8, NULL, 0, 0}};
+    for (uint64_t limit = 1; limit <= 6; limit++) {
+        part_pages(st, sales, s1, in1, 4, limit);
+        part_pages(st, sales, s2, in2, 5, limit);
+    }
+    part_pages(st, sales, s3, in3, 1, 2);
+    part_pages(st, sales, s4, in4, 1, 2);
+    part_pages(st, sales, s5, in5, 1, 2);
+    part_pages(st, sales, s6, NULL, 0, 2);
+
+    /* A callback that stops: the change it stopped at is not consumed. One that fails: its
+     * error is returned. */
+    struct part_pull p = {sales, s2, in2, 5, 0, 0, 2, 0};
+    uint64_t remaining;
+    TH_CHECK(cloud_store_pull_part(st, sales, &s2, 0, 100, check_part_item, &p, &remaining) ==
+                     SYNC_OK &&
+                 p.calls == 2 && p.at == 1 && remaining == 5,
+             "a callback that stops (%d calls, %d consumed)", p.calls, p.at);
+    p.calls = 0;
+    p.stop_at = 0;
+    TH_CHECK(cloud_store_pull_part(st, sales, &s2, 6, 100, check_part_item, &p, &remaining) ==
+                     SYNC_OK &&
+                 p.at == 5 && remaining == 4,
+             "the rest after the stop: %d", p.at);
+    p = (struct part_pull){sales, s2, in2, 5, 0, 0, 0, 2};
+    TH_CHECK(cloud_store_pull_part(st, sales, &s2, 0, 100, check_part_item, &p, &remaining) ==
+                 SYNC_ERR_IO,
+             "a callback's error is returned");
+
+    /* Text partitions: equality is exact. */
+    sync_value north = tval("north"), south = tval("south");
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    put_part(st, notes, tval("n1"), north, 1, 0, NULL);   /* 16 */
+    put_part(st, notes, tval("n2"), south, 1, 0, NULL);   /* 17 */
+    put_part(st, notes, tval("n3"), north, 1, 0, NULL);   /* 18 */
+    put_part(st, notes, tval("n3"), south, 2, 0, &north); /* 19 */
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    static const want_item north_want[] = {{16, 1, 0, "n1", 0, 0}, {19, 2, 0, "n3", 1, 0}};
+    static const want_item south_want[] = {{17, 1, 0, "n2", 0, 0}, {19, 2, 0, "n3", 0, 0}};
+    part_pages(st, notes, north, north_want, 2, 1);
+    part_pages(st, notes, south, south_want, 2, 3);
+    TH_CHECK(part_cseq(st, notes, north) == 19 && part_cseq(st, notes, south) == 19 &&
+                 part_cseq(st, notes, tval("nort")) == 0 &&
+                 part_cseq(st, notes, tval("North")) == 0,
+             "text partitions");
+
+    struct part_values pv = {0};
+    sync_value sales_parts[] = {s1, s2, s3, s5};
+    TH_CHECK(cloud_store_partitions(st, sales, collect_value, &pv) == SYNC_OK &&
+                 same_values(&pv, sales_parts, 4),
+             "the partitions of sales (%d)", pv.n);
+    pv = (struct part_values){0};
+    sync_value notes_parts[] = {north, south};
+    TH_CHECK(cloud_store_partitions(st, notes, collect_value, &pv) == SYNC_OK &&
+                 same_values(&pv, notes_parts, 2),
+             "the partitions of notes (%d)", pv.n);
+    pv = (struct part_values){.stop_at = 2};
+    TH_CHECK(cloud_store_partitions(st, sales, collect_value, &pv) == SYNC_OK && pv.n == 1,
+             "a callback that stops the partitions");
+    pv = (struct part_values){.fail_at = 1};
+    TH_CHECK(cloud_store_partitions(st, sales, collect_value, &pv) == SYNC_ERR_IO,
+             "a callback's error is returned");
+
+    /* The same after reopening (the tables exist already). */
+    cloud_store_close(st);
+    st = open_store(where, s);
+    TH_CHECK(cloud_store_partition(st, sales, 1) == SYNC_OK &&
+                 cloud_store_partition(st, notes, 1) == SYNC_OK,
+             "partition an existing store: %s", cloud_store_errmsg(st));
+    part_pages(st, sales, s2, in2, 5, 2);
+    TH_CHECK(part_cseq(st, sales, s1) == 10, "part_cseq after reopening");
+
+    /* Whole-table pulls and row_get never give a leave. */
+    int n = 0;
+    TH_CHECK(cloud_store_pull(st, sales, 0, 100, whole_no_left, &n, &remaining) == SYNC_OK &&
+                 n == 8,
+             "whole-table pull: %d rows", n);
+    cloud_row row;
+    row.left = 1;
+    sync_value k3 = ival(3);
+    TH_CHECK(cloud_store_row_get(st, sales, &k3, &row) == SYNC_OK && row.exists && !row.left &&
+                 same(&s2, &row.vals[1], 1),
+             "row_get");
+
+    /* Compaction: nothing old enough, then every tombstone and leave. The table's horizon
+     * rises to the newest tombstone (13; not to the newest leave, 15), the version floor to the
+     * tombstones' (2); each partition's horizon to what it lost: 1 its leave at 10, 2 its
+     * tombstone at 6 and leaves at 8 and 9, 3 its tombstone at 13, 4 its leave at 15; 5 and 6
+     * lost nothing. No partition's newest cseq goes back. */
+    static const uint64_t cseq_before[6] = {10, 11, 13, 15, 15, 0};
+    static const uint64_t zero[6] = {0, 0, 0, 0, 0, 0};
+    sales_parts_are(st, sales, cseq_before, zero, "before compaction");
+    uint64_t removed = 99;
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK &&
+                 cloud_store_compact(st, sales, (int64_t)sync_wall_ms() - 3600000, &removed) ==
+                     SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK && removed == 0 &&
+                 cloud_store_compacted(st, sales) == 0,
+             "nothing to compact yet: %s", cloud_store_errmsg(st));
+    sales_parts_are(st, sales, cseq_before, zero, "nothing compacted");
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK &&
+                 cloud_store_compact(st, sales, (int64_t)sync_wall_ms() + 60000, &removed) ==
+                     SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK,
+             "compact: %s", cloud_store_errmsg(st));
+    TH_CHECK(removed == 6 && cloud_store_compacted(st, sales) == 13 &&
+                 cloud_store_version_floor(st, sales) == 2,
+             "compaction removed %" PRIu64 ", horizon %" PRIu64 ", floor %" PRIu64, removed,
+             cloud_store_compacted(st, sales), cloud_store_version_floor(st, sales));
+    static const uint64_t horizon1[6] = {10, 9, 13, 15, 0, 0};
+    sales_parts_are(st, sales, cseq_before, horizon1, "after compaction");
+    static const want_item in1_after[] = {
+        {1, 1, 1, NULL, 0, 0}, {7, 1, 5, NULL, 0, 0}, {8, 2, 4, NULL, 0, 0}};
+    static const want_item in2_after[] = {{10, 4, 3, NULL, 0, 0}, {11, 1, 6, NULL, 0, 0}};
+    part_pages(st, sales, s1, in1_after, 3, 2);
+    part_pages(st, sales, s2, in2_after, 2, 2);
+    part_pages(st, sales, s3, NULL, 0, 2);
+    part_pages(st, sales, s4, NULL, 0, 2);
+    /* A table with leaves and no tombstones: its horizon stays, its partition's rises. */
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK &&
+                 cloud_store_compact(st, notes, (int64_t)sync_wall_ms() + 60000, &removed) ==
+                     SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK,
+             "compact notes: %s", cloud_store_errmsg(st));
+    TH_CHECK(removed == 1 && cloud_store_compacted(st, notes) == 0 &&
+                 cloud_store_version_floor(st, notes) == 0,
+             "notes: removed %" PRIu64 ", horizon %" PRIu64, removed,
+             cloud_store_compacted(st, notes));
+    TH_CHECK(part_compacted(st, notes, north) == 19 && part_compacted(st, notes, south) == 0 &&
+                 part_cseq(st, notes, north) == 19 && part_cseq(st, notes, south) == 19,
+             "notes after compaction: north %" PRIu64 "/%" PRIu64 ", south %" PRIu64
+             "/%" PRIu64,
+             part_cseq(st, notes, north), part_compacted(st, notes, north),
+             part_cseq(st, notes, south), part_compacted(st, notes, south));
+    part_pages(st, notes, north, north_want, 1, 2);
+
+    /* Horizons only rise, each by what its own partition loses; a leave alone leaves the
+     * table's horizon where it is. Seen inside the compaction's transaction too. */
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    TH_CHECK(put_part(st, sales, ival(9), s5, 1, 0, NULL) == 20, "cseq 20");
+    put_part(st, sales, ival(9), s5, 2, 1, NULL); /* 21: a tombstone in 5 */
+    put_part(st, sales, ival(6), s6, 2, 0, &s2);  /* 22: 6 moves from 2 to 6 */
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    static const uint64_t cseq_before2[6] = {10, 22, 13, 15, 21, 22};
+    sales_parts_are(st, sales, cseq_before2, horizon1, "before the second compaction");
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK &&
+                 cloud_store_compact(st, sales, (int64_t)sync_wall_ms() + 60000, &removed) ==
+                     SYNC_OK,
+             "compact again: %s", cloud_store_errmsg(st));
+    static const uint64_t horizon2[6] = {10, 22, 13, 15, 21, 0};
+    sales_parts_are(st, sales, cseq_before2, horizon2, "inside the second compaction");
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    TH_CHECK(removed == 2 && cloud_store_compacted(st, sales) == 21 &&
+                 cloud_store_version_floor(st, sales) == 2,
+             "second compaction removed %" PRIu64 ", horizon %" PRIu64, removed,
+             cloud_store_compacted(st, sales));
+    sales_parts_are(st, sales, cseq_before2, horizon2, "after the second compaction");
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    put_part(st, sales, ival(10), s3, 1, 0, &s1); /* 23: only a leave is old enough below */
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK &&
+                 cloud_store_compact(st, sales, (int64_t)sync_wall_ms() + 60000, &removed) ==
+                     SYNC_OK &&
+                 cloud_store_commit(st) == SYNC_OK,
+             "compact a leave: %s", cloud_store_errmsg(st));
+    static const uint64_t cseq3[6] = {23, 22, 23, 15, 21, 22};
+    static const uint64_t horizon3[6] = {23, 22, 13, 15, 21, 0};
+    TH_CHECK(removed == 1 && cloud_store_compacted(st, sales) == 21,
+             "a leave alone: removed %" PRIu64 ", horizon %" PRIu64, removed,
+             cloud_store_compacted(st, sales));
+    sales_parts_are(st, sales, cseq3, horizon3, "after compacting a leave");
+
+    cloud_store_close(st);
+    st = open_store(where, s);
+    TH_CHECK(cloud_store_compacted(st, sales) == 21 && cloud_store_compacted(st, notes) == 0,
+             "the horizons after reopening: %" PRIu64 " %" PRIu64,
+             cloud_store_compacted(st, sales), cloud_store_compacted(st, notes));
+    TH_CHECK(cloud_store_partition(st, sales, 1) == SYNC_OK &&
+                 cloud_store_partition(st, notes, 1) == SYNC_OK,
+             "partition again: %s", cloud_store_errmsg(st));
+    sales_parts_are(st, sales, cseq3, horizon3, "after reopening");
+    TH_CHECK(part_compacted(st, notes, north) == 19 && part_compacted(st, notes, south) == 0 &&
+                 part_cseq(st, notes, north) == 19,
+             "notes' partition horizons after reopening");
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
 /* ---- PostgreSQL only ---- */
 
 static const char *superuser(void)
@@ -590,7 +1074,9 @@ int main(int argc, char **argv)
     round_trip(fresh("rt"), 0, sq);
     cseq_rules(fresh("cseq"));
     schema_changes(fresh("schema"));
-    printf("store: SQLite: values, pages, checksums, change sequence and schema changes\n");
+    partitions(fresh("parts"));
+    printf("store: SQLite: values, pages, checksums, change sequence, schema changes and "
+           "partitions\n");
     if (pg) {
         round_trip(fresh(NULL), 1, pq);
         for (int i = 0; i < 3; i++)
@@ -611,6 +1097,8 @@ int main(int argc, char **argv)
             printf("  %s\n", pq[i]);
         cseq_rules(fresh(NULL));
         schema_changes(fresh(NULL));
+        partitions(fresh(NULL));
+        printf("store: PostgreSQL: partitions\n");
         nul_text();
         two_writers();
         reconnect();
