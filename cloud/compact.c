@@ -25,8 +25,9 @@ int cloud_compact(cloud_store *st, const sync_schema *s, long retention_s, int64
             return rc;
         }
         if (n > 0)
-            sync_notice("compaction: removed %llu tombstones of '%s' older than %ld s "
-                        "(replicas behind change %llu will resync it in full)",
+            sync_notice("compaction: removed %llu tombstones (or partition leaves) of '%s' "
+                        "older than %ld s (replicas of the whole table behind change %llu will "
+                        "resync it in full)",
                         (unsigned long long)n, t->name, retention_s,
                         (unsigned long long)cloud_store_compacted(st, t));
         total += n;

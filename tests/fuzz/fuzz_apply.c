@@ -76,6 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* ---- the world: schema, configurations, store ---- */
 
 static sync_schema *schema;
+#define FUZZ_PART_TABLE "notes"
+#define FUZZ_PART_COL "body"
 static cloud_config cfgs[FUZZ_VARIANTS];
 static int cfg_ready[FUZZ_VARIANTS];
 static cloud_store *st;
@@ -143,6 +145,12 @@ static void store_open(void)
     FUZZ_CHECK(rc == SYNC_OK && last_opened != NULL, "opening the store: %s", err);
     db = last_opened;
     exec_sql("PRAGMA synchronous=OFF");
+    /* Partitioned now, so the tables that brings are scanned and emptied like the others. */
+    const sync_table *pt = sync_schema_find(schema, FUZZ_PART_TABLE, strlen(FUZZ_PART_TABLE));
+    FUZZ_CHECK(pt && cloud_store_partition(st, pt, sync_table_col(pt, FUZZ_PART_COL,
+                                                                  strlen(FUZZ_PART_COL))) ==
+                         SYNC_OK,
+               "partitioning: %s", cloud_store_errmsg(st));
     sql_fixed[SQL_QUICK_CHECK] = prep("PRAGMA quick_check");
     sql_bad_rows = calloc((size_t)n, sizeof *sql_bad_rows);
     FUZZ_CHECK(sql_bad_rows, "out of memory");
@@ -244,6 +252,8 @@ static cloud_config *config_of(unsigned variant)
     config_line(c, "role", "pi manager");
     config_line(c, "role", "clerk clerk");
     config_line(c, "priority", "manager,clerk");
+    /* notes is split by its text column body: deltas, leaves, heads and pulls per partition. */
+    config_line(c, "partition", FUZZ_PART_TABLE " " FUZZ_PART_COL);
     for (int i = 0; i < sync_schema_ntables(schema); i++) {
         char line[160];
         snprintf(line, sizeof line, "%s %s", sync_schema_table(schema, i)->name,
@@ -760,6 +770,7 @@ typedef struct dctx {
     uint64_t last_cseq; /* cseqs ascend (from the delta's prev_cseq, the page's cursor) */
     size_t n;           /* changes seen */
     int page;           /* full row states: compare every change with the store */
+    int part;           /* a partition's stream: leaves allowed */
     size_t nkeys;       /* delta: the keys seen so far, with their last version */
     sync_value keys[DCTX_KEYS];
     uint64_t versions[DCTX_KEYS];
@@ -801,9 +812,16 @@ static int d_change(void *ctx, const sync_change *c)
         x->keys[x->nkeys] = c->key;
         x->versions[x->nkeys++] = c->version;
     }
+    FUZZ_CHECK(c->op != SYNC_OP_LEAVE || x->part, "%s of '%s': a leave outside a partition",
+               x->what, x->t->name);
     check_cols(x->what, x->t, &c->key, c->cols, c->ncols,
-               x->page ? c->op != SYNC_OP_DELETE : c->op == SYNC_OP_INSERT);
-    if (x->page) {
+               x->page ? !SYNC_OP_NOCOLS(c->op) : c->op == SYNC_OP_INSERT);
+    if (x->page && c->op == SYNC_OP_LEAVE) {
+        /* The row left the partition: the store holds it elsewhere (or gone), at least as new. */
+        cloud_row row;
+        FUZZ_CHECK(cloud_store_row_get(st, x->t, &c->key, &row) == SYNC_OK, "row_get");
+        FUZZ_CHECK(!row.exists || row.version >= c->version, "page: a leave newer than the row");
+    } else if (x->page) {
         FUZZ_CHECK(c->op != SYNC_OP_UPDATE, "page with an update");
         shown s = {"page",    c->op == SYNC_OP_DELETE, c->version, 1,       c->hlc, c->cseq,
                    c->origin, c->origin_len,           c->cols,    c->ncols};
@@ -819,17 +837,22 @@ static const sync_table *table_of_topic(const char *rest, size_t len)
     return t;
 }
 
-/* Checks one delta; returns its number of changes. */
+/* Checks one delta; returns its number of changes (0 for a partition's: the table's own delta
+ * carries each change once). */
 static size_t check_delta(const cloud_msg *m, const char *rest)
 {
     static dctx x; /* large */
     char err[512] = "";
     memset(&x, 0, sizeof x);
-    x.t = table_of_topic(rest, strlen(rest));
-    x.what = "delta";
+    const char *slash = strchr(rest, '/');
+    x.t = table_of_topic(rest, slash ? (size_t)(slash - rest) : strlen(rest));
+    x.part = slash != NULL;
+    FUZZ_CHECK(!x.part || strcmp(x.t->name, FUZZ_PART_TABLE) == 0,
+               "a partition delta of an unpartitioned table: %s", m->topic);
+    x.what = x.part ? "partition delta" : "delta";
     int rc = sync_delta_decode(m->payload, m->len, NULL, d_hdr, d_change, &x, err, sizeof err);
     FUZZ_CHECK(rc == SYNC_OK, "delta on %s does not decode: %s", m->topic, err);
-    return x.n;
+    return x.part ? 0 : x.n;
 }
 
 /* A retained row state; when no later message in the queue is for the same key, it must be
@@ -843,6 +866,15 @@ static void check_row(const cloud_msg *m, const char *rest)
     const char *slash = strchr(rest, '/');
     FUZZ_CHECK(slash != NULL, "row topic %s", m->topic);
     const sync_table *t = table_of_topic(rest, (size_t)(slash - rest));
+    int pc = strcmp(t->name, FUZZ_PART_TABLE) == 0
+                 ? sync_table_col(t, FUZZ_PART_COL, strlen(FUZZ_PART_COL))
+                 : -1;
+    if (m->len == 0) {
+        /* Only a row that left a partition has its old topic emptied. */
+        FUZZ_CHECK(pc >= 0 && strchr(slash + 1, '/') != NULL, "empty row message on %s",
+                   m->topic);
+        return;
+    }
     int rc = sync_row_decode(m->payload, m->len, NULL, &c, &table, &table_len, err, sizeof err);
     FUZZ_CHECK(rc == SYNC_OK, "row on %s does not decode: %s", m->topic, err);
     FUZZ_CHECK(table_len == strlen(t->name) && memcmp(table, t->name, table_len) == 0,
@@ -851,7 +883,24 @@ static void check_row(const cloud_msg *m, const char *rest)
     FUZZ_CHECK(c.version >= 1 || known("client-base-version"), "row message with version 0");
     FUZZ_CHECK(sync_id_valid(c.origin, c.origin_len), "row: origin is not a device id");
     check_cols("row", t, &c.key, c.cols, c.ncols, c.op != SYNC_OP_DELETE);
-    rc = sync_topic_row(topic, sizeof topic, FUZZ_TENANT, t->name, &c.key);
+    if (pc >= 0 && c.op != SYNC_OP_DELETE) {
+        /* Under its partition: the value of the partition column. */
+        const sync_value *part = NULL;
+        for (size_t i = 0; i < c.ncols; i++)
+            if ((int)i == pc)
+                part = &c.cols[i].v;
+        FUZZ_CHECK(part != NULL, "row of a partitioned table without its partition");
+        rc = sync_topic_row_part(topic, sizeof topic, FUZZ_TENANT, t->name, part, &c.key);
+    } else {
+        rc = sync_topic_row(topic, sizeof topic, FUZZ_TENANT, t->name, &c.key);
+        if (pc >= 0 && rc == SYNC_OK) {
+            /* A tombstone keeps its partition level: rows/notes/PART/KEY; compare the key. */
+            const char *tail = strrchr(topic, '/');
+            size_t tl = strlen(tail), ml = strlen(m->topic);
+            if (ml > tl && strcmp(m->topic + ml - tl, tail) == 0)
+                snprintf(topic, sizeof topic, "%s", m->topic);
+        }
+    }
     FUZZ_CHECK(rc == SYNC_OK && strcmp(topic, m->topic) == 0, "row topic %s, but its key makes %s",
                m->topic, topic);
     int n = 0;
@@ -861,6 +910,27 @@ static void check_row(const cloud_msg *m, const char *rest)
     shown s = {"row message", c.op == SYNC_OP_DELETE, c.version, 1,      c.hlc, c.cseq,
                c.origin,      c.origin_len,           c.cols,    c.ncols};
     check_against_store(t, &c.key, &s);
+}
+
+/* A partition's retained head: one entry, its table, the same cseq as the top. */
+static int one_entry(void *ctx, const sync_head_entry *e)
+{
+    uint64_t *c = ctx;
+    FUZZ_CHECK(e->table_len == strlen(FUZZ_PART_TABLE) &&
+                   memcmp(e->table, FUZZ_PART_TABLE, e->table_len) == 0 && c[1]++ == 0,
+               "partition head entries");
+    c[0] = e->cseq;
+    return 0;
+}
+
+static void check_part_head(const cloud_msg *m)
+{
+    uint64_t top = 0, c[2] = {0, 0};
+    char err[256] = "";
+    FUZZ_CHECK(sync_head_decode(m->payload, m->len, &top, one_entry, c, err, sizeof err) ==
+                       SYNC_OK &&
+                   c[1] == 1 && c[0] == top,
+               "partition head on %s: %s", m->topic, err);
 }
 
 /* Checks what one committed transaction published: acks for the batches in exps, deltas, row
@@ -886,6 +956,9 @@ static size_t check_output(const cloud_outq *q, expect *exps, size_t nexp, int q
             FUZZ_CHECK(!quiet, "a row state with publish_rows off");
             FUZZ_CHECK(m->retain, "row state not retained");
             check_row(m, rest + 5);
+        } else if (strncmp(rest, "head/" FUZZ_PART_TABLE "/", 6 + strlen(FUZZ_PART_TABLE)) == 0) {
+            FUZZ_CHECK(m->retain, "partition head not retained");
+            check_part_head(m);
         } else if (strncmp(rest, "events/", 7) == 0) {
             FUZZ_CHECK(!quiet || strcmp(rest + 7, "changes") != 0,
                        "changes event with events=batches");
@@ -1087,8 +1160,11 @@ static void run_pull(cloud_puller *p, const cloud_config *c, const frame *f)
             fprintf(stderr, "fuzz_apply: pull refused: %s\n", err);
         FUZZ_CHECK(q.n == 0, "a refused pull published %zu messages", q.n);
         FUZZ_CHECK(rc != SYNC_ERR_DB && rc != SYNC_ERR_NOMEM, "pull failed: %s", err);
-        FUZZ_CHECK(!req_ok || !sync_schema_find(schema, req.table, req.table_len),
-                   "a valid pull was refused: %s", err);
+        const sync_table *rt = req_ok ? sync_schema_find(schema, req.table, req.table_len) : NULL;
+        int part_ok = !req_ok || !req.has_part ||
+                      (rt && strcmp(rt->name, FUZZ_PART_TABLE) == 0 &&
+                       req.part.type == SYNC_TEXT);
+        FUZZ_CHECK(!req_ok || !rt || !part_ok, "a valid pull was refused: %s", err);
         return;
     }
     FUZZ_CHECK(req_ok, "a malformed pull was answered");
@@ -1102,10 +1178,16 @@ static void run_pull(cloud_puller *p, const cloud_config *c, const frame *f)
     x.d.t = t;
     x.d.what = "page";
     x.d.page = 1;
+    x.d.part = req.has_part;
     int rc2 =
         sync_page_decode(q.head->payload, q.head->len, NULL, pg_hdr, d_change, &x, err, sizeof err);
     FUZZ_CHECK(rc2 == SYNC_OK && x.saw, "page does not decode: %s", err);
-    uint64_t horizon = cloud_store_compacted(st, t);
+    uint64_t horizon = 0;
+    if (req.has_part)
+        FUZZ_CHECK(cloud_store_part_compacted(st, t, &req.part, &horizon) == SYNC_OK,
+                   "part_compacted");
+    else
+        horizon = cloud_store_compacted(st, t);
     FUZZ_CHECK(x.h.after == req.after ||
                    (x.h.after == 0 && !req.full && req.after > 0 && req.after < horizon),
                "page after %" PRIu64 " for a request after %" PRIu64, x.h.after, req.after);
@@ -1182,7 +1264,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The retained head names every table with the newest cseq published. */
     cloud_outq q;
     cloud_outq_init(&q);
-    FUZZ_CHECK(cloud_applier_head(a, &q) == SYNC_OK && q.n == 1, "head");
+    FUZZ_CHECK(cloud_applier_head(a, &q) == SYNC_OK && q.n >= 1 &&
+                   strcmp(q.head->topic, "sync/" FUZZ_TENANT "/head") == 0,
+               "head");
+    for (const cloud_msg *m = q.head->next; m; m = m->next)
+        check_part_head(m); /* and each partition's, once per applier */
     uint64_t top = 0;
     headctx hc = {0, 0};
     FUZZ_CHECK(sync_head_decode(q.head->payload, q.head->len, &top, on_head, &hc, err,

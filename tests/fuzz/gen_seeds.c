@@ -265,6 +265,20 @@ static void frame_pull(input *in, int dev, unsigned flags, const char *table, ui
     sync_cbuf_free(&enc);
 }
 
+/* A pull of one partition of notes (split by body). */
+static void frame_pull_part(input *in, int dev, const char *part, uint64_t after, int full)
+{
+    sync_cbuf enc;
+    sync_pull p = {.table = "notes", .table_len = 5, .after = after, .limit = 2, .full = full,
+                   .has_part = 1, .part = v_text(part)};
+    sync_cbuf_init(&enc, 0);
+    sync_pull_encode(&enc, &p);
+    if (enc.err != SYNC_OK)
+        die("encoding a pull");
+    frame(in, CTL(dev, FUZZ_ACT_PULL), enc.data, enc.len);
+    sync_cbuf_free(&enc);
+}
+
 static void in_write(input *in, const char *name)
 {
     write_file("apply", name, in->d, in->len);
@@ -635,6 +649,29 @@ static void gen_apply(void)
     frame_pull(&in, DEV_C, 0, "notes", 0, 1, 1);
     frame_pull(&in, DEV_C, 0, "nope", 0, 1, 0);
     in_write(&in, "seed-pull");
+
+    /* Partitions (notes by body): rows in two partitions, one moved by an update and one by an
+     * insert over it, a delete, pulls of each partition (one-row pages through the leaves),
+     * a compaction, and pulls from below the partition's horizon. */
+    in_start(&in, 0);
+    one_batch(&b);
+    notes_insert(&b, "a", "north");
+    notes_insert(&b, "b", "north");
+    notes_insert(&b, "c", "south");
+    frame_batch(&in, DEV_A, 0, 1, &b);
+    one_batch(&b);
+    r = rec(&b, "notes", v_text("a"), SYNC_OP_UPDATE, 1, HLC(11));
+    col(r->cols, &r->ncols, "body", v_text("south"));
+    notes_insert(&b, "c", "north");
+    r = rec(&b, "notes", v_text("b"), SYNC_OP_DELETE, 1, HLC(12));
+    frame_batch(&in, DEV_B, 0, 1, &b);
+    frame_pull_part(&in, DEV_C, "north", 0, 0);
+    frame_pull_part(&in, DEV_C, "south", 1, 0);
+    frame_pull_part(&in, DEV_C, "nowhere", 0, 1);
+    frame(&in, FUZZ_CTL_COMPACT, "", 0);
+    frame_pull_part(&in, DEV_C, "north", 1, 0);
+    frame_pull(&in, DEV_C, 0, "notes", 0, 100, 0);
+    in_write(&in, "seed-partitions");
 
     /* Compaction: a deleted row is compacted, the key is used again, a replica behind the
      * horizon pulls. */
