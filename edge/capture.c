@@ -7,6 +7,11 @@
  * The triggers run only when _sync_ctl.applying is 0, which syncedge sets to 1 inside its own
  * transactions that apply downstream changes: other connections never see it, so application
  * writes are always captured and syncedge's are never echoed back.
+ *
+ * Tables the device may not write get BEFORE triggers that refuse the application's writes
+ * instead (read-only by owner or by the cloud's policy), and tables it may write in some
+ * partitions only get BEFORE triggers that refuse writes to rows outside them (policy.h); both
+ * kinds also check _sync_ctl.applying, so syncedge's own applies go in.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,6 +74,87 @@ static unsigned long long full_mask(const sync_table *t)
     return t->ncols >= 64 ? ~0ull : ((1ull << t->ncols) - 1);
 }
 
+/* Appends s as an SQL string literal. */
+static void add_str(sqlbuf *b, const char *s)
+{
+    add(b, "'");
+    for (const char *c = s; *c; c++) {
+        if (*c == '\'')
+            add(b, "''");
+        else
+            add(b, "%c", *c);
+    }
+    add(b, "'");
+}
+
+/* The partition write triggers of a table whose write set is limited to partitions (policy.h):
+ * BEFORE triggers that refuse an application's write to a row outside them, checking the row as
+ * it was (UPDATE, DELETE) and as it will be (INSERT, UPDATE), so nothing the cloud would refuse
+ * is queued. NULL is outside every partition.
+ *
+ * The message names the offending value. RAISE takes a literal only (SQLite before 3.47, and
+ * the application's SQLite may be older than ours: an expression there would make the schema
+ * unreadable to it), so the triggers hold one literal per value the device knows of (the
+ * partitions it receives but may not write, and NULL) and a last one without the value for any
+ * other. */
+static void partition_triggers(edge_db *e, sqlbuf *b, const sync_table *t, const edge_parts *p)
+{
+    static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
+    static char in[16384], allowed[16384], msg[20000]; /* like b: single-threaded */
+    const char *col = t->cols[p->col].name;
+    char lit[1024];
+    /* "12, 14" for IN (...), and "(store_id = 12 or 14)" for the messages */
+    size_t at = 0, at2 = (size_t)snprintf(allowed, sizeof allowed, "(%s = ", col);
+    in[0] = 0;
+    for (int i = 0; i < p->nwr; i++) {
+        if (edge_sql_literal(lit, sizeof lit, &p->wr[i]) != SYNC_OK) {
+            b->over = 1;
+            return;
+        }
+        at += (size_t)snprintf(in + at, sizeof in - at, "%s%s", i ? ", " : "", lit);
+        at2 += (size_t)snprintf(allowed + at2, sizeof allowed - at2, "%s%s", i ? " or " : "", lit);
+        if (at >= sizeof in || at2 >= sizeof allowed) {
+            b->over = 1;
+            return;
+        }
+    }
+    snprintf(allowed + at2, sizeof allowed - at2, ")");
+    for (int k = 0; k < 3; k++) {
+        const char *row = k == 0 ? "NEW" : "OLD";
+        add(b, "CREATE TRIGGER \"_sync_%s_pw_%s\" BEFORE %s ON \"%s\" WHEN " ACTIVE " AND (",
+            t->name, ops[k], ops[k], t->name);
+        add(b, "coalesce(%s.\"%s\" IN (%s), 0) = 0", row, col, in);
+        if (k == 1)
+            add(b, " OR coalesce(NEW.\"%s\" IN (%s), 0) = 0", col, in);
+        add(b, ") BEGIN\n");
+        for (int i = -1; i < (p->recv_limited ? p->nrecv : 0); i++) {
+            if (i >= 0 && edge_parts_find(p->wr, p->nwr, &p->recv[i]) >= 0)
+                continue;
+            if (i >= 0)
+                edge_sql_literal(lit, sizeof lit, &p->recv[i]);
+            else
+                snprintf(lit, sizeof lit, "NULL");
+            snprintf(msg, sizeof msg,
+                     "row of table %s with %s = %s is outside the partitions device %s may write "
+                     "%s",
+                     t->name, col, lit, e->device, allowed);
+            add(b, " SELECT RAISE(ABORT, ");
+            add_str(b, msg);
+            /* The value that is outside: for an update the row's before, if that one is. */
+            if (k == 1)
+                add(b, ") WHERE (CASE WHEN coalesce(OLD.\"%s\" IN (%s), 0) = 0 THEN OLD.\"%s\" "
+                    "ELSE NEW.\"%s\" END) IS %s;\n", col, in, col, col, lit);
+            else
+                add(b, ") WHERE %s.\"%s\" IS %s;\n", row, col, lit);
+        }
+        snprintf(msg, sizeof msg, "row of table %s is outside the partitions device %s may write %s",
+                 t->name, e->device, allowed);
+        add(b, " SELECT RAISE(ABORT, ");
+        add_str(b, msg);
+        add(b, ");\nEND;\n");
+    }
+}
+
 static int install_table(edge_db *e, const sync_table *t, int first, char *err, size_t errlen)
 {
     static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
@@ -81,11 +167,19 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
         "DROP TRIGGER IF EXISTS \"_sync_%s_del\";\n",
         t->name, t->name, t->name);
     for (int k = 0; k < 3; k++)
-        add(&b, "DROP TRIGGER IF EXISTS \"_sync_%s_ro_%s\";\n", t->name, ops[k]);
+        add(&b,
+            "DROP TRIGGER IF EXISTS \"_sync_%s_ro_%s\"; DROP TRIGGER IF EXISTS "
+            "\"_sync_%s_pw_%s\";\n",
+            t->name, ops[k], t->name, ops[k]);
 
     int slot = edge_db_slot(e, t);
     int by_owner = t->owner[0] && strcmp(t->owner, e->device) != 0;
-    if (by_owner || (slot >= 0 && e->readonly[slot])) {
+    const edge_parts *parts = slot >= 0 && e->parts[slot].col >= 0 && e->parts[slot].write_limited
+                                  ? &e->parts[slot]
+                                  : NULL;
+    /* Limited to no partition at all: not writable. */
+    int none = parts && parts->nwr == 0;
+    if (by_owner || (slot >= 0 && e->readonly[slot]) || none) {
         /* Master mode and we are not the master, or the cloud's write rules leave this device
          * out (policy.h): the application may read this table but not write it (the cloud
          * would refuse the changes). syncedge's own applies still go in. */
@@ -161,6 +255,9 @@ static int install_table(edge_db *e, const sync_table *t, int first, char *err, 
         t->name, key);
     base_expr(&b, t, "OLD");
     add(&b, ", " NOW_MS ", 0);\nEND;\n");
+
+    if (parts)
+        partition_triggers(e, &b, t, parts);
 
     /* First attach: rows the application wrote before syncedge knew the table are changes too. */
     if (first) {

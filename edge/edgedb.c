@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -118,7 +119,11 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
         " tenant TEXT NOT NULL, device TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_tables(tbl TEXT PRIMARY KEY, attached INTEGER);"
         "CREATE TABLE IF NOT EXISTS _sync_policy(tbl TEXT PRIMARY KEY, recv INTEGER NOT NULL,"
-        " wr INTEGER NOT NULL);"
+        " wr INTEGER NOT NULL, pcol TEXT, precv INTEGER NOT NULL DEFAULT 0,"
+        " pwr INTEGER NOT NULL DEFAULT 0);"
+        /* The partition values of _sync_policy's tables: dir 0 receive, 1 write. */
+        "CREATE TABLE IF NOT EXISTS _sync_policy_part(tbl TEXT NOT NULL, dir INTEGER NOT NULL,"
+        " val NOT NULL, PRIMARY KEY (tbl, dir, val)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_cursor(tbl TEXT PRIMARY KEY, cseq INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _sync_resync(tbl TEXT PRIMARY KEY);"
         "CREATE TABLE IF NOT EXISTS _sync_seen(tbl TEXT NOT NULL, pk NOT NULL,"
@@ -126,7 +131,8 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
         "CREATE TABLE IF NOT EXISTS _sync_dirty(tbl TEXT NOT NULL, pk NOT NULL,"
         " after INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_rows(tbl TEXT NOT NULL, pk NOT NULL,"
-        " version INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
+        " version INTEGER NOT NULL, gone INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _sync_outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
         " tbl TEXT NOT NULL, op INTEGER NOT NULL, pk NOT NULL, base INTEGER NOT NULL,"
         " ts INTEGER NOT NULL, mask INTEGER NOT NULL");
@@ -160,6 +166,30 @@ static int ensure_bookkeeping(edge_db *e, const edge_config *c, char *err, size_
             if ((rc = sync_sql_exec(e->db, alter, "widening the outbox", err, errlen)) != SYNC_OK)
                 return rc;
         }
+    }
+    /* Databases made before partitions: _sync_policy learns the partition column and whether
+     * each direction is limited to partitions, _sync_rows the flag of rows that left a
+     * partition (edge_db_set_left). Older syncedge versions still read and write both. */
+    static const char *const added[][2] = {
+        {"_sync_policy", "pcol TEXT"},
+        {"_sync_policy", "precv INTEGER NOT NULL DEFAULT 0"},
+        {"_sync_policy", "pwr INTEGER NOT NULL DEFAULT 0"},
+        {"_sync_rows", "gone INTEGER NOT NULL DEFAULT 0"},
+    };
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
+        char probe[128], col[32];
+        sscanf(added[i][1], "%31s", col);
+        snprintf(probe, sizeof probe, "SELECT %s FROM %s LIMIT 0", col, added[i][0]);
+        sqlite3_stmt *pst = NULL;
+        int exists = sqlite3_prepare_v2(e->db, probe, -1, &pst, NULL) == SQLITE_OK;
+        sqlite3_finalize(pst);
+        if (exists)
+            continue;
+        char alter[160];
+        snprintf(alter, sizeof alter, "ALTER TABLE %s ADD COLUMN %s", added[i][0], added[i][1]);
+        if ((rc = sync_sql_exec(e->db, alter, "adding partitions to the bookkeeping", err,
+                                errlen)) != SYNC_OK)
+            return rc;
     }
     sqlite3_stmt *st;
     rc = sync_sql_prepare(e->db, "SELECT tenant, device FROM _sync_ctl WHERE id = 1", &st, err,
@@ -216,10 +246,15 @@ static int prepare_all(edge_db *e, char *err, size_t errlen)
         {&e->commit, "COMMIT"},
         {&e->rollback, "ROLLBACK"},
         {&e->set_applying, "UPDATE _sync_ctl SET applying = ? WHERE id = 1"},
-        {&e->version_get, "SELECT version FROM _sync_rows WHERE tbl = ? AND pk = ?"},
+        {&e->version_get, "SELECT version, gone FROM _sync_rows WHERE tbl = ? AND pk = ?"},
+        /* gone (edge_db_set_left) follows the version: a newer one brings its own flag, the
+         * same one clears it when the row is back (a move into another partition received
+         * here carries the version of the leave), an older one changes nothing. */
         {&e->version_put,
-         "INSERT INTO _sync_rows(tbl, pk, version) VALUES (?1, ?2, ?3) "
-         "ON CONFLICT(tbl, pk) DO UPDATE SET version = max(version, excluded.version)"},
+         "INSERT INTO _sync_rows(tbl, pk, version, gone) VALUES (?1, ?2, ?3, ?4) "
+         "ON CONFLICT(tbl, pk) DO UPDATE SET gone = CASE WHEN excluded.version > version THEN "
+         "excluded.gone WHEN excluded.version = version THEN min(gone, excluded.gone) ELSE gone "
+         "END, version = max(version, excluded.version)"},
         {&e->pending, "SELECT op, mask FROM _sync_outbox WHERE tbl = ? AND pk = ?"},
         {&e->data_version_st, "PRAGMA data_version"},
         {&e->outbox_count, "SELECT count(*) FROM _sync_outbox"},
@@ -333,6 +368,8 @@ int edge_db_open(edge_db *e, const edge_config *c, const sync_schema *s, char *e
     }
     memset(e, 0, sizeof *e);
     e->schema = s;
+    for (int i = 0; i < EDGE_MAX_TABLES; i++)
+        e->parts[i].col = -1;
     snprintf(e->device, sizeof e->device, "%s", c->device);
     int rc = select_tables(e, c, err, errlen);
     if (rc != SYNC_OK)
@@ -382,6 +419,8 @@ int edge_db_open_ro(edge_db *e, const edge_config *c, const sync_schema *s, char
 {
     memset(e, 0, sizeof *e);
     e->schema = s;
+    for (int i = 0; i < EDGE_MAX_TABLES; i++)
+        e->parts[i].col = -1;
     int rc = select_tables(e, c, err, errlen);
     if (rc != SYNC_OK)
         return rc;
@@ -403,6 +442,8 @@ void edge_db_close(edge_db *e)
                            e->dirty_all};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
+    for (int i = 0; i < EDGE_MAX_TABLES; i++)
+        edge_parts_clear(&e->parts[i]);
     sqlite3_close(e->db);
     memset(e, 0, sizeof *e);
 }
@@ -446,22 +487,42 @@ void edge_db_rollback(edge_db *e)
         step_reset(e->rollback);
 }
 
-int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version)
+int edge_db_version_left(edge_db *e, const sync_table *t, const sync_value *key,
+                         uint64_t *version, int *left)
 {
     sqlite3_bind_text(e->version_get, 1, t->name, -1, SQLITE_STATIC);
     sync_sql_bind(e->version_get, 2, key);
     int rc = sqlite3_step(e->version_get);
     *version = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(e->version_get, 0) : 0;
+    if (left)
+        *left = rc == SQLITE_ROW && sqlite3_column_int(e->version_get, 1) != 0;
     sqlite3_reset(e->version_get);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SYNC_OK : SYNC_ERR_DB;
 }
 
-int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version)
+int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version)
+{
+    return edge_db_version_left(e, t, key, version, NULL);
+}
+
+static int put_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version,
+                       int gone)
 {
     sqlite3_bind_text(e->version_put, 1, t->name, -1, SQLITE_STATIC);
     sync_sql_bind(e->version_put, 2, key);
     sqlite3_bind_int64(e->version_put, 3, (sqlite3_int64)version);
+    sqlite3_bind_int(e->version_put, 4, gone);
     return step_reset(e->version_put);
+}
+
+int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version)
+{
+    return put_version(e, t, key, version, 0);
+}
+
+int edge_db_set_left(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version)
+{
+    return put_version(e, t, key, version, 1);
 }
 
 int edge_db_forget(edge_db *e, const sync_table *t, const sync_value *key)
@@ -554,17 +615,179 @@ int edge_db_slot(const edge_db *e, const sync_table *t)
     return -1;
 }
 
-/* Reads the stored policy (_sync_policy) into e; none stored: every table received, none
- * read-only by policy. */
+int edge_db_recv_mode(const edge_db *e, int slot)
+{
+    if (slot < 0 || !e->recv[slot])
+        return EDGE_RECV_NONE;
+    return e->parts[slot].col >= 0 && e->parts[slot].recv_limited ? EDGE_RECV_PARTS
+                                                                   : EDGE_RECV_WHOLE;
+}
+
+/* ---- partition value lists ---- */
+
+static int value_copy(sync_value *dst, const sync_value *src)
+{
+    *dst = *src;
+    if (src->type != SYNC_TEXT && src->type != SYNC_BLOB)
+        return SYNC_OK;
+    uint8_t *b = malloc(src->u.b.n + 1);
+    if (!b)
+        return SYNC_ERR_NOMEM;
+    if (src->u.b.n)
+        memcpy(b, src->u.b.p, src->u.b.n);
+    b[src->u.b.n] = 0;
+    dst->u.b.p = b;
+    return SYNC_OK;
+}
+
+static void list_free(sync_value *list, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (list[i].type == SYNC_TEXT || list[i].type == SYNC_BLOB)
+            free((void *)list[i].u.b.p);
+    free(list);
+}
+
+void edge_parts_clear(edge_parts *p)
+{
+    list_free(p->recv, p->nrecv);
+    list_free(p->wr, p->nwr);
+    memset(p, 0, sizeof *p);
+    p->col = -1;
+}
+
+int edge_parts_find(const sync_value *list, int n, const sync_value *v)
+{
+    for (int i = 0; i < n; i++)
+        if (sync_value_equal(&list[i], v))
+            return i;
+    return -1;
+}
+
+int edge_parts_add(sync_value **list, int *n, const sync_value *v)
+{
+    if (edge_parts_find(*list, *n, v) >= 0)
+        return SYNC_OK;
+    sync_value *nl = realloc(*list, (size_t)(*n + 1) * sizeof *nl);
+    if (!nl)
+        return SYNC_ERR_NOMEM;
+    *list = nl;
+    if (value_copy(&nl[*n], v) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    (*n)++;
+    return SYNC_OK;
+}
+
+int edge_parts_copy(edge_parts *dst, const edge_parts *src)
+{
+    edge_parts_clear(dst);
+    dst->col = src->col;
+    dst->recv_limited = src->recv_limited;
+    dst->write_limited = src->write_limited;
+    for (int i = 0; i < src->nrecv; i++)
+        if (edge_parts_add(&dst->recv, &dst->nrecv, &src->recv[i]) != SYNC_OK)
+            goto nomem;
+    for (int i = 0; i < src->nwr; i++)
+        if (edge_parts_add(&dst->wr, &dst->nwr, &src->wr[i]) != SYNC_OK)
+            goto nomem;
+    return SYNC_OK;
+nomem:
+    edge_parts_clear(dst);
+    return SYNC_ERR_NOMEM;
+}
+
+static int same_set(const sync_value *a, int na, const sync_value *b, int nb)
+{
+    if (na != nb)
+        return 0;
+    for (int i = 0; i < na; i++)
+        if (edge_parts_find(b, nb, &a[i]) < 0)
+            return 0;
+    return 1;
+}
+
+int edge_parts_equal(const edge_parts *a, const edge_parts *b)
+{
+    if (a->col != b->col)
+        return 0;
+    if (a->col < 0)
+        return 1;
+    return a->recv_limited == b->recv_limited && a->write_limited == b->write_limited &&
+           same_set(a->recv, a->nrecv, b->recv, b->nrecv) && same_set(a->wr, a->nwr, b->wr, b->nwr);
+}
+
+int edge_sql_literal(char *buf, size_t n, const sync_value *v)
+{
+    size_t at = 0;
+    if (v->type == SYNC_INT) {
+        at = (size_t)snprintf(buf, n, "%lld", (long long)v->u.i);
+        return at < n ? SYNC_OK : SYNC_ERR_NOSPACE;
+    }
+    if (v->type != SYNC_TEXT)
+        return SYNC_ERR_INVAL;
+    if (n < 3)
+        return SYNC_ERR_NOSPACE;
+    buf[at++] = '\'';
+    for (size_t i = 0; i < v->u.b.n; i++) {
+        char c = (char)v->u.b.p[i];
+        if (at + 3 >= n)
+            return SYNC_ERR_NOSPACE;
+        if (c == '\'')
+            buf[at++] = '\'';
+        buf[at++] = c;
+    }
+    buf[at++] = '\'';
+    buf[at] = 0;
+    return SYNC_OK;
+}
+
+/* Reads the partition values of _sync_policy_part into the parts of e (their col and limits
+ * set already). */
+static int load_parts(edge_db *e, char *err, size_t errlen)
+{
+    sqlite3_stmt *q;
+    int rc = sync_sql_prepare(e->db, "SELECT tbl, dir, val FROM _sync_policy_part", &q, err,
+                              errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        const sync_table *t = name ? edge_db_table(e, name, strlen(name)) : NULL;
+        int slot = t ? edge_db_slot(e, t) : -1;
+        if (slot < 0 || e->parts[slot].col < 0)
+            continue;
+        edge_parts *p = &e->parts[slot];
+        sync_value v;
+        sync_sql_column(q, 2, &v);
+        if (v.type != t->cols[p->col].type)
+            continue; /* cannot happen: stored from a checked policy */
+        int r = sqlite3_column_int(q, 1) == 0 ? edge_parts_add(&p->recv, &p->nrecv, &v)
+                                              : edge_parts_add(&p->wr, &p->nwr, &v);
+        if (r != SYNC_OK) {
+            sqlite3_finalize(q);
+            return sync_seterr(err, errlen, r, "reading _sync_policy_part: out of memory");
+        }
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SYNC_OK
+                             : sync_seterr(err, errlen, SYNC_ERR_DB,
+                                           "reading _sync_policy_part: %s", sqlite3_errmsg(e->db));
+}
+
+/* Reads the stored policy (_sync_policy, _sync_policy_part) into e; none stored: every table
+ * received whole, none read-only by policy. */
 static int load_policy(edge_db *e, char *err, size_t errlen)
 {
     for (int i = 0; i < e->ntables; i++) {
         e->recv[i] = 1;
         e->readonly[i] = 0;
     }
+    for (int i = 0; i < EDGE_MAX_TABLES; i++)
+        edge_parts_clear(&e->parts[i]);
     e->have_policy = 0;
     sqlite3_stmt *q;
-    int rc = sync_sql_prepare(e->db, "SELECT tbl, recv, wr FROM _sync_policy", &q, err, errlen);
+    int rc = sync_sql_prepare(e->db, "SELECT tbl, recv, wr, pcol, precv, pwr FROM _sync_policy",
+                              &q, err, errlen);
     if (rc != SYNC_OK)
         return rc;
     int first = 1;
@@ -580,19 +803,39 @@ static int load_policy(edge_db *e, char *err, size_t errlen)
         e->have_policy = 1;
         const sync_table *t = name ? edge_db_table(e, name, strlen(name)) : NULL;
         int slot = t ? edge_db_slot(e, t) : -1;
-        if (slot >= 0) {
-            e->recv[slot] = (uint8_t)(sqlite3_column_int(q, 1) != 0);
-            e->readonly[slot] = (uint8_t)(sqlite3_column_int(q, 2) == 0);
+        if (slot < 0)
+            continue;
+        e->recv[slot] = (uint8_t)(sqlite3_column_int(q, 1) != 0);
+        e->readonly[slot] = (uint8_t)(sqlite3_column_int(q, 2) == 0);
+        const char *pcol = (const char *)sqlite3_column_text(q, 3);
+        if (!pcol)
+            continue;
+        int c = sync_table_col(t, pcol, strlen(pcol));
+        if (c < 0 || (t->cols[c].type != SYNC_INT && t->cols[c].type != SYNC_TEXT)) {
+            /* The schema changed under a stored policy: hold and write none of the table until
+             * the cloud's next policy says what this device may. */
+            sync_error("policy: the partition column '%s' of '%s' is no longer an integer or "
+                       "text column of the schema; the table is neither received nor written "
+                       "until the cloud sends a new policy",
+                       pcol, t->name);
+            e->recv[slot] = 0;
+            e->readonly[slot] = 1;
+            continue;
         }
+        e->parts[slot].col = c;
+        e->parts[slot].recv_limited = sqlite3_column_int(q, 4) != 0;
+        e->parts[slot].write_limited = sqlite3_column_int(q, 5) != 0;
     }
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SYNC_OK
-                             : sync_seterr(err, errlen, SYNC_ERR_DB, "reading _sync_policy: %s",
-                                           sqlite3_errmsg(e->db));
+    if (rc != SQLITE_DONE)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "reading _sync_policy: %s",
+                           sqlite3_errmsg(e->db));
+    return load_parts(e, err, errlen);
 }
 
 int edge_db_load_policy(edge_db *e, char *err, size_t errlen)
 {
+    e->policy_gen++;
     return load_policy(e, err, errlen);
 }
 

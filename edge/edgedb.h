@@ -16,6 +16,29 @@
 
 #define EDGE_MAX_TABLES 256
 
+/* The partitions of one table the policy names (docs/protocol.md, "Partitions"): which values
+ * of its partition column the device receives and may write. */
+typedef struct edge_parts {
+    int col;           /* the partition column (index in the table's columns); -1: none named */
+    int recv_limited;  /* 1: the table is received for the values in recv only (else whole) */
+    int write_limited; /* 1: the device may write rows whose column holds a value in wr only */
+    int nrecv, nwr;
+    sync_value *recv, *wr; /* owned, text bytes included (edge_parts_clear frees them) */
+} edge_parts;
+
+/* Frees the value lists of p and sets it to "no partitions" (col -1). */
+void edge_parts_clear(edge_parts *p);
+/* Copies src into dst (which must be clear); SYNC_ERR_NOMEM leaves dst clear. */
+int edge_parts_copy(edge_parts *dst, const edge_parts *src);
+/* Appends a copy of v (an integer or text) to list (*list, *n) unless it holds it already. */
+int edge_parts_add(sync_value **list, int *n, const sync_value *v);
+/* Index of v in list, or -1. */
+int edge_parts_find(const sync_value *list, int n, const sync_value *v);
+/* 1 when a and b name the same column, limits and value sets (in any order). */
+int edge_parts_equal(const edge_parts *a, const edge_parts *b);
+/* Writes v as an SQL literal (12, 'it''s'); returns SYNC_ERR_NOSPACE when it does not fit. */
+int edge_sql_literal(char *buf, size_t n, const sync_value *v);
+
 typedef struct edge_db {
     sqlite3 *db;
     const sync_schema *schema; /* borrowed */
@@ -29,8 +52,11 @@ typedef struct edge_db {
     /* The cloud's policy for this device (policy.h), by position in tables; without one every
      * table is received and none is read-only by policy. */
     int have_policy;
-    uint8_t recv[EDGE_MAX_TABLES];     /* 1: the device receives the table */
+    unsigned long policy_gen;          /* counts edge_db_load_policy calls (what follows it) */
+    uint8_t recv[EDGE_MAX_TABLES];     /* 1: the device receives the table (whole, or by the
+                                          partitions in parts) */
     uint8_t readonly[EDGE_MAX_TABLES]; /* 1: the policy does not let it write the table */
+    edge_parts parts[EDGE_MAX_TABLES]; /* partitions named by the policy, by position */
     sqlite3_stmt *begin, *commit, *rollback, *set_applying, *version_get, *version_put, *pending,
         *data_version_st, *outbox_count, *version_del, *dirty_put, *dirty_del, *dirty_all,
         *quiet_q;
@@ -41,11 +67,16 @@ typedef struct edge_db {
  * with kib = 0. */
 int edge_db_cache(edge_db *e, long kib);
 
-/* Reads the policy stored in _sync_policy into have_policy, recv and readonly. */
+/* Reads the policy stored in _sync_policy (and its partitions, _sync_policy_part) into
+ * have_policy, recv, readonly and parts. */
 int edge_db_load_policy(edge_db *e, char *err, size_t errlen);
 
 /* The table's position in e->tables, or -1. */
 int edge_db_slot(const edge_db *e, const sync_table *t);
+
+/* How the device receives the table at slot: not at all, whole, or some partitions only. */
+enum { EDGE_RECV_NONE = 0, EDGE_RECV_WHOLE = 1, EDGE_RECV_PARTS = 2 };
+int edge_db_recv_mode(const edge_db *e, int slot);
 
 /* Opens the database (creating it if missing), creates missing synced tables from the schema,
  * checks existing ones have the schema's columns and key, creates the bookkeeping tables and
@@ -66,8 +97,17 @@ void edge_db_rollback(edge_db *e);
 
 /* Known server version of a row (0 if none). */
 int edge_db_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t *version);
+/* The same, and *left = 1 when that version is the one at which the row left a partition this
+ * replica receives (see edge_db_set_left). */
+int edge_db_version_left(edge_db *e, const sync_table *t, const sync_value *key,
+                         uint64_t *version, int *left);
 /* Raises the known server version of a row (never lowers it). */
 int edge_db_set_version(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version);
+/* The row left the partition it was received by at `version` (a leave, op 3): remembered as
+ * its version with the flag _sync_rows.gone, so that a later change of this version or above is
+ * applied (the move into another partition received here carries the same version) and older
+ * ones are not. Never lowers the version; applying any change at or above it clears the flag. */
+int edge_db_set_left(edge_db *e, const sync_table *t, const sync_value *key, uint64_t version);
 /* A row whose local values lag its held version (a downstream change was applied only in part
  * because local changes to it were pending): remembered in _sync_dirty with the cseq after which
  * a pull returns the row, until it can be re-read (see edge_replica_settle). */

@@ -87,26 +87,37 @@ typedef struct edge {
     unsigned long backlog_acked0; /* records acked before it started */
     long long backlog_total;
     char cmd_topic[SYNC_TOPIC_MAX], policy_topic[SYNC_TOPIC_MAX];
+    edge_watch *watch;   /* NULL when inotify is not available */
+    char password[256];  /* read at start for mqtt_open, then wiped */
+    char will[160];
+    /* The topics of the partition streams the client subscribes to (delta/T/P and head/T/P),
+     * sorted: the client is made again when the policy's partitions change (subscriptions). */
+    char **part_subs;
+    int npart_subs;
+    unsigned long policy_gen; /* e->db.policy_gen when part_subs was made */
 } edge;
 
-/* Appends "cursor":{...},"lag":{...} and, while a catch-up runs, "pull":{...}. */
+/* Appends "cursor":{...},"lag":{...} and, while a catch-up runs, "pull":{...}: per stream, so
+ * a table received by partitions shows as "sales/12", "sales/13"... */
 static void state_replica(edge *e, sync_json *j)
 {
+    const char *name;
+    uint64_t c, h;
     sync_json_key(j, "cursor");
     sync_json_begin(j);
-    for (int i = 0; i < e->db.ntables; i++) {
-        sync_json_key(j, e->db.tables[i]->name);
-        sync_json_u64(j, edge_pull_cursor(e->pull, e->db.tables[i]));
-    }
+    for (int i = 0; i < edge_pull_nstreams(e->pull); i++)
+        if (edge_pull_stream_at(e->pull, i, &name, &c, &h)) {
+            sync_json_key(j, name);
+            sync_json_u64(j, c);
+        }
     sync_json_end(j);
     sync_json_key(j, "lag");
     sync_json_begin(j);
-    for (int i = 0; i < e->db.ntables; i++) {
-        uint64_t c = edge_pull_cursor(e->pull, e->db.tables[i]);
-        uint64_t h = edge_pull_head(e->pull, e->db.tables[i]);
-        sync_json_key(j, e->db.tables[i]->name);
-        sync_json_u64(j, h > c ? h - c : 0);
-    }
+    for (int i = 0; i < edge_pull_nstreams(e->pull); i++)
+        if (edge_pull_stream_at(e->pull, i, &name, &c, &h)) {
+            sync_json_key(j, name);
+            sync_json_u64(j, h > c ? h - c : 0);
+        }
     sync_json_end(j);
     const char *t;
     uint64_t done, total;
@@ -132,9 +143,15 @@ static void state_replica(edge *e, sync_json *j)
 static uint64_t state_sig(edge *e, long long pending)
 {
     uint64_t h = (uint64_t)pending * 1000003u ^ e->last_sync_ms;
-    for (int i = 0; e->pull && i < e->db.ntables; i++)
-        h = h * 31 + edge_pull_cursor(e->pull, e->db.tables[i]) * 7 +
-            edge_pull_head(e->pull, e->db.tables[i]);
+    for (int i = 0; e->pull && i < edge_pull_nstreams(e->pull); i++) {
+        const char *name;
+        uint64_t c, hd;
+        if (!edge_pull_stream_at(e->pull, i, &name, &c, &hd))
+            continue;
+        for (const char *k = name; *k; k++) /* streams come and go with the policy */
+            h = h * 131 + (unsigned char)*k;
+        h = h * 31 + c * 7 + hd;
+    }
     const char *t;
     uint64_t done = 0, total = 0;
     double rate;
@@ -167,7 +184,7 @@ static void state_head(edge *e, sync_json *j, char *buf, size_t n, int online, l
 static void publish_state(edge *e, int online)
 {
     long long pending = edge_db_outbox_count(&e->db);
-    char buf[4096];
+    char buf[16384];
     sync_json j;
     state_head(e, &j, buf, sizeof buf, online, pending);
     sync_json_key(&j, "version");
@@ -239,10 +256,10 @@ static void write_metrics(edge *e, int force)
         return;
     edge_outbox_stats st;
     edge_outbox_stats_get(e->out, &st);
-    uint64_t cursor[EDGE_MAX_TABLES], head[EDGE_MAX_TABLES];
+    uint64_t cursor[EDGE_MAX_TABLES], lag[EDGE_MAX_TABLES];
     for (int i = 0; e->pull && i < e->db.ntables; i++) {
         cursor[i] = edge_pull_cursor(e->pull, e->db.tables[i]);
-        head[i] = edge_pull_head(e->pull, e->db.tables[i]);
+        lag[i] = edge_pull_lag(e->pull, e->db.tables[i]);
     }
     edge_metrics_snapshot s = {
         .batches_sent = st.batches_sent,
@@ -255,7 +272,7 @@ static void write_metrics(edge *e, int force)
         .last_sync_ms = e->last_sync_ms,
         .connected = sync_mqtt_connected(e->mqtt),
         .cursor = e->pull ? cursor : NULL,
-        .head = e->pull ? head : NULL,
+        .lag = e->pull ? lag : NULL,
     };
     edge_metrics_tick(e->metrics, now_s(), &s, force);
 }
@@ -323,7 +340,8 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                     sync_error("%s", err);
                     ok = 0;
                 } else if (rc != SYNC_OK) {
-                    sync_warn("ignoring a message on %s: %s", m->topic, err);
+                    sync_error("ignoring the cloud's policy on %s (the previous one stays): %s",
+                               m->topic, err);
                 }
                 continue;
             }
@@ -348,8 +366,16 @@ static void handle_messages(edge *e, sync_mqtt_msg *list)
                 continue;
             }
             const char *rest = sync_topic_after_tenant(m->topic, e->cfg->tenant);
+            if (e->pull && rest && strncmp(rest, "head/", 5) == 0) { /* a partition's head */
+                if (edge_pull_on_part_head(e->pull, rest + 5, m->payload, m->len, err,
+                                           sizeof err) != SYNC_OK)
+                    sync_warn("ignoring a malformed head message on %s: %s", m->topic, err);
+                continue;
+            }
             if (rest && strncmp(rest, "delta/", 6) == 0) {
-                int rc = edge_replica_apply_delta(e->rep, m->payload, m->len, err, sizeof err);
+                /* The stream is the topic's: delta/{table} or delta/{table}/{part}. */
+                int rc = edge_replica_apply_stream(e->rep, rest + 6, m->payload, m->len, err,
+                                                   sizeof err);
                 if (rc == SYNC_ERR_DB) {
                     sync_error("%s", err);
                     ok = 0;
@@ -452,6 +478,158 @@ static void pump(edge *e)
     }
 }
 
+/* Makes the MQTT client (not started) with every subscription: the device's own topics and, as
+ * a replica, the whole-table deltas, the head, the answers to its pulls, and the topics of the
+ * partition streams in e->part_subs. */
+static int mqtt_open(edge *e, char *err, size_t errlen)
+{
+    const edge_config *c = e->cfg;
+    sync_mqtt_opts mo;
+    sync_mqtt_opts_default(&mo);
+    mo.uri = c->broker;
+    mo.client_id = c->client_id;
+    mo.username = c->username;
+    mo.password = e->password[0] ? e->password : NULL;
+    mo.cafile = c->cafile;
+    mo.certfile = c->certfile;
+    mo.keyfile = c->keyfile;
+    mo.tls_insecure = c->tls_insecure;
+    /* A persistent session: the broker queues our acks and deltas while we are away. */
+    mo.clean_start = 0;
+    mo.session_expiry = (uint32_t)c->session_expiry;
+    mo.keepalive = (int)c->keepalive;
+    mo.retry_min = (int)c->retry_min;
+    mo.retry_max = (int)c->retry_max;
+    mo.will_topic = e->state_topic;
+    mo.will_payload = e->will;
+    mo.will_len = strlen(e->will);
+    mo.will_retain = 1;
+    int rc = sync_mqtt_new(&mo, &e->mqtt, err, errlen);
+    if (rc != SYNC_OK)
+        return rc;
+    sync_mqtt_subscribe(e->mqtt, e->ack_topic, 1);
+    sync_mqtt_subscribe(e->mqtt, e->cmd_topic, 1);
+    sync_mqtt_subscribe(e->mqtt, e->policy_topic, 1);
+    if (e->pull)
+        edge_pull_set_mqtt(e->pull, e->mqtt);
+    if (c->replica) {
+        char delta[SYNC_TOPIC_MAX];
+        snprintf(delta, sizeof delta, "sync/%s/delta/+", c->tenant);
+        sync_mqtt_subscribe(e->mqtt, delta, 1);
+        sync_mqtt_subscribe(e->mqtt, e->resp_topic, 1);
+        sync_mqtt_subscribe(e->mqtt, e->head_topic, 1);
+        for (int i = 0; i < e->npart_subs; i++)
+            sync_mqtt_subscribe(e->mqtt, e->part_subs[i], 1);
+    }
+    return SYNC_OK;
+}
+
+static void free_list(char **list, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The topics of the partition streams the policy has this replica receive: delta/{table}/{part}
+ * and head/{table}/{part} of each, sorted. */
+static int part_topics(edge *e, char ***out, int *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    int n = 0, cap = 0;
+    char **list = NULL;
+    for (int i = 0; e->pull && i < edge_pull_nstreams(e->pull); i++) {
+        const sync_table *t;
+        const sync_value *part;
+        if (!edge_pull_part_at(e->pull, i, &t, &part))
+            continue;
+        for (int k = 0; k < 2; k++) {
+            char topic[SYNC_TOPIC_MAX];
+            if (sync_topic_stream(topic, sizeof topic, e->cfg->tenant, k ? "head" : "delta",
+                                  t->name, part) != SYNC_OK)
+                continue; /* policy.c refuses values too long for a topic */
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **nl = realloc(list, (size_t)cap * sizeof *nl);
+                if (!nl) {
+                    free_list(list, n);
+                    return SYNC_ERR_NOMEM;
+                }
+                list = nl;
+            }
+            if (!(list[n] = strdup(topic))) {
+                free_list(list, n);
+                return SYNC_ERR_NOMEM;
+            }
+            n++;
+        }
+    }
+    if (n > 1)
+        qsort(list, (size_t)n, sizeof *list, cmp_str);
+    *out = list;
+    *nout = n;
+    return SYNC_OK;
+}
+
+static int same_topics(char **a, int na, char **b, int nb)
+{
+    if (na != nb)
+        return 0;
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* Follows the policy's partitions with the subscriptions: a partition stream the replica now
+ * receives is subscribed to (its delta and head topics), one it no longer receives is
+ * unsubscribed from, on the connection in use and on every later connect. */
+static void follow_partitions(edge *e)
+{
+    if (!e->pull || e->db.policy_gen == e->policy_gen)
+        return; /* the policy has not been read again since */
+    char **want;
+    int n;
+    if (part_topics(e, &want, &n) != SYNC_OK)
+        return; /* out of memory: the next turn tries again */
+    e->policy_gen = e->db.policy_gen;
+    if (same_topics(want, n, e->part_subs, e->npart_subs)) {
+        free_list(want, n);
+        return;
+    }
+    /* Both lists are sorted: one pass finds what came and what went. */
+    int i = 0, k = 0, added = 0, removed = 0;
+    while (i < n || k < e->npart_subs) {
+        int c = i == n                ? 1
+                : k == e->npart_subs ? -1
+                                      : strcmp(want[i], e->part_subs[k]);
+        if (c < 0) {
+            if (sync_mqtt_subscribe(e->mqtt, want[i], 1) == SYNC_OK)
+                added++;
+            i++;
+        } else if (c > 0) {
+            sync_mqtt_unsubscribe(e->mqtt, e->part_subs[k]);
+            removed++;
+            k++;
+        } else {
+            i++;
+            k++;
+        }
+    }
+    sync_notice("replica: the partitions received changed: %d stream topic%s subscribed, %d "
+                "unsubscribed",
+                added, added == 1 ? "" : "s", removed);
+    free_list(e->part_subs, e->npart_subs);
+    e->part_subs = want;
+    e->npart_subs = n;
+}
+
 static int run(edge_config *c, const sync_schema *schema)
 {
     char err[512];
@@ -459,9 +637,8 @@ static int run(edge_config *c, const sync_schema *schema)
     memset(&e, 0, sizeof e);
     e.cfg = c;
     e.need_check = 1;
-    char password[256] = "";
-    if (c->password_file && sync_conf_read_secret(c->password_file, password, sizeof password, err,
-                                                  sizeof err) != SYNC_OK) {
+    if (c->password_file && sync_conf_read_secret(c->password_file, e.password,
+                                                  sizeof e.password, err, sizeof err) != SYNC_OK) {
         sync_error("%s", err);
         return 1;
     }
@@ -493,44 +670,16 @@ static int run(edge_config *c, const sync_schema *schema)
         sync_error("%s", err);
         goto out;
     }
-    char will[160];
-    int wn = snprintf(will, sizeof will, "{\"device\":\"%s\",\"online\":false,\"clean\":false}",
-                      c->device);
-    sync_mqtt_opts mo;
-    sync_mqtt_opts_default(&mo);
-    mo.uri = c->broker;
-    mo.client_id = c->client_id;
-    mo.username = c->username;
-    mo.password = password[0] ? password : NULL;
-    mo.cafile = c->cafile;
-    mo.certfile = c->certfile;
-    mo.keyfile = c->keyfile;
-    mo.tls_insecure = c->tls_insecure;
-    /* A persistent session: the broker queues our acks and deltas while we are away. */
-    mo.clean_start = 0;
-    mo.session_expiry = (uint32_t)c->session_expiry;
-    mo.keepalive = (int)c->keepalive;
-    mo.retry_min = (int)c->retry_min;
-    mo.retry_max = (int)c->retry_max;
-    mo.will_topic = e.state_topic;
-    mo.will_payload = will;
-    mo.will_len = (size_t)wn;
-    mo.will_retain = 1;
-    if (sync_mqtt_new(&mo, &e.mqtt, err, sizeof err) != SYNC_OK) {
-        sync_error("%s", err);
+    snprintf(e.will, sizeof e.will, "{\"device\":\"%s\",\"online\":false,\"clean\":false}",
+             c->device);
+    e.policy_gen = e.db.policy_gen;
+    int mrc = part_topics(&e, &e.part_subs, &e.npart_subs);
+    if (mrc == SYNC_OK)
+        mrc = mqtt_open(&e, err, sizeof err);
+    memset(e.password, 0, sizeof e.password); /* the client has its copy */
+    if (mrc != SYNC_OK) {
+        sync_error("%s", mrc == SYNC_ERR_NOMEM ? "out of memory" : err);
         goto out;
-    }
-    sync_mqtt_subscribe(e.mqtt, e.ack_topic, 1);
-    sync_mqtt_subscribe(e.mqtt, e.cmd_topic, 1);
-    sync_mqtt_subscribe(e.mqtt, e.policy_topic, 1);
-    if (e.pull)
-        edge_pull_set_mqtt(e.pull, e.mqtt);
-    if (c->replica) {
-        char delta[SYNC_TOPIC_MAX];
-        snprintf(delta, sizeof delta, "sync/%s/delta/+", c->tenant);
-        sync_mqtt_subscribe(e.mqtt, delta, 1);
-        sync_mqtt_subscribe(e.mqtt, e.resp_topic, 1);
-        sync_mqtt_subscribe(e.mqtt, e.head_topic, 1);
     }
     sync_notice("syncedge " EDGE_VERSION " started: device %s of tenant %s, database %s, %d "
                 "table%s, %lld change%s waiting",
@@ -538,8 +687,7 @@ static int run(edge_config *c, const sync_schema *schema)
                 edge_db_outbox_count(&e.db), edge_db_outbox_count(&e.db) == 1 ? "" : "s");
     /* Commits of the application wake the loop at once (watch.h); else it finds them within
      * poll_ms. */
-    edge_watch *watch = NULL;
-    if (edge_watch_start(c->database, e.mqtt, &watch, err, sizeof err) != SYNC_OK)
+    if (edge_watch_start(c->database, e.mqtt, &e.watch, err, sizeof err) != SYNC_OK)
         sync_notice("%s; new changes are found every %ld ms", err, c->poll_ms);
     edge_ckpt *ckpt = NULL;
     if (edge_ckpt_start(c->database, c->checkpoint_ms, &ckpt, err, sizeof err) != SYNC_OK)
@@ -548,6 +696,7 @@ static int run(edge_config *c, const sync_schema *schema)
     while (!sync_stop_requested()) {
         sync_mqtt_msg *msgs = sync_mqtt_poll(e.mqtt, (int)c->poll_ms);
         handle_messages(&e, msgs);
+        follow_partitions(&e);
         pump(&e);
         /* Tell watchers how much is waiting and how far the replica is, at most every
          * STATE_INTERVAL_S and only when something moved. */
@@ -572,10 +721,11 @@ static int run(edge_config *c, const sync_schema *schema)
                 "rejected, %lu downstream changes applied; %lld waiting in the outbox",
                 st.batches_sent, st.records_acked, st.lost, st.rejected,
                 edge_replica_applied(e.rep), edge_db_outbox_count(&e.db));
-    if (sync_mqtt_connected(e.mqtt))
+    if (e.mqtt && sync_mqtt_connected(e.mqtt))
         publish_state(&e, 0);
-    write_metrics(&e, 1);
-    edge_watch_stop(watch);
+    if (e.mqtt)
+        write_metrics(&e, 1);
+    edge_watch_stop(e.watch);
     unsigned long ck_runs, ck_pages;
     edge_ckpt_stats(ckpt, &ck_runs, &ck_pages);
     if (ckpt)
@@ -588,7 +738,8 @@ out:
     edge_outbox_free(e.out);
     edge_replica_free(e.rep);
     edge_db_close(&e.db);
-    memset(password, 0, sizeof password);
+    free_list(e.part_subs, e.npart_subs);
+    memset(e.password, 0, sizeof e.password);
     return status;
 }
 

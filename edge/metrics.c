@@ -151,8 +151,7 @@ void edge_metrics_tick(edge_metrics *m, double now, const edge_metrics_snapshot 
     sync_metrics_gauge_set(m->connected, s->connected ? 1 : 0);
     for (int i = 0; s->cursor && i < m->db->ntables; i++) {
         sync_metrics_gauge_set(m->cursor[i], (double)s->cursor[i]);
-        sync_metrics_gauge_set(m->lag[i],
-                               s->head[i] > s->cursor[i] ? (double)(s->head[i] - s->cursor[i]) : 0);
+        sync_metrics_gauge_set(m->lag[i], (double)s->lag[i]);
     }
     char err[512];
     if (sync_metrics_write(m->mx, m->cfg->metrics_file, err, sizeof err) != SYNC_OK)

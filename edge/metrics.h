@@ -21,8 +21,10 @@ typedef struct edge_metrics_snapshot {
     long long pending;    /* changes waiting in the outbox */
     uint64_t last_sync_ms; /* wall clock of the last ack (0: none yet) */
     int connected;
-    /* per table of db (replicas only; NULL otherwise) */
-    const uint64_t *cursor, *head;
+    /* per table of db (replicas only; NULL otherwise): the cursor (for a table received by
+     * partitions, the lowest of its streams') and the changes announced and not applied yet
+     * (summed over its streams) */
+    const uint64_t *cursor, *lag;
 } edge_metrics_snapshot;
 
 /* Creates the metrics of the tables of db and writes the file once, so that a path that cannot

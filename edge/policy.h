@@ -8,6 +8,20 @@
  * cloud would refuse). A table it no longer receives is no longer pulled or applied; if it may
  * not write it either, its rows are removed (it may no longer hold them), except rows with
  * local changes still waiting. A table it now receives is pulled from where it stands.
+ *
+ * Partitions (docs/protocol.md, "Partitions"): the optional "partitions" object names, per
+ * table, the partition column and the values the device receives and may write:
+ * {"sales":{"column":"store_id","receive":[12],"write":[12]}} (numbers for an integer column,
+ * strings for a text one; a direction without a list is the whole table). They are kept in
+ * _sync_policy (pcol, precv, pwr) and _sync_policy_part, checked against the schema first (a
+ * column the schema lacks or that is not integer or text, a value of the wrong type: the whole
+ * message is refused and the previous policy stays). A write limited to partitions gets
+ * triggers refusing rows outside them (capture.c); a table received by partitions is replicated
+ * as one stream per partition (pull.h). When the partitions change: a partition now received is
+ * pulled from 0; one no longer received loses its rows (except rows with local changes waiting),
+ * their versions and its cursor; a table received whole before keeps only the rows of the
+ * partitions it now receives; a table received whole instead of by partitions is pulled whole
+ * from 0 and keeps its rows.
  */
 #ifndef EDGE_POLICY_H
 #define EDGE_POLICY_H
@@ -18,8 +32,9 @@
 #include "pull.h"
 
 /* Handles a policy message inside a transaction begun with edge_db_begin(e, 1). Returns
- * SYNC_OK (also when nothing changed), SYNC_ERR_DECODE for a message that is not a policy (it
- * is ignored, err says why), or SYNC_ERR_DB. p may be NULL (not a replica). */
+ * SYNC_OK (also when nothing changed), SYNC_ERR_DECODE for a message that is not a valid policy
+ * (it is ignored and nothing changes; err says why), SYNC_ERR_NOMEM, or SYNC_ERR_DB (the caller
+ * rolls back and reloads the policy and the pull tracker). p may be NULL (not a replica). */
 int edge_policy_on_message(edge_db *e, edge_pull *p, const void *payload, size_t len, char *err,
                            size_t errlen);
 

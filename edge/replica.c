@@ -24,6 +24,9 @@ struct edge_replica {
     unsigned long applied, skipped;
     uint64_t max_hlc;
     const sync_table *cur; /* table of the delta being decoded (NULL: not synced here) */
+    const char *stream;    /* its stream from the topic: "table" or "table/part" (NULL: table) */
+    int cur_stream;        /* its stream in the pull tracker (-1: none) */
+    int cur_part;          /* 1: the stream is one partition of the table (leaves allowed) */
     uint64_t prev, last;   /* its prev_cseq and the largest cseq in it */
     uint64_t cseq_now;     /* cseq of the change being applied (0: not from a delta) */
     uint64_t missing;      /* smallest cseq of a change whose row is missing here (0: none) */
@@ -111,7 +114,8 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
     if (slot < 0)
         return SYNC_ERR_SCHEMA;
     uint64_t held;
-    if (edge_db_version(r->db, t, key, &held) != SYNC_OK)
+    int left; /* held is the version at which the row left a partition received here */
+    if (edge_db_version_left(r->db, t, key, &held, &left) != SYNC_OK)
         return SYNC_ERR_DB;
     int quiet = r->quiet == t;
     if (sync_log_enabled(SYNC_LOG_DEBUG)) {
@@ -127,11 +131,12 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
                    r->db->device, t->name, k, (int)op, (unsigned long long)version,
                    (unsigned long long)held, (unsigned long long)pend, force ? ", forced" : "");
     }
-    if (version < held || (version == held && !force)) {
+    /* After a leave at V, the move into another partition received here comes with V too. */
+    if (version < held || (version == held && !force && !left)) {
         r->skipped++;
         return SYNC_OK;
     }
-    if (op == SYNC_OP_UPDATE && !force && version != held + 1) {
+    if (op == SYNC_OP_UPDATE && !force && (left || version != held + 1)) {
         /* A partial change on top of a version we do not hold: columns changed by the versions
          * in between would be missing. Take the whole row from a pull instead; the version is
          * not recorded, so the pulled row is not taken for old news. */
@@ -153,12 +158,13 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
         if (c >= 0 && c != t->key)
             setcols |= 1ull << c;
     }
-    int partial = pending != 0 && (op == SYNC_OP_DELETE || pending == ~0ull || (pending & setcols));
+    int gone = SYNC_OP_NOCOLS(op); /* a delete or a leave: the row goes */
+    int partial = pending != 0 && (gone || pending == ~0ull || (pending & setcols));
     if (partial && edge_db_mark_dirty(r->db, t, key, reread_from) != SYNC_OK)
         return SYNC_ERR_DB;
     if (!partial && op != SYNC_OP_UPDATE && !quiet && edge_db_clear_dirty(r->db, t, key) != SYNC_OK)
         return SYNC_ERR_DB;
-    if (op == SYNC_OP_DELETE) {
+    if (gone) {
         /* A local change still on its way wins locally until the cloud has decided on it. */
         if (pending == 0) {
             sync_sql_bind(r->st[slot].del, 1, key);
@@ -217,7 +223,8 @@ int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key
         sync_error("replica: applying to '%s' failed: %s", t->name, sqlite3_errmsg(r->db->db));
         return SYNC_ERR_DB;
     }
-    if (edge_db_set_version(r->db, t, key, version) != SYNC_OK)
+    if ((op == SYNC_OP_LEAVE ? edge_db_set_left(r->db, t, key, version)
+                             : edge_db_set_version(r->db, t, key, version)) != SYNC_OK)
         return SYNC_ERR_DB;
     r->applied++;
     return SYNC_OK;
@@ -234,12 +241,48 @@ int edge_replica_hint(edge_replica *r, const sync_table *t)
     return SYNC_OK;
 }
 
+/* The stream of the delta: its topic names the table (which must be the payload's) and, for a
+ * partition's delta, the partition. Sets r->cur to NULL for a stream not received here. */
+static void delta_stream(edge_replica *r, const sync_delta_hdr *h)
+{
+    r->cur_stream = -1;
+    r->cur_part = 0;
+    r->cur = edge_db_table(r->db, h->table, h->table_len);
+    if (!r->cur)
+        return;
+    const char *part = NULL;
+    if (r->stream) {
+        size_t n = strlen(r->cur->name);
+        if (strncmp(r->stream, r->cur->name, n) != 0 || (r->stream[n] && r->stream[n] != '/')) {
+            sync_warn("replica: ignoring a delta of table '%s' on the stream '%s'", r->cur->name,
+                      r->stream);
+            r->cur = NULL;
+            return;
+        }
+        part = r->stream[n] ? r->stream + n + 1 : NULL;
+    }
+    int mode = edge_db_recv_mode(r->db, edge_db_slot(r->db, r->cur));
+    /* Not received here (policy.h: the broker's ACL should not have sent it), or received the
+     * other way (a table received by partitions ignores its whole-table deltas, and the other
+     * way round). */
+    if (mode != (part ? EDGE_RECV_PARTS : EDGE_RECV_WHOLE)) {
+        r->cur = NULL;
+        return;
+    }
+    if (r->pull) {
+        r->cur_stream = edge_pull_find(r->pull, r->cur, part);
+        if (r->cur_stream < 0)
+            r->cur = NULL; /* a partition not received */
+    } else if (part) {
+        r->cur = NULL; /* partitions need the pull tracker's streams */
+    }
+    r->cur_part = part != NULL;
+}
+
 static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
 {
     edge_replica *r = ctx;
-    r->cur = edge_db_table(r->db, h->table, h->table_len);
-    if (r->cur && !r->db->recv[edge_db_slot(r->db, r->cur)])
-        r->cur = NULL; /* not received here (policy.h): the broker's ACL should not have sent it */
+    delta_stream(r, h);
     if (r->cur && h->nchanges > 1 && edge_replica_hint(r, r->cur) != SYNC_OK) {
         r->failed = 1;
         return SYNC_ERR_DB;
@@ -248,8 +291,9 @@ static int on_delta_hdr(void *ctx, const sync_delta_hdr *h)
     r->last = 0;
     r->missing = 0;
     if (!r->cur)
-        sync_debug("replica: ignoring delta for table '%.*s' (not synced here)", (int)h->table_len,
-                   h->table);
+        sync_debug("replica: ignoring delta for table '%.*s'%s%s (not received here)",
+                   (int)h->table_len, h->table, r->stream ? " on " : "",
+                   r->stream ? r->stream : "");
     return 0;
 }
 
@@ -262,6 +306,10 @@ static int on_change(void *ctx, const sync_change *c)
         r->last = c->cseq;
     if (!r->cur)
         return 0;
+    if (c->op == SYNC_OP_LEAVE && !r->cur_part) {
+        r->skipped++; /* a leave belongs to a partition's stream */
+        return 0;
+    }
     r->cseq_now = c->cseq;
     int rc = edge_replica_put(r, r->cur, &c->key, c->op, c->cols, c->ncols, c->version, 0,
                               c->cseq ? c->cseq - 1 : 0, 0);
@@ -276,16 +324,25 @@ static int on_change(void *ctx, const sync_change *c)
 int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,
                              size_t errlen)
 {
+    return edge_replica_apply_stream(r, NULL, payload, len, err, errlen);
+}
+
+int edge_replica_apply_stream(edge_replica *r, const char *stream, const void *payload, size_t len,
+                              char *err, size_t errlen)
+{
     r->cur = NULL;
     r->failed = 0;
+    r->stream = stream;
     int rc = sync_delta_decode(payload, len, &r->lim, on_delta_hdr, on_change, r, err, errlen);
     r->quiet = NULL;
+    r->stream = NULL;
     if (rc != SYNC_OK && r->failed)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "applying a delta: %s",
                            sqlite3_errmsg(r->db->db));
     if (rc == SYNC_OK && r->cur && r->pull &&
-        (edge_pull_on_delta(r->pull, r->cur, r->prev, r->last) != SYNC_OK ||
-         (r->missing && edge_pull_rewind(r->pull, r->cur, r->missing - 1) != SYNC_OK)))
+        (edge_pull_on_delta(r->pull, r->cur_stream, r->prev, r->last) != SYNC_OK ||
+         (r->missing &&
+          edge_pull_rewind_stream(r->pull, r->cur_stream, r->missing - 1) != SYNC_OK)))
         return sync_seterr(err, errlen, SYNC_ERR_DB, "saving the cursor: %s",
                            sqlite3_errmsg(r->db->db));
     return rc;

@@ -22,7 +22,10 @@ void edge_replica_set_pull(edge_replica *r, struct edge_pull *p);
 int edge_replica_new(edge_db *db, edge_replica **out, char *err, size_t errlen);
 void edge_replica_free(edge_replica *r);
 
-/* Applies one row state or change. op INSERT/UPDATE sets cols; DELETE removes the row.
+/* Applies one row state or change. op INSERT/UPDATE sets cols; DELETE removes the row; LEAVE
+ * (from a partition's stream: the row moved to another partition) removes it like a delete and
+ * remembers `version` as the one it left at (edge_db_set_left), so that the move into another
+ * partition received here, which carries the same version, is applied after it.
  * force=1 applies even when the held version equals `version` (an ack telling us our change
  * lost: the local row holds the losing value at the same server version). */
 int edge_replica_put(edge_replica *r, const sync_table *t, const sync_value *key, sync_op op,
@@ -60,8 +63,14 @@ int edge_replica_stale(edge_replica *r, const sync_table *t, const sync_value *k
  * one. Inside a transaction begun with edge_db_begin(db, 1). */
 int edge_replica_refused(edge_replica *r, const sync_table *t, const sync_value *key);
 
-/* Decodes and applies one delta message. Returns SYNC_OK, or an error for a malformed message
+/* Decodes and applies one delta message of stream `stream`: what its topic names after delta/,
+ * "table" for a whole table's delta, "table/part" for a partition's (the part as a topic
+ * level); NULL takes the payload's table whole. A delta of a stream this device does not
+ * receive (by the policy) is ignored. Returns SYNC_OK, or an error for a malformed message
  * (nothing more is applied from it) or a database failure. */
+int edge_replica_apply_stream(edge_replica *r, const char *stream, const void *payload, size_t len,
+                              char *err, size_t errlen);
+/* The same for a whole table's delta (stream NULL). */
 int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,
                              size_t errlen);
 

@@ -523,19 +523,89 @@ int sync_mqtt_new(const sync_mqtt_opts *o, sync_mqtt **out, char *err, size_t er
     return SYNC_OK;
 }
 
+/* The answer to a SUBSCRIBE or UNSUBSCRIBE made while connected (not part of a connect's
+ * subscribe pass): only a refusal is worth a line. Any thread. */
+static void on_live_ok(void *ctx, MQTTAsync_successData5 *r)
+{
+    (void)ctx;
+    if (r && r->reasonCode >= 0x80)
+        sync_warn("mqtt: the broker refused a subscription change (%s); check the ACL",
+                  MQTTReasonCode_toString(r->reasonCode));
+}
+
+static void on_live_fail(void *ctx, MQTTAsync_failureData5 *r)
+{
+    (void)ctx;
+    sync_warn("mqtt: a subscription change failed (%s); it is made again on the next connect",
+              r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+}
+
+/* 1 when the connection in use has had its subscribe pass sent (new subscriptions must then be
+ * sent on their own). Owner thread. */
+static int subscribed_now(sync_mqtt *m)
+{
+    pthread_mutex_lock(&m->mu);
+    int now = m->started && m->cur &&
+              (m->state == ST_READY || (m->state == ST_SUBSCRIBING && !m->need_subscribe));
+    pthread_mutex_unlock(&m->mu);
+    return now;
+}
+
 int sync_mqtt_subscribe(sync_mqtt *m, const char *filter, int qos)
 {
-    if (m->started)
-        return SYNC_ERR_STATE;
+    for (int i = 0; i < m->nsubs; i++)
+        if (strcmp(m->subs[i].filter, filter) == 0)
+            return SYNC_OK;
+    char *f = strdup(filter);
+    if (!f)
+        return SYNC_ERR_NOMEM;
+    /* The list is read on Paho's thread at connect (its length): changed under mu. */
+    pthread_mutex_lock(&m->mu);
     struct sub *ns = realloc(m->subs, (size_t)(m->nsubs + 1) * sizeof *ns);
-    if (!ns)
+    if (ns) {
+        m->subs = ns;
+        ns[m->nsubs].filter = f;
+        ns[m->nsubs].qos = qos;
+        m->nsubs++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (!ns) {
+        free(f);
         return SYNC_ERR_NOMEM;
-    m->subs = ns;
-    ns[m->nsubs].filter = strdup(filter);
-    if (!ns[m->nsubs].filter)
-        return SYNC_ERR_NOMEM;
-    ns[m->nsubs].qos = qos;
-    m->nsubs++;
+    }
+    if (subscribed_now(m)) {
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess5 = on_live_ok;
+        ro.onFailure5 = on_live_fail;
+        int rc = MQTTAsync_subscribe(m->cur->client, filter, qos, &ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            sync_warn("mqtt: subscribing to %s failed (%s); it is made on the next connect",
+                      filter, MQTTAsync_strerror(rc));
+    }
+    return SYNC_OK;
+}
+
+int sync_mqtt_unsubscribe(sync_mqtt *m, const char *filter)
+{
+    int i = 0;
+    while (i < m->nsubs && strcmp(m->subs[i].filter, filter) != 0)
+        i++;
+    if (i == m->nsubs)
+        return SYNC_OK;
+    char *f = m->subs[i].filter;
+    pthread_mutex_lock(&m->mu);
+    m->subs[i] = m->subs[m->nsubs - 1];
+    m->nsubs--;
+    pthread_mutex_unlock(&m->mu);
+    if (subscribed_now(m)) {
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess5 = on_live_ok;
+        ro.onFailure5 = on_live_fail;
+        int rc = MQTTAsync_unsubscribe(m->cur->client, f, &ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            sync_warn("mqtt: unsubscribing from %s failed (%s)", f, MQTTAsync_strerror(rc));
+    }
+    free(f);
     return SYNC_OK;
 }
 

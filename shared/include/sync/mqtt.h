@@ -62,8 +62,13 @@ int sync_mqtt_new(const sync_mqtt_opts *o, sync_mqtt **out, char *err, size_t er
  * including messages still queued. */
 void sync_mqtt_free(sync_mqtt *m);
 
-/* Adds a subscription made on every connect. Call before sync_mqtt_start. */
+/* Adds a subscription made on every connect (a filter already subscribed is left as it is).
+ * After sync_mqtt_start it is also made at once when connected. SYNC_OK or SYNC_ERR_NOMEM; a
+ * refusal by the broker is logged. */
 int sync_mqtt_subscribe(sync_mqtt *m, const char *filter, int qos);
+/* Removes a subscription: no longer made on connect, and unsubscribed at once when connected.
+ * A filter not subscribed is ignored. Owner thread, like every call but sync_mqtt_wake. */
+int sync_mqtt_unsubscribe(sync_mqtt *m, const char *filter);
 
 /* Begins connecting in the background; reconnects forever after that. */
 int sync_mqtt_start(sync_mqtt *m, char *err, size_t errlen);
