@@ -85,6 +85,63 @@ static int pull__horizon(cloud_puller *p, const sync_pull *req, uint64_t *horizo
     return SYNC_OK;
 }
 
+/* Queues the page in p->body (p->n rows) with its header, as the answer to msg. */
+static int pull__answer(cloud_puller *p, const sync_mqtt_msg *msg, const char *resp,
+                        uint64_t after, uint64_t next, uint64_t remaining, cloud_outq *q)
+{
+    sync_page_hdr h = {
+        .table = p->t->name,
+        .table_len = strlen(p->t->name),
+        .after = after,
+        .next = next,
+        .done = p->n >= remaining,
+        .remaining = remaining - p->n,
+        .nchanges = p->n,
+    };
+    sync_cbuf_reset(&p->hdr);
+    if (sync_page_encode_hdr(&p->hdr, &h) != SYNC_OK ||
+        cloud_outq_add_response(q, resp, p->hdr.data, p->hdr.len, p->body.data, p->body.len,
+                                msg->corr, msg->corr_len) != SYNC_OK)
+        return SYNC_ERR_NOMEM;
+    p->pages++;
+    p->rows += p->n;
+    return SYNC_OK;
+}
+
+/* A snapshot page (docs/protocol.md, "Catch-up"): the rows after the request's key, in key
+ * order, so a new replica writes its table in order. `next` is the snapshot's cseq: the
+ * table's newest when the first page is read, then echoed from the request; the replica takes
+ * it as its cursor after the last page, and changes made meanwhile come with the catch-up from
+ * there (a row may come twice, never too old). */
+static int pull__snapshot(cloud_puller *p, const char *device, sync_pull *req, uint64_t limit,
+                          const sync_mqtt_msg *msg, const char *resp, cloud_outq *q, char *err,
+                          size_t errlen)
+{
+    char why[128];
+    if (req->has_snap_key &&
+        sync_column_check(p->t, p->t->key, &req->snap_key, why, sizeof why) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                           "snapshot pull from %s of '%s': %s; not answered", device, p->t->name,
+                           why);
+    uint64_t high = req->snap_high, remaining = 0;
+    if (high == 0 && cloud_store_table_cseq(p->st, p->t, &high) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_DB, "snapshot of '%s' for %s: %s", p->t->name,
+                           device, cloud_store_errmsg(p->st));
+    sync_cbuf_reset(&p->body);
+    p->n = 0;
+    int rc = cloud_store_pull_keys(p->st, p->t, req->has_snap_key ? &req->snap_key : NULL, limit,
+                                   add_row, p, &remaining);
+    if (rc != SYNC_OK)
+        return sync_seterr(err, errlen, rc, "snapshot of '%s' for %s: %s", p->t->name, device,
+                           rc == SYNC_ERR_DB ? cloud_store_errmsg(p->st) : sync_strerror(rc));
+    if (pull__answer(p, msg, resp, 0, high, remaining, q) != SYNC_OK)
+        return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    sync_debug("pull: %s gets %zu rows of '%s' in key order (snapshot at %llu, %llu more)",
+               device, p->n, p->t->name, (unsigned long long)high,
+               (unsigned long long)(remaining - p->n));
+    return SYNC_OK;
+}
+
 int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg *msg,
                         cloud_outq *q, char *err, size_t errlen)
 {
@@ -135,6 +192,8 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
                            !req.has_part && reach.nparts > 0 ? " (only some partitions)" : "");
     uint64_t limit =
         req.limit < (uint64_t)p->cfg->pull_rows ? req.limit : (uint64_t)p->cfg->pull_rows;
+    if (req.snap)
+        return pull__snapshot(p, device, &req, limit, msg, resp, q, err, errlen);
     /* Another consumer sharing the database may have compacted: the horizon is read again. */
     if (cloud_store_refresh(p->st) != SYNC_OK)
         return sync_seterr(err, errlen, SYNC_ERR_DB, "pull of '%s' for %s: %s", p->t->name, device,
@@ -173,24 +232,10 @@ again:
     if (rc != SYNC_OK)
         return sync_seterr(err, errlen, rc, "pull of '%s' for %s: %s", p->t->name, device,
                            rc == SYNC_ERR_DB ? cloud_store_errmsg(p->st) : sync_strerror(rc));
-    sync_page_hdr h = {
-        .table = p->t->name,
-        .table_len = strlen(p->t->name),
-        .after = req.after,
-        .next = p->last,
-        .done = p->n >= remaining,
-        .remaining = remaining - p->n,
-        .nchanges = p->n,
-    };
-    sync_cbuf_reset(&p->hdr);
-    if (sync_page_encode_hdr(&p->hdr, &h) != SYNC_OK ||
-        cloud_outq_add_response(q, resp, p->hdr.data, p->hdr.len, p->body.data, p->body.len,
-                                msg->corr, msg->corr_len) != SYNC_OK)
+    if (pull__answer(p, msg, resp, req.after, p->last, remaining, q) != SYNC_OK)
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
-    p->pages++;
-    p->rows += p->n;
     sync_debug("pull: %s gets %zu rows of '%s'%s after %llu (%llu more)", device, p->n,
                p->t->name, pname, (unsigned long long)req.after,
-               (unsigned long long)h.remaining);
+               (unsigned long long)(remaining - p->n));
     return SYNC_OK;
 }

@@ -159,6 +159,12 @@ int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint6
     return st->ops->pull(st, t, after, limit, cb, ctx, remaining);
 }
 
+int cloud_store_pull_keys(cloud_store *st, const sync_table *t, const sync_value *after_key,
+                          uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    return st->ops->pull_keys(st, t, after_key, limit, cb, ctx, remaining);
+}
+
 int cloud_store_compact(cloud_store *st, const sync_table *t, int64_t before_ms,
                         uint64_t *removed)
 {

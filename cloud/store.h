@@ -132,11 +132,6 @@ uint64_t cloud_store_next_cseq(cloud_store *st);
 /* The cseq of the newest change stored for a table (0 if none), for delta `prev` links. */
 int cloud_store_table_cseq(cloud_store *st, const sync_table *t, uint64_t *cseq);
 
-/* Rows of a table whose cseq is above `after`, in cseq order, at most `limit`: for each, fills
- * *row (values valid during the callback only) and *key and calls cb, which returns 0 to go on,
- * 1 to stop early (that row is not consumed), or an error. *remaining receives how many rows
- * above `after` the table holds in all (for progress). Read-only: call outside a write
- * transaction so pages show only committed data. */
 /* A stored row as the whole-row change that retained row messages and catch-up pages carry:
  * INSERT with every column, or DELETE without columns for a tombstone (LEAVE, without columns,
  * for a row->left from a partition pull). out points into row and t (no copies). */
@@ -166,8 +161,22 @@ typedef struct cloud_counts {
 int cloud_store_counts(cloud_store *st, int64_t active_since_ms, cloud_counts *out);
 
 typedef int (*cloud_row_cb)(void *ctx, const sync_value *key, const cloud_row *row);
+/* Rows of a table whose cseq is above `after`, in cseq order, at most `limit`: for each, fills
+ * *row (values valid during the callback only) and *key and calls cb, which returns 0 to go on,
+ * 1 to stop early (that row is not consumed), or an error. *remaining receives how many rows
+ * above `after` the table holds in all (for progress). Read-only: call outside a write
+ * transaction so pages show only committed data. */
 int cloud_store_pull(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                      cloud_row_cb cb, void *ctx, uint64_t *remaining);
+/* Rows of t in key order, tombstones included, whose key is above *after_key (every row when
+ * after_key is NULL), at most limit: for the snapshot pages of a new replica (docs/protocol.md,
+ * "Catch-up"). Otherwise like cloud_store_pull: cb gets each row and its key (valid during the
+ * callback), returns 0 to go on, 1 to stop (that row not consumed) or an error that is
+ * returned; *remaining receives the number of rows whose key is above after_key. Read-only:
+ * call outside a write transaction. An after_key of another type than the key column is
+ * refused with SYNC_ERR_SCHEMA (message via cloud_store_errmsg). */
+int cloud_store_pull_keys(cloud_store *st, const sync_table *t, const sync_value *after_key,
+                          uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining);
 
 /* Tombstone compaction. Removes tombstones written before before_ms (server wall clock) and
  * raises the table's horizon to the highest cseq removed: a replica whose cursor is below the

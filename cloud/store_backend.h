@@ -38,6 +38,8 @@ typedef struct cloud_store_ops {
     int (*table_cseq)(cloud_store *st, const sync_table *t, uint64_t *cseq);
     int (*pull)(cloud_store *st, const sync_table *t, uint64_t after, uint64_t limit,
                 cloud_row_cb cb, void *ctx, uint64_t *remaining);
+    int (*pull_keys)(cloud_store *st, const sync_table *t, const sync_value *after_key,
+                     uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining);
     int (*compact)(cloud_store *st, const sync_table *t, int64_t before_ms, uint64_t *removed);
     int (*refresh)(cloud_store *st);
     uint64_t (*compacted)(const cloud_store *st, const sync_table *t);

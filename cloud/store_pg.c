@@ -77,7 +77,21 @@ typedef struct pg_stmt {
 } pg_stmt;
 
 /* Indexes into a table's statements. */
-enum { T_GET, T_GET_LOCK, T_PUT, T_MAXCSEQ, T_PULL, T_COUNT_AFTER, T_TOMB_SCAN, T_TOMB_DEL, T_N };
+enum {
+    T_GET,
+    T_GET_LOCK,
+    T_PUT,
+    T_MAXCSEQ,
+    T_PULL,
+    T_COUNT_AFTER,
+    T_KEYS_FIRST,       /* a snapshot page from the first key */
+    T_KEYS_AFTER,       /* a snapshot page after a key */
+    T_COUNT_ALL,        /* rows of the table */
+    T_COUNT_KEYS_AFTER, /* rows after a key */
+    T_TOMB_SCAN,
+    T_TOMB_DEL,
+    T_N
+};
 /* Indexes into a partitioned table's statements (pg_partition registers them). */
 enum {
     P_MAX,
@@ -895,6 +909,33 @@ static int pg__table_stmts(pg_store *st, const sync_table *t, pg_table *ts)
     snprintf(name, sizeof name, "t%d_count_after", t->index);
     ts->stmt[T_COUNT_AFTER] = pg__stmt_add(st, name, sql, 1, two_int8);
 
+    /* Snapshot pages walk the primary key's index: a range, no sort. A text key is compared
+     * bytewise as SQLite does; its column is text COLLATE "C" already (pg_type), which the
+     * explicit COLLATE repeats so the order never depends on the database's default. */
+    const char *coll = t->cols[t->key].type == SYNC_TEXT ? " COLLATE \"C\"" : "";
+    at = 0;
+    SQLCAT(sql, at, "SELECT ");
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" ", t->name);
+    size_t head = at;
+    SQLCAT(sql, at, "ORDER BY \"%s\"%s LIMIT $1", key, coll);
+    snprintf(name, sizeof name, "t%d_keys_first", t->index);
+    ts->stmt[T_KEYS_FIRST] = pg__stmt_add(st, name, sql, 1, two_int8);
+    at = head;
+    SQLCAT(sql, at, "WHERE \"%s\"%s > $1 ORDER BY \"%s\"%s LIMIT $2", key, coll, key, coll);
+    const Oid key_int8[2] = {keytype, PG_INT8};
+    snprintf(name, sizeof name, "t%d_keys_after", t->index);
+    ts->stmt[T_KEYS_AFTER] = pg__stmt_add(st, name, sql, 2, key_int8);
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", t->name);
+    snprintf(name, sizeof name, "t%d_count_all", t->index);
+    ts->stmt[T_COUNT_ALL] = pg__stmt_add(st, name, sql, 0, NULL);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\" WHERE \"%s\"%s > $1", t->name, key,
+             coll);
+    snprintf(name, sizeof name, "t%d_count_keys_after", t->index);
+    ts->stmt[T_COUNT_KEYS_AFTER] = pg__stmt_add(st, name, sql, 1, &keytype);
+
     snprintf(sql, sizeof sql,
              "SELECT count(*), max(_cseq), max(_version) FROM \"%s\" WHERE _deleted = 1 AND "
              "_mtime < $1 AND _conflict IS NULL",
@@ -1707,6 +1748,61 @@ static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
     return ret;
 }
 
+static int pg_pull_keys(cloud_store *cs, const sync_table *t, const sync_value *after_key,
+                        uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    pg_store *st = (pg_store *)cs;
+    pg_table *ts = &st->tst[t->index];
+    const sync_column *kc = &t->cols[t->key];
+    *remaining = 0;
+    if (st->in_tx) {
+        /* It would read this transaction's uncommitted rows (and SQLite refuses it too). */
+        pg__seterr(st, "a catch-up page cannot be read inside a write transaction");
+        return SYNC_ERR_STATE;
+    }
+    /* p_value would take a NULL, or an integer for a real column: a key has exactly its type. */
+    pg_params p = {0};
+    if (after_key) {
+        if (after_key->type != kc->type) {
+            pg__seterr(st, "column '%s': a %s value for a %s column", kc->name,
+                       sync_vtype_name(after_key->type), sync_vtype_name(kc->type));
+            return SYNC_ERR_SCHEMA;
+        }
+        int rc = p_value(st, &p, after_key, kc->type, kc->name);
+        if (rc != SYNC_OK)
+            return rc;
+    }
+    /* One read-only snapshot, so the count and the page agree; it takes no locks. */
+    if (pg__start(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != SYNC_OK)
+        return SYNC_ERR_DB;
+    PGresult *r = pg__run(st, ts->stmt[after_key ? T_COUNT_KEYS_AFTER : T_COUNT_ALL], &p);
+    int ret = r ? SYNC_OK : SYNC_ERR_DB;
+    if (r && PQntuples(r) == 1)
+        *remaining = (uint64_t)r_int(r, 0, 0);
+    PQclear(r);
+    r = NULL;
+    if (ret == SYNC_OK) {
+        p_int8(&p, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
+        r = pg__run(st, ts->stmt[after_key ? T_KEYS_AFTER : T_KEYS_FIRST], &p);
+        if (!r)
+            ret = SYNC_ERR_DB;
+    }
+    cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
+    for (int i = 0; ret == SYNC_OK && i < PQntuples(r); i++) {
+        sync_value key;
+        pg__page_row(r, i, t, &row, &key);
+        int x = cb(ctx, &key, &row);
+        if (x == 1)
+            break;
+        if (x != 0)
+            ret = x;
+    }
+    PQclear(r);
+    PQclear(PQexec(st->conn, "COMMIT"));
+    return ret;
+}
+
 static int pg_compact(cloud_store *cs, const sync_table *t, int64_t before_ms, uint64_t *removed)
 {
     pg_store *st = (pg_store *)cs;
@@ -2050,11 +2146,12 @@ static int pg_partition(cloud_store *cs, const sync_table *t, int col)
     return SYNC_OK;
 }
 
-static int pg_part_cseq(cloud_store *cs, const sync_table *t, const sync_value *part,
-                        uint64_t *cseq)
+/* One number about partition `part` of t from the per-table statement `which` (P_MAX or
+ * P_CMP_GET); 0 when it finds no row. */
+static int pg__part_number(pg_store *st, const sync_table *t, const sync_value *part, int which,
+                           uint64_t *out)
 {
-    pg_store *st = (pg_store *)cs;
-    *cseq = 0;
+    *out = 0;
     int rc = pg__partitioned(st, t);
     if (rc != SYNC_OK)
         return rc;
@@ -2064,36 +2161,25 @@ static int pg_part_cseq(cloud_store *cs, const sync_table *t, const sync_value *
     pg_params p = {0};
     if ((rc = p_value(st, &p, part, c->type, c->name)) != SYNC_OK)
         return rc;
-    PGresult *r = pg__run(st, st->tst[t->index].pstmt[P_MAX], &p);
+    PGresult *r = pg__run(st, st->tst[t->index].pstmt[which], &p);
     if (!r)
         return SYNC_ERR_DB;
     if (PQntuples(r) == 1)
-        *cseq = (uint64_t)r_int(r, 0, 0);
+        *out = (uint64_t)r_int(r, 0, 0);
     PQclear(r);
     return SYNC_OK;
+}
+
+static int pg_part_cseq(cloud_store *cs, const sync_table *t, const sync_value *part,
+                        uint64_t *cseq)
+{
+    return pg__part_number((pg_store *)cs, t, part, P_MAX, cseq);
 }
 
 static int pg_part_compacted(cloud_store *cs, const sync_table *t, const sync_value *part,
                              uint64_t *horizon)
 {
-    pg_store *st = (pg_store *)cs;
-    *horizon = 0;
-    int rc = pg__partitioned(st, t);
-    if (rc != SYNC_OK)
-        return rc;
-    if (!st->in_tx && pg__ensure(st) != SYNC_OK)
-        return SYNC_ERR_DB;
-    const sync_column *c = &t->cols[st->tst[t->index].part_col];
-    pg_params p = {0};
-    if ((rc = p_value(st, &p, part, c->type, c->name)) != SYNC_OK)
-        return rc;
-    PGresult *r = pg__run(st, st->tst[t->index].pstmt[P_CMP_GET], &p);
-    if (!r)
-        return SYNC_ERR_DB;
-    if (PQntuples(r) == 1)
-        *horizon = (uint64_t)r_int(r, 0, 0);
-    PQclear(r);
-    return SYNC_OK;
+    return pg__part_number((pg_store *)cs, t, part, P_CMP_GET, horizon);
 }
 
 static int pg_leave(cloud_store *cs, const sync_table *t, const sync_value *part,
@@ -2299,6 +2385,7 @@ static const cloud_store_ops pg_ops = {
     .next_cseq = pg_next_cseq,
     .table_cseq = pg_table_cseq,
     .pull = pg_pull,
+    .pull_keys = pg_pull_keys,
     .compact = pg_compact,
     .refresh = pg_refresh,
     .compacted = pg_compacted,

@@ -23,6 +23,8 @@
 
 typedef struct table_st {
     sqlite3_stmt *get, *put, *maxcseq, *pull, *count_after;
+    /* Snapshot pages: from the first key or after one, and their counts. */
+    sqlite3_stmt *keys_first, *keys_after, *count_all, *count_keys_after;
     sqlite3_stmt *tomb_scan, *tomb_del; /* compaction */
     uint64_t compacted;                 /* tombstones with cseq <= this may be gone */
     uint64_t floor;                     /* highest version of a compacted tombstone */
@@ -179,6 +181,28 @@ static int prepare_table(sq_store *st, const sync_table *t, table_st *ts, char *
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\" WHERE _cseq > ?", t->name);
     if ((rc = sync_sql_prepare(st->db, sql, &ts->count_after, err, errlen)) != SYNC_OK)
         return rc;
+    /* Snapshot pages walk the primary key (the rowid for an integer key, else its index, whose
+     * BINARY collation compares text bytewise as the edge's tables do): a range, no sort. */
+    const char *key = t->cols[t->key].name;
+    at = 0;
+    SQLCAT(sql, at, "SELECT ");
+    for (int i = 0; i < t->ncols; i++)
+        SQLCAT(sql, at, "\"%s\", ", t->cols[i].name);
+    SQLCAT(sql, at, "_version, _deleted, _origin, _hlc, _cseq FROM \"%s\" ", t->name);
+    size_t head = at;
+    SQLCAT(sql, at, "ORDER BY \"%s\" LIMIT ?1", key);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->keys_first, err, errlen)) != SYNC_OK)
+        return rc;
+    at = head;
+    SQLCAT(sql, at, "WHERE \"%s\" > ?1 ORDER BY \"%s\" LIMIT ?2", key, key);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->keys_after, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", t->name);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->count_all, err, errlen)) != SYNC_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\" WHERE \"%s\" > ?", t->name, key);
+    if ((rc = sync_sql_prepare(st->db, sql, &ts->count_keys_after, err, errlen)) != SYNC_OK)
+        return rc;
     snprintf(sql, sizeof sql,
              "SELECT count(*), max(_cseq), max(_version) FROM \"%s\" WHERE _deleted = 1 AND "
              "_mtime < ?1 AND _conflict IS NULL",
@@ -274,6 +298,10 @@ static void sq_close(cloud_store *cs)
             sqlite3_finalize(st->tst[i].maxcseq);
             sqlite3_finalize(st->tst[i].pull);
             sqlite3_finalize(st->tst[i].count_after);
+            sqlite3_finalize(st->tst[i].keys_first);
+            sqlite3_finalize(st->tst[i].keys_after);
+            sqlite3_finalize(st->tst[i].count_all);
+            sqlite3_finalize(st->tst[i].count_keys_after);
             sqlite3_finalize(st->tst[i].tomb_scan);
             sqlite3_finalize(st->tst[i].tomb_del);
             sqlite3_finalize(st->tst[i].part_max);
@@ -585,6 +613,56 @@ static int sq_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
     if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         ret = SYNC_ERR_DB;
     sqlite3_reset(ts->pull);
+    run(st->commit);
+    return ret;
+}
+
+static int sq_pull_keys(cloud_store *cs, const sync_table *t, const sync_value *after_key,
+                        uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    sq_store *st = (sq_store *)cs;
+    table_st *ts = &st->tst[t->index];
+    const sync_column *kc = &t->cols[t->key];
+    *remaining = 0;
+    st->err[0] = '\0';
+    /* Keys compare within their type (integers by value, text and blobs bytewise); SQLite
+     * would compare a value of another type by its order across types (every integer below
+     * every text), and the page would quietly start somewhere else. */
+    if (after_key && after_key->type != kc->type) {
+        snprintf(st->err, sizeof st->err, "column '%s': a %s value for a %s column", kc->name,
+                 sync_vtype_name(after_key->type), sync_vtype_name(kc->type));
+        return SYNC_ERR_SCHEMA;
+    }
+    sqlite3_stmt *count = after_key ? ts->count_keys_after : ts->count_all;
+    sqlite3_stmt *page = after_key ? ts->keys_after : ts->keys_first;
+    /* One read transaction, so the count and the page see the same snapshot. */
+    if (run(st->begin_read) != SYNC_OK)
+        return SYNC_ERR_DB;
+    if (after_key)
+        sync_sql_bind(count, 1, after_key);
+    int rc = sqlite3_step(count);
+    if (rc == SQLITE_ROW)
+        *remaining = (uint64_t)sqlite3_column_int64(count, 0);
+    sqlite3_reset(count);
+    int ret = rc == SQLITE_ROW ? SYNC_OK : SYNC_ERR_DB;
+    int n = 1;
+    if (after_key)
+        sync_sql_bind(page, n++, after_key);
+    sqlite3_bind_int64(page, n, (sqlite3_int64)(limit > INT64_MAX ? INT64_MAX : limit));
+    cloud_row row;
+    memset(row.colver, 0, sizeof row.colver);
+    while (ret == SYNC_OK && (rc = sqlite3_step(page)) == SQLITE_ROW) {
+        sync_value key;
+        sq__page_row(page, t, &row, &key);
+        int c = cb(ctx, &key, &row);
+        if (c == 1)
+            break;
+        if (c != 0)
+            ret = c;
+    }
+    if (ret == SYNC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = SYNC_ERR_DB;
+    sqlite3_reset(page);
     run(st->commit);
     return ret;
 }
@@ -1147,6 +1225,7 @@ static const cloud_store_ops sq_ops = {
     .next_cseq = sq_next_cseq,
     .table_cseq = sq_table_cseq,
     .pull = sq_pull,
+    .pull_keys = sq_pull_keys,
     .compact = sq_compact,
     .refresh = sq_refresh,
     .compacted = sq_compacted,

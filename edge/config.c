@@ -41,6 +41,8 @@ const char edge_config_help[] =
     "  pull_rows N          rows per catch-up page when pulling missed changes (default 5000)\n"
     "  catchup_cache_kb KB  SQLite page cache while a catch-up of 5,000 rows or more runs\n"
     "                       (default 8192; 512 otherwise; 0: keep 512)\n"
+    "  pull_snapshot BOOL   a table this replica never had comes in key order, then the\n"
+    "                       changes made meanwhile (default true; false: in change order)\n"
     "  ack_timeout SECONDS  resend a batch whose ack has not come (default 30)\n"
     "  poll_ms MS           how often to look for new changes (default 50)\n"
     "  checkpoint_ms MS     checkpoint the database's WAL from a background thread this\n"
@@ -87,6 +89,7 @@ static const sync_opt edge_opts[] = {
     OPT("max_value", SYNC_OPT_LONG, max_value, 16, 256L * 1024 * 1024),
     OPT("pull_rows", SYNC_OPT_LONG, pull_rows, 1, 100000),
     OPT("catchup_cache_kb", SYNC_OPT_LONG, catchup_cache_kb, 0, 4L * 1024 * 1024),
+    OPT("pull_snapshot", SYNC_OPT_BOOL, pull_snapshot, 0, 0),
     OPT("ack_timeout", SYNC_OPT_LONG, ack_timeout, 1, 86400),
     OPT("poll_ms", SYNC_OPT_LONG, poll_ms, 1, 60000),
     OPT("checkpoint_ms", SYNC_OPT_LONG, checkpoint_ms, 0, 3600000),
@@ -112,6 +115,7 @@ void edge_config_init(edge_config *c)
     c->max_value = 1024 * 1024;
     c->pull_rows = 5000;
     c->catchup_cache_kb = 8192;
+    c->pull_snapshot = 1;
     c->ack_timeout = 30;
     c->poll_ms = 50;
     c->checkpoint_ms = 50;

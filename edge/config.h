@@ -23,6 +23,7 @@ typedef struct edge_config {
     long max_value;      /* bytes per text/blob value (the cloud's limit) */
     long pull_rows;      /* rows asked for per catch-up page */
     long catchup_cache_kb; /* page cache during a big catch-up (0: the steady-state one) */
+    int pull_snapshot;     /* a stream never had starts with snapshot pages in key order */
     long ack_timeout;    /* seconds before an unacknowledged batch is sent again */
     long poll_ms;        /* how often the outbox is checked for new rows */
     long checkpoint_ms;  /* background WAL checkpoint period (0: SQLite's auto-checkpoint only) */

@@ -26,6 +26,14 @@ typedef struct tstate {
     /* progress of the current catch-up */
     uint64_t done_rows, total_rows;
     double started, logged;
+    /* A snapshot: a whole-table stream this replica never had comes in key order (so its
+     * B-trees are written in order), then the changes made meanwhile (docs/protocol.md,
+     * "Catch-up"). Kept in memory only: a restart begins it again. */
+    int snap;            /* under way: the cursor stays 0 until its last page */
+    uint64_t snap_high;  /* its cseq, from the first page (0: before it) */
+    uint64_t snap_floor; /* lowest cseq a rewind asked for meanwhile (UINT64_MAX: none) */
+    int snap_has_key;    /* snap_key holds the last key taken (bytes in the stream's keybuf) */
+    sync_value snap_key;
 } tstate;
 
 /* One stream: a whole table, or one partition of it (pull.h). */
@@ -38,6 +46,8 @@ typedef struct pull_stream {
     const char *level; /* the partition as a topic level (points into name), NULL if whole */
     int active;        /* the policy has the device receive it */
     tstate s;
+    uint8_t *keybuf; /* owned bytes of s.snap_key (text or blob) */
+    size_t keycap;
 } pull_stream;
 
 struct edge_pull {
@@ -68,6 +78,8 @@ struct edge_pull {
     int prefetched;     /* the next page was asked for before this one was applied */
     unsigned long rebuilds; /* whole-table resyncs finished */
     sync_page_hdr page; /* header of the page being applied */
+    sync_value page_last; /* a snapshot page's last key (points into the message) */
+    int page_has_last;
     int page_failed;
     int page_full; /* the page belongs to a full resync: its keys are recorded as seen */
 };
@@ -99,6 +111,7 @@ static void stream_free(pull_stream *s)
 {
     if (s->val.type == SYNC_TEXT)
         free((void *)s->val.u.b.p);
+    free(s->keybuf);
     free(s->name);
     memset(s, 0, sizeof *s);
 }
@@ -140,6 +153,7 @@ static int load_stream(edge_pull *p, pull_stream *st)
     tstate *s = &st->s;
     s->cursor = 0;
     s->full = 0;
+    s->snap = 0; /* (a snapshot under way begins again: its pages were not all kept) */
     sqlite3_bind_text(p->get_cursor, 1, st->name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(p->get_cursor);
     if (rc == SQLITE_ROW)
@@ -386,6 +400,8 @@ int edge_pull_on_delta(edge_pull *p, int i, uint64_t prev, uint64_t last)
     tstate *s = &p->st[i].s;
     if (last > s->head)
         s->head = last;
+    if (s->snap)
+        return SYNC_OK; /* its changes are applied; the cursor waits for the snapshot's end */
     if (prev <= s->cursor) {
         if (last > s->cursor) {
             s->cursor = last;
@@ -481,6 +497,11 @@ int edge_pull_rewind_stream(edge_pull *p, int i, uint64_t cseq)
         return SYNC_OK;
     tstate *s = &p->st[i].s;
     s->need = 1;
+    if (s->snap) { /* the snapshot's end sets the cursor no higher than this */
+        if (cseq < s->snap_floor)
+            s->snap_floor = cseq;
+        return SYNC_OK;
+    }
     if (cseq >= s->cursor)
         return SYNC_OK;
     sync_debug("replica: '%s' lacks rows changed after %llu; pulling from there", p->st[i].name,
@@ -509,10 +530,18 @@ void edge_pull_all(edge_pull *p, const char *why)
         p->st[i].s.need = 1;
 }
 
-/* Encodes the request for stream i into p->buf and p->corrbuf and marks it in flight. */
+/* Encodes the request for stream i into p->buf and p->corrbuf and marks it in flight. A whole
+ * table never had here (cursor 0, not a full resync) starts or goes on with a snapshot. */
 static void make_request(edge_pull *p, int i)
 {
-    const pull_stream *st = &p->st[i];
+    pull_stream *st = &p->st[i];
+    tstate *s = &st->s;
+    if (!s->snap && p->cfg->pull_snapshot && !st->part && !s->full && s->cursor == 0) {
+        s->snap = 1;
+        s->snap_high = 0;
+        s->snap_floor = UINT64_MAX;
+        s->snap_has_key = 0;
+    }
     sync_pull req = {
         .table = st->t->name,
         .table_len = strlen(st->t->name),
@@ -521,6 +550,10 @@ static void make_request(edge_pull *p, int i)
         .full = st->s.full,
         .has_part = st->part,
         .part = st->val,
+        .snap = s->snap,
+        .snap_high = s->snap_high,
+        .has_snap_key = s->snap && s->snap_has_key,
+        .snap_key = s->snap_key,
     };
     sync_cbuf_reset(&p->buf);
     sync_pull_encode(&p->buf, &req);
@@ -660,6 +693,7 @@ int edge_pull_resync_all(edge_pull *p, const char *why)
             return SYNC_ERR_DB;
         s->cursor = 0;
         s->full = 1;
+        s->snap = 0;
         s->need = 1;
         s->started = 0;
         s->done_rows = s->total_rows = 0;
@@ -778,6 +812,36 @@ int edge_pull_busy(const edge_pull *p)
     return 0;
 }
 
+/* Keeps a copy of key as the stream's snapshot position. */
+static int keep_key(pull_stream *st, const sync_value *key)
+{
+    tstate *s = &st->s;
+    s->snap_key = *key;
+    if (key->type == SYNC_TEXT || key->type == SYNC_BLOB) {
+        size_t n = key->u.b.n;
+        if (n + 1 > st->keycap) {
+            uint8_t *nb = realloc(st->keybuf, n + 1);
+            if (!nb)
+                return SYNC_ERR_NOMEM;
+            st->keybuf = nb;
+            st->keycap = n + 1;
+        }
+        if (n)
+            memcpy(st->keybuf, key->u.b.p, n);
+        s->snap_key.u.b.p = st->keybuf;
+    }
+    s->snap_has_key = 1;
+    return SYNC_OK;
+}
+
+static int last_key(void *ctx, const sync_change *c)
+{
+    edge_pull *p = ctx;
+    p->page_last = c->key;
+    p->page_has_last = 1;
+    return 0;
+}
+
 static int on_page_hdr(void *ctx, const sync_page_hdr *h)
 {
     edge_pull *p = ctx;
@@ -820,8 +884,17 @@ static int on_page_hdr(void *ctx, const sync_page_hdr *h)
             return SYNC_ERR_DB;
         }
     }
-    if (h->next > s->cursor)
+    if (s->snap) {
+        /* The cursor stays 0 until the last page; the next page starts after this one's last
+         * key (found by a first pass over the page, edge_pull_on_page). */
+        s->snap_high = h->next;
+        if (p->page_has_last && keep_key(&p->st[i], &p->page_last) != SYNC_OK) {
+            p->page_failed = 1;
+            return SYNC_ERR_NOMEM;
+        }
+    } else if (h->next > s->cursor) {
         s->cursor = h->next;
+    }
     /* Ask for the next page now, so the cloud reads and sends it while this one is applied.
      * The cursor is saved with this page's rows; if their transaction fails, edge_pull_reload
      * forgets the request (its answer is ignored) and pulls again from the saved cursor. */
@@ -931,6 +1004,11 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
     p->page_failed = 0;
     p->page_full = 0;
     p->prefetched = 0;
+    p->page_has_last = 0;
+    /* A snapshot page: its last key is where the next one starts, wanted before the rows are
+     * applied so the next page can be asked for first. (A malformed page fails below.) */
+    if (p->inflight >= 0 && p->st[p->inflight].s.snap)
+        sync_page_decode(msg->payload, msg->len, &p->lim, NULL, last_key, p, NULL, 0);
     int rc =
         sync_page_decode(msg->payload, msg->len, &p->lim, on_page_hdr, on_page_row, p, err, errlen);
     edge_replica_hint(p->rep, NULL);
@@ -981,6 +1059,16 @@ int edge_pull_on_page(edge_pull *p, const sync_mqtt_msg *msg, char *err, size_t 
             s->logged = now;
         }
     } else {
+        if (s->snap) {
+            /* Every row of the snapshot is here: the stream is at its cseq (or lower, where a
+             * rewind asked for it), and what changed since comes with a catch-up. */
+            s->snap = 0;
+            s->cursor = s->snap_floor < s->snap_high ? s->snap_floor : s->snap_high;
+            if ((rc = store_cursor(p, name, s->cursor)) != SYNC_OK)
+                return sync_seterr(err, errlen, rc, "saving the cursor of '%s'", name);
+            if (s->head > s->cursor)
+                s->need = 1;
+        }
         if (s->full) {
             long long removed = 0;
             if ((rc = sweep(p, i, &removed)) != SYNC_OK)

@@ -1121,14 +1121,18 @@ int sync_row_encode(sync_cbuf *b, const char *table, size_t table_len, const syn
 
 /* ==== catch-up: pull, page, head ==== */
 
-static const char *const rec__pull_keys[] = {"table", "after", "limit", "full", "part"};
+static const char *const rec__pull_keys[] = {"table", "after", "limit",   "full",
+                                             "part",  "snap",  "snap_key"};
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p)
 {
     if (!rec__name_ok(p->table, p->table_len, SYNC_MAX_NAME) || p->limit == 0 ||
-        (p->has_part && p->part.type != SYNC_INT && p->part.type != SYNC_TEXT))
+        (p->has_part && p->part.type != SYNC_INT && p->part.type != SYNC_TEXT) ||
+        (p->snap && (p->after != 0 || p->full || p->has_part)) ||
+        (p->has_snap_key && (!p->snap || !rec__key_ok(&p->snap_key))))
         return rec__inval(b);
-    sync_cbor_put_map(b, 3 + (p->full ? 1 : 0) + (p->has_part ? 1 : 0));
+    sync_cbor_put_map(b, 3 + (p->full ? 1 : 0) + (p->has_part ? 1 : 0) + (p->snap ? 1 : 0) +
+                             (p->has_snap_key ? 1 : 0));
     sync_cbor_put_uint(b, 0);
     sync_cbor_put_text(b, p->table, p->table_len);
     sync_cbor_put_uint(b, 1);
@@ -1142,6 +1146,14 @@ int sync_pull_encode(sync_cbuf *b, const sync_pull *p)
     if (p->has_part) {
         sync_cbor_put_uint(b, 4);
         sync_cbor_put_value(b, &p->part);
+    }
+    if (p->snap) {
+        sync_cbor_put_uint(b, 5);
+        sync_cbor_put_uint(b, p->snap_high);
+    }
+    if (p->has_snap_key) {
+        sync_cbor_put_uint(b, 6);
+        sync_cbor_put_value(b, &p->snap_key);
     }
     return b->err ? SYNC_ERR_NOMEM : SYNC_OK;
 }
@@ -1160,7 +1172,7 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
     rc = rec__expect(&d, &t, SYNC_C_MAP);
     npairs = t.u.count;
     for (i = 0; rc == SYNC_OK && i < npairs; i++) {
-        rc = rec__mapkey(&d, rec__pull_keys, 5, &last, &key);
+        rc = rec__mapkey(&d, rec__pull_keys, 7, &last, &key);
         if (rc != SYNC_OK)
             return rc;
         seen |= 1u << key;
@@ -1190,11 +1202,26 @@ int sync_pull_decode(const void *buf, size_t len, sync_pull *out, char *err, siz
             out->has_part = rc == SYNC_OK;
             break;
         }
+        case 5:
+            rc = rec__uint(&d, &out->snap_high);
+            out->snap = rc == SYNC_OK;
+            break;
+        case 6:
+            rc = rec__key(&d, &out->snap_key);
+            out->has_snap_key = rc == SYNC_OK;
+            break;
         }
     }
     if (rc != SYNC_OK)
         return rc;
-    rc = rec__need(&d, rec__pull_keys, required, seen, 5);
+    rc = rec__need(&d, rec__pull_keys, required, seen, 7);
+    if (rc != SYNC_OK)
+        return rc;
+    if (out->snap && (out->after != 0 || out->full || out->has_part))
+        return rec__fail(&d, SYNC_ERR_DECODE,
+                         "a snapshot pull (key 5) must have after 0, and no full or part");
+    if (out->has_snap_key && !out->snap)
+        return rec__fail(&d, SYNC_ERR_DECODE, "snap_key (key 6) without snap (key 5)");
     if (rc != SYNC_OK)
         return rc;
     return rec__finish(&d);

@@ -771,10 +771,25 @@ typedef struct dctx {
     size_t n;           /* changes seen */
     int page;           /* full row states: compare every change with the store */
     int part;           /* a partition's stream: leaves allowed */
+    int keyorder;       /* a snapshot page: keys ascend (from last_key), not cseqs */
+    int have_key;
+    sync_value last_key;
     size_t nkeys;       /* delta: the keys seen so far, with their last version */
     sync_value keys[DCTX_KEYS];
     uint64_t versions[DCTX_KEYS];
 } dctx;
+
+/* Keys as SQLite orders them: integers by value, text and blobs bytewise, shorter first. */
+static int key_cmp(const sync_value *a, const sync_value *b)
+{
+    if (a->type == SYNC_INT && b->type == SYNC_INT)
+        return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
+    if (a->type != b->type)
+        return a->type == SYNC_INT ? -1 : b->type == SYNC_INT ? 1 : (int)a->type - (int)b->type;
+    size_t n = a->u.b.n < b->u.b.n ? a->u.b.n : b->u.b.n;
+    int c = n ? memcmp(a->u.b.p, b->u.b.p, n) : 0;
+    return c ? c : (a->u.b.n > b->u.b.n) - (a->u.b.n < b->u.b.n);
+}
 
 static int d_hdr(void *ctx, const sync_delta_hdr *h)
 {
@@ -793,9 +808,18 @@ static int d_change(void *ctx, const sync_change *c)
     check_key(x->what, x->t, &c->key);
     FUZZ_CHECK(c->version >= 1 || known("client-base-version"), "%s of '%s': version 0", x->what,
                x->t->name);
-    FUZZ_CHECK(c->cseq > x->last_cseq, "%s of '%s': cseq %" PRIu64 " after %" PRIu64, x->what,
-               x->t->name, c->cseq, x->last_cseq);
-    x->last_cseq = c->cseq;
+    if (x->keyorder) {
+        FUZZ_CHECK(!x->have_key || key_cmp(&c->key, &x->last_key) > 0,
+                   "%s of '%s': keys out of order", x->what, x->t->name);
+        x->last_key = c->key;
+        x->have_key = 1;
+        if (c->cseq > x->last_cseq)
+            x->last_cseq = c->cseq;
+    } else {
+        FUZZ_CHECK(c->cseq > x->last_cseq, "%s of '%s': cseq %" PRIu64 " after %" PRIu64,
+                   x->what, x->t->name, c->cseq, x->last_cseq);
+        x->last_cseq = c->cseq;
+    }
     FUZZ_CHECK(sync_id_valid(c->origin, c->origin_len), "%s: origin is not a device id", x->what);
     /* In a delta, the versions of a key only go up, change after change. */
     size_t k;
@@ -1164,7 +1188,10 @@ static void run_pull(cloud_puller *p, const cloud_config *c, const frame *f)
         int part_ok = !req_ok || !req.has_part ||
                       (rt && strcmp(rt->name, FUZZ_PART_TABLE) == 0 &&
                        req.part.type == SYNC_TEXT);
-        FUZZ_CHECK(!req_ok || !rt || !part_ok, "a valid pull was refused: %s", err);
+        sync_value sk = req.snap_key;
+        int key_ok = !req_ok || !req.has_snap_key ||
+                     (rt && sync_column_check(rt, rt->key, &sk, NULL, 0) == SYNC_OK);
+        FUZZ_CHECK(!req_ok || !rt || !part_ok || !key_ok, "a valid pull was refused: %s", err);
         return;
     }
     FUZZ_CHECK(req_ok, "a malformed pull was answered");
@@ -1179,9 +1206,29 @@ static void run_pull(cloud_puller *p, const cloud_config *c, const frame *f)
     x.d.what = "page";
     x.d.page = 1;
     x.d.part = req.has_part;
+    x.d.keyorder = req.snap;
+    if (req.has_snap_key) {
+        x.d.last_key = req.snap_key;
+        sync_column_check(t, t->key, &x.d.last_key, NULL, 0);
+        x.d.have_key = 1;
+    }
     int rc2 =
         sync_page_decode(q.head->payload, q.head->len, NULL, pg_hdr, d_change, &x, err, sizeof err);
     FUZZ_CHECK(rc2 == SYNC_OK && x.saw, "page does not decode: %s", err);
+    if (req.snap) {
+        /* A snapshot page: key order, `next` the snapshot's cseq (the table's newest for the
+         * first page: nothing else writes here meanwhile), every row at or below it. */
+        uint64_t high = req.snap_high;
+        if (high == 0)
+            FUZZ_CHECK(cloud_store_table_cseq(st, t, &high) == SYNC_OK, "table_cseq");
+        FUZZ_CHECK(x.h.after == 0 && x.h.next == high, "snapshot page after %" PRIu64
+                   ", next %" PRIu64 " (snapshot %" PRIu64 ")", x.h.after, x.h.next, high);
+        FUZZ_CHECK(req.snap_high != 0 || x.d.last_cseq <= high, "snapshot row above its cseq");
+        FUZZ_CHECK(x.h.done == (x.h.remaining == 0), "page done %d with %" PRIu64 " remaining",
+                   x.h.done, x.h.remaining);
+        cloud_outq_clear(&q);
+        return;
+    }
     uint64_t horizon = 0;
     if (req.has_part)
         FUZZ_CHECK(cloud_store_part_compacted(st, t, &req.part, &horizon) == SYNC_OK,

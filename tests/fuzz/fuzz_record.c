@@ -232,7 +232,7 @@ static int on_change(void *ctx, const sync_change *c)
     run *r = ctx;
     if (stop_here(r))
         return FUZZ_STOP;
-    FUZZ_CHECK((c->op == SYNC_OP_DELETE) == (c->ncols == 0), "op %d with %zu columns", (int)c->op,
+    FUZZ_CHECK(SYNC_OP_NOCOLS(c->op) == (c->ncols == 0), "op %d with %zu columns", (int)c->op,
                c->ncols);
     if (r->describe)
         d_change(&r->desc, c);
@@ -348,6 +348,14 @@ static int decode(int m, const uint8_t *buf, size_t len, const sync_limits *lim,
                 sync_cbor_put_uint(&r->desc, pull.after);
                 sync_cbor_put_uint(&r->desc, pull.limit);
                 sync_cbor_put_uint(&r->desc, (uint64_t)pull.full);
+                sync_cbor_put_uint(&r->desc, (uint64_t)pull.has_part);
+                if (pull.has_part)
+                    d_value(&r->desc, &pull.part);
+                sync_cbor_put_uint(&r->desc, (uint64_t)pull.snap);
+                sync_cbor_put_uint(&r->desc, pull.snap_high);
+                sync_cbor_put_uint(&r->desc, (uint64_t)pull.has_snap_key);
+                if (pull.has_snap_key)
+                    d_value(&r->desc, &pull.snap_key);
             }
             if (r->encode)
                 sync_pull_encode(&r->enc, &pull);

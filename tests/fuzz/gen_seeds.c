@@ -279,6 +279,21 @@ static void frame_pull_part(input *in, int dev, const char *part, uint64_t after
     sync_cbuf_free(&enc);
 }
 
+/* A snapshot pull of items: from the start, or after key `after_key`. */
+static void frame_pull_snap(input *in, int dev, uint64_t high, int has_key, int64_t after_key,
+                            uint64_t limit)
+{
+    sync_cbuf enc;
+    sync_pull p = {.table = "items", .table_len = 5, .limit = limit, .snap = 1,
+                   .snap_high = high, .has_snap_key = has_key, .snap_key = v_int(after_key)};
+    sync_cbuf_init(&enc, 0);
+    sync_pull_encode(&enc, &p);
+    if (enc.err != SYNC_OK)
+        die("encoding a pull");
+    frame(in, CTL(dev, FUZZ_ACT_PULL), enc.data, enc.len);
+    sync_cbuf_free(&enc);
+}
+
 static void in_write(input *in, const char *name)
 {
     write_file("apply", name, in->d, in->len);
@@ -447,6 +462,16 @@ static void gen_record(void)
     p.limit = UINT64_MAX;
     sync_pull_encode(&o, &p);
     write_buf("record", "seed-pull-full", &o);
+    sync_cbuf_reset(&o);
+    sync_pull pp = {.table = "notes", .table_len = 5, .after = 3, .limit = 10, .has_part = 1,
+                    .part = v_text("north")};
+    sync_pull_encode(&o, &pp);
+    write_buf("record", "seed-pull-part", &o);
+    sync_cbuf_reset(&o);
+    sync_pull ps = {.table = "items", .table_len = 5, .limit = 10, .snap = 1, .snap_high = 42,
+                    .has_snap_key = 1, .snap_key = v_int(-7)};
+    sync_pull_encode(&o, &ps);
+    write_buf("record", "seed-pull-snapshot", &o);
 
     sync_cbuf_reset(&o);
     sync_page_hdr ph = {"items", 5, 10, 14, 0, 3, 2};
@@ -672,6 +697,19 @@ static void gen_apply(void)
     frame_pull_part(&in, DEV_C, "north", 1, 0);
     frame_pull(&in, DEV_C, 0, "notes", 0, 100, 0);
     in_write(&in, "seed-partitions");
+
+    /* Snapshot pages: key order, one row a page, then from the last key of a page. */
+    in_start(&in, 0);
+    one_batch(&b);
+    items_insert(&b, 5, "e", HLC(1));
+    items_insert(&b, -3, "a", HLC(1));
+    items_insert(&b, 9, "z", HLC(1));
+    items_delete(&b, 7, 0, HLC(1));
+    frame_batch(&in, DEV_A, 0, 1, &b);
+    frame_pull_snap(&in, DEV_B, 0, 0, 0, 2);
+    frame_pull_snap(&in, DEV_B, 4, 1, 5, 2);
+    frame_pull_snap(&in, DEV_B, 4, 1, 100, 2);
+    in_write(&in, "seed-snapshot");
 
     /* Compaction: a deleted row is compacted, the key is used again, a replica behind the
      * horizon pulls. */

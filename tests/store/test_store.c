@@ -3,7 +3,9 @@
  * Without arguments it checks the SQLite backend; with --pg it starts a throwaway PostgreSQL
  * server (th_pg_start) and checks the PostgreSQL backend the same way (partitioned tables
  * included: a partition's newest cseq, its pages of rows and leaves, the partition values and
- * the compaction of leaves with a horizon per partition), then what only it has:
+ * the compaction of leaves with a horizon per partition; snapshot pages in key order, with
+ * integer, text and blob keys compared as the edge's SQLite does, also in a database whose
+ * default collation is ICU's), then what only it has:
  *   - values written and read back bit for bit (int64 extremes, doubles with -0.0, infinities,
  *     subnormals and large exponents, NaN stored as NULL as SQLite does, text in any UTF-8,
  *     blobs with NUL bytes, empty text and blobs that stay what they are), through row_get,
@@ -878,6 +880,326 @@ static void partitions(const char *where)
     sync_schema_free(s);
 }
 
+/* ---- snapshot pages (pull_keys) ---- */
+
+static const char schema_snap[] = "version 1\n"
+                                  "table snapi\n"
+                                  "column id integer key\n"
+                                  "column v text\n"
+                                  "column n integer\n"
+                                  "table snapt\n"
+                                  "column k text key\n"
+                                  "column v text\n"
+                                  "column n integer\n"
+                                  "table snapb\n"
+                                  "column k blob key\n"
+                                  "column v text\n"
+                                  "column n integer\n";
+
+/* Keys in an order that is not theirs. Text: upper and lower case, bytes >= 0x80 (é, É, à, CJK,
+ * an emoji) and digits, which a locale's collation orders otherwise than bytes do ("a" < "B",
+ * "é" next to "e"); blobs: 0x80 and 0xff bytes, NULs and prefixes. */
+static const int64_t snap_ints[] = {5,         -1, INT64_MAX, 0,  -9000000000LL, 1000,
+                                    INT64_MIN, 1,  -2,        77, 3000000000LL,  -100};
+static const char *snap_texts[] = {"a", "B", "\xc3\xa9", "A", "b", "Z", "_", "ab", "a b",
+                                   "\xc3\x89", "e", "E", "", "10", "9", "\xe6\x97\xa5",
+                                   "\xf0\x9f\x98\x80", "a\x01", "z", "\xc3\xa0"};
+static const struct {
+    const char *p;
+    size_t n;
+} snap_blobs[] = {{"\x80", 1}, {"", 0},       {"\xff", 1}, {"\0", 1}, {"\0\xff", 2}, {"\x01", 1},
+                  {"\0\0", 2}, {"\xff\0", 2}, {"\x7f", 1}, {"A", 1},  {"a", 1}};
+#define SNAP_MAX 20
+
+/* One row of a snapshot table as the pages must give it. */
+typedef struct snap_item {
+    sync_value key;
+    int idx; /* position in the key list (column n: idx * 1000 + version) */
+    uint64_t version, cseq;
+    int deleted; /* a tombstone: no values but the key */
+    char v[24];  /* column v */
+} snap_item;
+
+/* What the edge's SQLite does with keys of one type: integers by value, text and blobs by
+ * their bytes, a prefix first. */
+static int key_cmp(const sync_value *a, const sync_value *b)
+{
+    if (a->type == SYNC_INT)
+        return (a->u.i > b->u.i) - (a->u.i < b->u.i);
+    size_t n = a->u.b.n < b->u.b.n ? a->u.b.n : b->u.b.n;
+    int c = n ? memcmp(a->u.b.p, b->u.b.p, n) : 0;
+    return c ? c : (a->u.b.n > b->u.b.n) - (a->u.b.n < b->u.b.n);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    return key_cmp(&((const snap_item *)a)->key, &((const snap_item *)b)->key);
+}
+
+/* Writes item it (version, tombstone or not) with a new cseq inside the open transaction. */
+static void snap_put(cloud_store *st, const sync_table *t, snap_item *it, uint64_t version,
+                     int deleted)
+{
+    it->version = version;
+    it->deleted = deleted;
+    it->cseq = cloud_store_next_cseq(st);
+    snprintf(it->v, sizeof it->v, "v%d-%" PRIu64, it->idx, version);
+    sync_value null = {.type = SYNC_NULL};
+    sync_value v[3] = {it->key, deleted ? null : tval(it->v),
+                       deleted ? null : ival(it->idx * 1000 + (int64_t)version)};
+    cloud_row r = row_of(t, v, it->cseq);
+    r.version = version;
+    r.deleted = deleted;
+    r.hlc = it->cseq << 16 | 5;
+    TH_CHECK(cloud_store_row_put(st, t, &it->key, &r) == SYNC_OK, "%s: put: %s", t->name,
+             cloud_store_errmsg(st));
+}
+
+/* Fills t with the n keys: inserted in a scrambled order, then some updated and some deleted
+ * in a second transaction, so cseq order is not key order. items[] ends up in key order. */
+static void snap_fill(cloud_store *st, const sync_table *t, const sync_value *keys, int n,
+                      snap_item *items)
+{
+    TH_CHECK(n >= 7 && n <= SNAP_MAX && n % 7 != 0, "%d keys: 7 to %d, scrambled by 7", n,
+             SNAP_MAX);
+    for (int i = 0; i < n; i++)
+        items[i] = (snap_item){.key = keys[i], .idx = i};
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    for (int j = 0; j < n; j++)
+        snap_put(st, t, &items[j * 7 % n], 1, 0);
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "begin: %s", cloud_store_errmsg(st));
+    for (int i = n - 1; i >= 0; i--) {
+        if (i % 3 == 1)
+            snap_put(st, t, &items[i], 2, 0);
+        if (i % 4 == 2)
+            snap_put(st, t, &items[i], 3, 1);
+    }
+    TH_CHECK(cloud_store_commit(st) == SYNC_OK, "commit: %s", cloud_store_errmsg(st));
+    qsort(items, (size_t)n, sizeof *items, item_cmp);
+    int scattered = 0, tombs = 0;
+    for (int i = 0; i < n; i++) {
+        scattered += i + 1 < n && items[i].cseq > items[i + 1].cseq;
+        tombs += items[i].deleted;
+    }
+    TH_CHECK(scattered > 0 && tombs > 0, "%s: cseq not in key order, tombstones", t->name);
+}
+
+struct snap_pull {
+    const sync_table *t;
+    const snap_item *items;
+    int n;
+    int at;          /* rows consumed so far: the next one must be items[at] */
+    int calls;       /* callbacks in this call of pull_keys */
+    int stop_at;     /* returns 1 at this callback (0: never) */
+    int fail_at;     /* returns SYNC_ERR_IO at this callback (0: never) */
+    sync_value last; /* the key of the last row consumed (bytes in last_buf) */
+    uint8_t last_buf[16];
+};
+
+static int check_snap_row(void *ctx, const sync_value *key, const cloud_row *row)
+{
+    struct snap_pull *p = ctx;
+    const char *tn = p->t->name;
+    p->calls++;
+    if (p->stop_at == p->calls)
+        return 1;
+    if (p->fail_at == p->calls)
+        return SYNC_ERR_IO;
+    TH_CHECK(p->at < p->n, "%s: more rows than %d (cseq %" PRIu64 ")", tn, p->n, row->cseq);
+    const snap_item *w = &p->items[p->at];
+    TH_CHECK(same(&w->key, key, 1) && same(&w->key, &row->vals[p->t->key], 1),
+             "%s: row %d in key order is not key %d (cseq %" PRIu64 ", expected %" PRIu64 ")", tn,
+             p->at, w->idx, row->cseq, w->cseq);
+    char origin[32];
+    snprintf(origin, sizeof origin, "dev-%" PRIu64, w->cseq % 3);
+    TH_CHECK(row->exists && !row->left && row->conflict == 0 && row->deleted == w->deleted &&
+                 row->version == w->version && row->cseq == w->cseq &&
+                 row->hlc == (w->cseq << 16 | 5) && strcmp(row->origin, origin) == 0,
+             "%s: key %d: deleted %d version %" PRIu64 " cseq %" PRIu64 " hlc %" PRIu64
+             " origin %s",
+             tn, w->idx, row->deleted, row->version, row->cseq, row->hlc, row->origin);
+    sync_value null = {.type = SYNC_NULL};
+    sync_value v = w->deleted ? null : tval(w->v);
+    sync_value n = w->deleted ? null : ival(w->idx * 1000 + (int64_t)w->version);
+    TH_CHECK(same(&v, &row->vals[1], 1) && same(&n, &row->vals[2], 1), "%s: key %d: the values", tn,
+             w->idx);
+    /* The key is valid during the callback only: kept, to continue after it. */
+    p->last = *key;
+    if (key->type != SYNC_INT) {
+        TH_CHECK(key->u.b.n <= sizeof p->last_buf, "%s: a key of %zu bytes", tn, key->u.b.n);
+        if (key->u.b.n)
+            memcpy(p->last_buf, key->u.b.p, key->u.b.n);
+        p->last.u.b.p = p->last_buf;
+    }
+    p->at++;
+    return 0;
+}
+
+/* Copies key into *out (bytes in buf): what a caller sends back with the next request. */
+static const sync_value *snap_copy(const sync_value *key, sync_value *out, uint8_t *buf)
+{
+    *out = *key;
+    if (key->type != SYNC_INT && key->u.b.n) {
+        memcpy(buf, key->u.b.p, key->u.b.n);
+        out->u.b.p = buf;
+    }
+    return out;
+}
+
+/* Pages of `limit` rows from the start, each after the last key of the previous one: every row
+ * once, in key order, and remaining right on each page. */
+static void snap_pages(cloud_store *st, const sync_table *t, const snap_item *items, int n,
+                       uint64_t limit)
+{
+    struct snap_pull p = {.t = t, .items = items, .n = n};
+    const sync_value *after = NULL;
+    sync_value next;
+    uint8_t buf[16];
+    int pages = 0, got;
+    do {
+        int before = p.at;
+        uint64_t remaining = 12345;
+        p.calls = 0;
+        TH_CHECK(cloud_store_pull_keys(st, t, after, limit, check_snap_row, &p, &remaining) ==
+                     SYNC_OK,
+                 "%s: pull_keys: %s", t->name, cloud_store_errmsg(st));
+        got = p.at - before;
+        TH_CHECK(remaining == (uint64_t)(n - before),
+                 "%s: limit %" PRIu64 ", page %d: remaining %" PRIu64 ", expected %d", t->name,
+                 limit, pages, remaining, n - before);
+        TH_CHECK((uint64_t)got == (remaining < limit ? remaining : limit) && p.calls == got,
+                 "%s: limit %" PRIu64 ", page %d: %d rows", t->name, limit, pages, got);
+        if (got)
+            after = snap_copy(&p.last, &next, buf);
+        pages++;
+    } while (got);
+    TH_CHECK(p.at == n && pages == (n + (int)limit - 1) / (int)limit + 1,
+             "%s: limit %" PRIu64 ": %d rows in %d pages", t->name, limit, p.at, pages);
+}
+
+/* One page of every row after probe (not necessarily a stored key). */
+static void snap_after(cloud_store *st, const sync_table *t, const snap_item *items, int n,
+                       sync_value probe)
+{
+    int first = 0;
+    while (first < n && key_cmp(&items[first].key, &probe) <= 0)
+        first++;
+    struct snap_pull p = {.t = t, .items = items, .n = n, .at = first};
+    uint64_t remaining = 12345;
+    TH_CHECK(cloud_store_pull_keys(st, t, &probe, (uint64_t)n, check_snap_row, &p, &remaining) ==
+                     SYNC_OK &&
+                 p.at == n && remaining == (uint64_t)(n - first),
+             "%s: after a probe: from row %d, %d rows, remaining %" PRIu64 " (%s)", t->name, first,
+             p.at - first, remaining, cloud_store_errmsg(st));
+}
+
+/* Everything pull_keys promises, on one table filled with keys[n]; probes[] are keys to continue
+ * after (stored or not), wrong[] after_keys of other types than the key. */
+static void snap_table(cloud_store *st, const sync_table *t, const sync_value *keys, int n,
+                       const sync_value *probes, int nprobes, const sync_value *wrong, int nwrong)
+{
+    snap_item items[SNAP_MAX];
+    snap_fill(st, t, keys, n, items);
+    struct snap_pull p = {.t = t, .items = items, .n = n};
+    uint64_t remaining = 12345;
+
+    /* A page of nothing still counts. */
+    TH_CHECK(cloud_store_pull_keys(st, t, NULL, 0, check_snap_row, &p, &remaining) == SYNC_OK &&
+                 p.calls == 0 && remaining == (uint64_t)n,
+             "%s: limit 0: %d rows, remaining %" PRIu64, t->name, p.calls, remaining);
+    for (uint64_t limit = 1; limit <= (uint64_t)n + 1; limit++)
+        snap_pages(st, t, items, n, limit);
+    for (int i = 0; i < nprobes; i++)
+        snap_after(st, t, items, n, probes[i]);
+
+    /* A callback that stops: that row is not consumed, the next page starts with it. */
+    p = (struct snap_pull){.t = t, .items = items, .n = n, .stop_at = 3};
+    TH_CHECK(cloud_store_pull_keys(st, t, NULL, 5, check_snap_row, &p, &remaining) == SYNC_OK &&
+                 p.at == 2 && p.calls == 3 && remaining == (uint64_t)n,
+             "%s: a callback that stops: %d rows, %d calls (%s)", t->name, p.at, p.calls,
+             cloud_store_errmsg(st));
+    sync_value next;
+    uint8_t buf[16];
+    p.calls = p.stop_at = 0;
+    TH_CHECK(cloud_store_pull_keys(st, t, snap_copy(&p.last, &next, buf), 5, check_snap_row, &p,
+                                   &remaining) == SYNC_OK &&
+                 p.at == 7 && remaining == (uint64_t)(n - 2),
+             "%s: after a stop: %d rows, remaining %" PRIu64, t->name, p.at, remaining);
+
+    /* A callback that fails: its error comes back, and the read is over (a write can begin). */
+    p = (struct snap_pull){.t = t, .items = items, .n = n, .fail_at = 2};
+    TH_CHECK(cloud_store_pull_keys(st, t, NULL, 5, check_snap_row, &p, &remaining) == SYNC_ERR_IO &&
+                 p.at == 1 && p.calls == 2,
+             "%s: a callback that fails: %d rows, %d calls", t->name, p.at, p.calls);
+    TH_CHECK(cloud_store_begin(st) == SYNC_OK, "%s: begin after a failed page: %s", t->name,
+             cloud_store_errmsg(st));
+
+    /* Not inside a write transaction. */
+    p = (struct snap_pull){.t = t, .items = items, .n = n};
+    TH_CHECK(cloud_store_pull_keys(st, t, NULL, 5, check_snap_row, &p, &remaining) != SYNC_OK &&
+                 p.calls == 0,
+             "%s: a snapshot page inside a write transaction", t->name);
+    cloud_store_rollback(st);
+
+    /* An after_key of another type is refused, not compared by some order across types. */
+    for (int i = 0; i < nwrong; i++) {
+        p = (struct snap_pull){.t = t, .items = items, .n = n};
+        remaining = 12345;
+        int rc = cloud_store_pull_keys(st, t, &wrong[i], 5, check_snap_row, &p, &remaining);
+        const char *msg = cloud_store_errmsg(st);
+        TH_CHECK(rc == SYNC_ERR_SCHEMA && p.calls == 0 && remaining == 0 &&
+                     strstr(msg, t->cols[t->key].name) &&
+                     strstr(msg, sync_vtype_name(wrong[i].type)),
+                 "%s: a %s after_key: %s (%s)", t->name, sync_vtype_name(wrong[i].type),
+                 sync_strerror(rc), msg);
+    }
+    snap_pages(st, t, items, n, 4); /* and nothing is left behind */
+}
+
+/* Snapshot pages of tables with integer, text and blob keys. */
+static void snapshot_pages(const char *where)
+{
+    sync_schema *s = schema(schema_snap);
+    cloud_store *st = open_store(where, s);
+    sync_value keys[SNAP_MAX];
+    static const uint8_t bytes[] = "\x00\x01\xfe";
+    const sync_value text5 = tval("5"), int5 = ival(5), null = {.type = SYNC_NULL},
+                     real = {.type = SYNC_REAL, .u.f = 5.0},
+                     blob = {.type = SYNC_BLOB, .u.b = {bytes, 1}};
+
+    int n = (int)(sizeof snap_ints / sizeof snap_ints[0]);
+    for (int i = 0; i < n; i++)
+        keys[i] = ival(snap_ints[i]);
+    const sync_value iprobes[] = {ival(2), ival(-3), ival(INT64_MIN + 1), ival(INT64_MAX - 1),
+                                  ival(-9000000001LL)};
+    const sync_value iwrong[] = {text5, blob, real, null};
+    snap_table(st, sync_schema_table(s, 0), keys, n, iprobes, 5, iwrong, 4);
+
+    n = (int)(sizeof snap_texts / sizeof snap_texts[0]);
+    for (int i = 0; i < n; i++)
+        keys[i] = tval(snap_texts[i]);
+    const sync_value tprobes[] = {tval("aa"), tval("\xc3\x80"),         tval("~"),
+                                  tval("a"),  tval("\xf4\x8f\xbf\xbf"), tval("0")};
+    const sync_value twrong[] = {int5, blob, null};
+    snap_table(st, sync_schema_table(s, 1), keys, n, tprobes, 6, twrong, 3);
+
+    n = (int)(sizeof snap_blobs / sizeof snap_blobs[0]);
+    for (int i = 0; i < n; i++)
+        keys[i] = (sync_value){.type = SYNC_BLOB,
+                               .u.b = {(const uint8_t *)snap_blobs[i].p, snap_blobs[i].n}};
+    const sync_value bprobes[] = {
+        {.type = SYNC_BLOB, .u.b = {bytes, 2}},     /* 00 01 */
+        {.type = SYNC_BLOB, .u.b = {bytes + 2, 1}}, /* fe */
+        {.type = SYNC_BLOB, .u.b = {bytes, 0}},     /* empty: after the empty key */
+    };
+    const sync_value bwrong[] = {text5, int5};
+    snap_table(st, sync_schema_table(s, 2), keys, n, bprobes, 3, bwrong, 2);
+
+    cloud_store_close(st);
+    sync_schema_free(s);
+}
+
 /* ---- PostgreSQL only ---- */
 
 static const char *superuser(void)
@@ -1075,8 +1397,9 @@ int main(int argc, char **argv)
     cseq_rules(fresh("cseq"));
     schema_changes(fresh("schema"));
     partitions(fresh("parts"));
-    printf("store: SQLite: values, pages, checksums, change sequence, schema changes and "
-           "partitions\n");
+    snapshot_pages(fresh("snap"));
+    printf("store: SQLite: values, pages, checksums, change sequence, schema changes, "
+           "partitions and snapshot pages\n");
     if (pg) {
         round_trip(fresh(NULL), 1, pq);
         for (int i = 0; i < 3; i++)
@@ -1099,6 +1422,10 @@ int main(int argc, char **argv)
         schema_changes(fresh(NULL));
         partitions(fresh(NULL));
         printf("store: PostgreSQL: partitions\n");
+        snapshot_pages(fresh(NULL));
+        /* Text keys in bytes' order also where the database's default collation is ICU's. */
+        snapshot_pages(th_fmt("host=127.0.0.1 port=%d dbname=icu user=synccloud", th_pg_port()));
+        printf("store: PostgreSQL: snapshot pages in key order\n");
         nul_text();
         two_writers();
         reconnect();

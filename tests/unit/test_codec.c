@@ -1850,8 +1850,8 @@ static void test_pull(void)
     CHECK(strstr(err, "limit is 0") != NULL);
     const uint8_t full_not_bool[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x03, 0x01};
     CHECK(sync_pull_decode(full_not_bool, sizeof full_not_bool, &out, err, sizeof err) != SYNC_OK);
-    const uint8_t key5[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x05, 0xf5};
-    CHECK(sync_pull_decode(key5, sizeof key5, &out, err, sizeof err) != SYNC_OK);
+    const uint8_t key7[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x07, 0xf5};
+    CHECK(sync_pull_decode(key7, sizeof key7, &out, err, sizeof err) != SYNC_OK);
     /* A partition's pull: an integer or a text value, with or without `full`. */
     for (int full = 0; full <= 1; full++) {
         sync_pull pin = {.table = "sales", .table_len = 5, .after = 9, .limit = 7, .full = full,
@@ -1871,6 +1871,35 @@ static void test_pull(void)
         sync_cbuf_reset(&b);
         CHECK(sync_pull_encode(&b, &pin) != SYNC_OK);
     }
+    /* A snapshot pull: the first (no key) and a continuation (after a key). */
+    for (int cont = 0; cont <= 1; cont++) {
+        sync_pull sin = {.table = "items", .table_len = 5, .limit = 50, .snap = 1,
+                         .snap_high = cont ? 77 : 0, .has_snap_key = cont,
+                         .snap_key = {.type = SYNC_TEXT, .u.b = {(const uint8_t *)"k9", 2}}};
+        sync_cbuf_reset(&b);
+        CHECK_RC(sync_pull_encode(&b, &sin), SYNC_OK, NULL);
+        CHECK_RC(sync_pull_decode(b.data, b.len, &out, err, sizeof err), SYNC_OK, err);
+        CHECK(out.snap && out.snap_high == (cont ? 77u : 0u) && out.has_snap_key == cont &&
+              out.after == 0 && !out.has_part);
+        if (cont)
+            CHECK(out.snap_key.type == SYNC_TEXT &&
+                  same_bytes((const char *)out.snap_key.u.b.p, out.snap_key.u.b.n, "k9", 2));
+        /* Not with a cursor, full or a partition. */
+        sin.after = 5;
+        sync_cbuf_reset(&b);
+        CHECK(sync_pull_encode(&b, &sin) != SYNC_OK);
+        sin.after = 0;
+        sin.full = 1;
+        sync_cbuf_reset(&b);
+        CHECK(sync_pull_encode(&b, &sin) != SYNC_OK);
+    }
+    /* Decoded: key 6 without key 5, and key 5 with after > 0, are refused. */
+    const uint8_t key_no_snap[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x06, 0x01};
+    CHECK(sync_pull_decode(key_no_snap, sizeof key_no_snap, &out, err, sizeof err) != SYNC_OK &&
+          strstr(err, "without snap") != NULL);
+    const uint8_t snap_after[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x03, 0x02, 0x01, 0x05, 0x00};
+    CHECK(sync_pull_decode(snap_after, sizeof snap_after, &out, err, sizeof err) != SYNC_OK &&
+          strstr(err, "after 0") != NULL);
     const uint8_t part_null[] = {0xa4, 0x00, 0x61, 't', 0x01, 0x00, 0x02, 0x01, 0x04, 0xf6};
     CHECK(sync_pull_decode(part_null, sizeof part_null, &out, err, sizeof err) != SYNC_OK &&
           strstr(err, "partition") != NULL);

@@ -190,6 +190,11 @@ typedef struct sync_pull {
     int has_part;    /* 1: the pull is for one partition of the table (optional on the wire) */
     sync_value part; /* that partition's value: an integer or text (decoded text points into
                         the input) */
+    int snap;           /* 1: a snapshot page, in key order (a new replica; docs/protocol.md,
+                           "Catch-up"); after is then 0 */
+    uint64_t snap_high; /* the snapshot's cseq from the first page's `next` (0: start one) */
+    int has_snap_key;   /* 1: continue after snap_key (the last key of the previous page) */
+    sync_value snap_key;
 } sync_pull;
 
 int sync_pull_encode(sync_cbuf *b, const sync_pull *p);
