@@ -6,6 +6,8 @@
  * told about must be in the conflict log. Halfway through, one edge goes away (its session
  * expires: whatever the cloud sends it is lost) while the cloud compacts every tombstone, so on
  * its return it must rebuild its tables from whole snapshots and drop the rows deleted meanwhile.
+ * A third of the way in, another edge starts over from an empty database: it takes the tables
+ * as key-ordered snapshots (3 rows a page) while the others write.
  * The seed is printed; CONVERGE_SEED repeats a run.
  *
  * The cloud's store is an SQLite file; with --pg it is a PostgreSQL database of a throwaway
@@ -132,6 +134,7 @@ typedef struct edge {
     uint64_t sent_base; /* base seq of the in-flight batch last handed to the network */
     int sent_round;
     int away; /* offline: writes locally, sends nothing, and what is sent to it is lost */
+    int deaf; /* deltas to it are lost (heads and pages still arrive) */
 } edge;
 
 static const sync_schema *schema;
@@ -182,6 +185,8 @@ static void route(cloud_outq *q)
         } else if (strstr(m->topic, "/delta/")) {
             for (int i = 0; i < NEDGES; i++) {
                 if (chance(6)) /* lost: the replica must notice the gap and pull */
+                    continue;
+                if (edges[i].deaf) /* a starting replica loses every delta for a while */
                     continue;
                 deliver(i, K_DELTA, m, 0);
                 if (chance(10)) /* and sometimes delivered twice */
@@ -415,6 +420,33 @@ static void open_edge(int i, const char *schema_path)
     sqlite3_busy_timeout(e->app, 5000);
 }
 
+/* Edge i starts over from an empty database (a new device, a lost disk) while the others go on
+ * writing: it takes the tables as snapshots in key order, 3 rows a page, its cursors held at 0
+ * until the last page, then catches up with what changed meanwhile. What was on its way to it
+ * is lost with it. */
+static void reset_edge(int i, const char *schema_path)
+{
+    edge *e = &edges[i];
+    for (int k = 0; k < e->inbox.n; k++)
+        free_msg(e->inbox.items[k]);
+    e->inbox.n = 0;
+    edge_outbox_free(e->out);
+    edge_pull_free(e->pull);
+    edge_replica_free(e->rep);
+    edge_db_close(&e->db);
+    sqlite3_close(e->app);
+    edge_config_free(&e->cfg);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (int k = 0; k < 3; k++) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/e%d.db%s", dir, i, suffix[k]);
+        unlink(path);
+    }
+    e->sent_base = 0;
+    e->sent_round = -100;
+    open_edge(i, schema_path);
+}
+
 /* check_conflict_log on a PostgreSQL store. */
 static void check_conflict_log_pg(void)
 {
@@ -536,6 +568,12 @@ int main(int argc, char **argv)
          * of its full resync can remove it there. */
         if (round == 5)
             app_sql(&edges[0], "INSERT INTO items(id, name, qty) VALUES (1000, 'probe', 1)");
+        if (round == ROUNDS / 3) {
+            reset_edge(1, schema_path);
+            edges[1].deaf = 1; /* while its snapshot runs and after: only pulls can fill in */
+        }
+        if (round == ROUNDS / 3 + 40)
+            edges[1].deaf = 0;
         if (round == away_from)
             edges[NEDGES - 1].away = 1;
         if (round == away_from + 5)
