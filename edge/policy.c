@@ -6,197 +6,48 @@
 #include <string.h>
 
 #include "sync/err.h"
+#include "sync/jsonread.h"
 #include "sync/log.h"
 #include "sync/sqlutil.h"
 #include "sync/topic.h"
 
 /* ---- reading the policy's JSON ----
- * A small strict reader for the one object the cloud sends: whitespace, objects, arrays,
- * strings (escapes decoded to UTF-8), integers, and the literals; anything else is refused. */
+ * The message is parsed whole by the shared bounded reader (sync/jsonread.h), then walked.
+ * Members are taken in the text's order, repeated ones included: lists of tables add up, and a
+ * later partitions entry of a table replaces an earlier one. Anything of the wrong shape
+ * refuses the whole message, so the previous policy stays. */
 
-#define JSON_DEPTH 16
-#define JSON_STR 1024 /* bytes of a decoded string (table names, partition values) */
+#define POLICY_STR 1024 /* bytes of a name or a text partition value, its NUL included */
 
-typedef struct jr {
-    const char *start, *p, *end;
-    char *err;
-    size_t errlen;
-} jr;
+/* The start of every message about a policy of the wrong shape (SYNC_ERR_DECODE). */
+#define INVALID "the policy is not valid: "
 
-static int jr_fail(jr *j, const char *what)
+/* 1 when member m's key is name (compared with its length: a key may hold \u0000). */
+static int is_key(const sync_jval *m, const char *name)
 {
-    if (j->err && j->err[0] == 0)
-        snprintf(j->err, j->errlen, "%s at byte %ld", what, (long)(j->p - j->start));
-    return -1;
+    size_t n;
+    const char *k = sync_jval_key(m, &n);
+    return k && n == strlen(name) && memcmp(k, name, n) == 0;
 }
 
-static int jr_peek(jr *j)
+/* Checks the n bytes of a name or text value the policy uses: it must not hold a NUL (it is
+ * used as a C string) and must be shorter than POLICY_STR. Returns NULL or what is wrong. */
+static const char *text_problem(const char *s, size_t n)
 {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-    return j->p < j->end ? (unsigned char)*j->p : -1;
+    if (memchr(s, '\0', n))
+        return "a NUL character in a string";
+    if (n >= POLICY_STR)
+        return "a string too long";
+    return NULL;
 }
 
-/* Consumes c (after whitespace) if it comes next; returns 1 if it did. */
-static int jr_eat(jr *j, int c)
+/* The bytes of string v (*n its length), or NULL with *why set when v is no string or one the
+ * policy cannot use (text_problem). */
+static const char *text_of(const sync_jval *v, size_t *n, const char **why)
 {
-    if (jr_peek(j) != c)
-        return 0;
-    j->p++;
-    return 1;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Reads a string into out (JSON_STR bytes, NUL-terminated; *n its length). */
-static int jr_string(jr *j, char *out, size_t *n)
-{
-    if (jr_peek(j) != '"')
-        return jr_fail(j, "a string expected");
-    j->p++;
-    size_t k = 0;
-    for (;;) {
-        if (j->p >= j->end)
-            return jr_fail(j, "an unterminated string");
-        unsigned c = (unsigned char)*j->p++;
-        if (c == '"')
-            break;
-        if (c < 0x20)
-            return jr_fail(j, "a control character in a string");
-        if (c == '\\') {
-            if (j->p >= j->end)
-                return jr_fail(j, "an unterminated string");
-            char e = *j->p++;
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *x = e ? strchr(from, e) : NULL;
-            if (x) {
-                c = (unsigned char)to[x - from];
-            } else if (e == 'u' && j->end - j->p >= 4 && hex4(j->p, &c) == 0) {
-                j->p += 4;
-                if (c >= 0xD800 && c <= 0xDBFF) { /* a surrogate pair */
-                    unsigned lo;
-                    if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
-                        hex4(j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
-                        return jr_fail(j, "a broken surrogate pair");
-                    j->p += 6;
-                    c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
-                } else if (c >= 0xDC00 && c <= 0xDFFF) {
-                    return jr_fail(j, "a broken surrogate pair");
-                }
-                if (c == 0)
-                    return jr_fail(j, "a NUL character in a string");
-                /* UTF-8 */
-                unsigned char u[4];
-                int len = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-                if (len == 1) {
-                    u[0] = (unsigned char)c;
-                } else {
-                    for (int i = len - 1; i > 0; i--, c >>= 6)
-                        u[i] = (unsigned char)(0x80 | (c & 0x3F));
-                    u[0] = (unsigned char)((len == 2 ? 0xC0 : len == 3 ? 0xE0 : 0xF0) | c);
-                }
-                if (k + (size_t)len >= JSON_STR)
-                    return jr_fail(j, "a string too long");
-                memcpy(out + k, u, (size_t)len);
-                k += (size_t)len;
-                continue;
-            } else {
-                return jr_fail(j, "a bad escape in a string");
-            }
-        }
-        if (k + 1 >= JSON_STR)
-            return jr_fail(j, "a string too long");
-        out[k++] = (char)c;
-    }
-    out[k] = 0;
-    *n = k;
-    return 0;
-}
-
-/* Reads an integer (no fraction, no exponent). */
-static int jr_int(jr *j, int64_t *out)
-{
-    jr_peek(j);
-    const char *s = j->p;
-    int neg = s < j->end && *s == '-';
-    if (neg)
-        s++;
-    if (s >= j->end || *s < '0' || *s > '9')
-        return jr_fail(j, "a number expected");
-    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; s < j->end && *s >= '0' && *s <= '9'; s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (lim - d) / 10)
-            return jr_fail(j, "an integer out of range");
-        v = v * 10 + d;
-    }
-    if (s < j->end && (*s == '.' || *s == 'e' || *s == 'E'))
-        return jr_fail(j, "a number that is not an integer");
-    j->p = s;
-    *out = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
-    return 0;
-}
-
-static int jr_skip(jr *j, int depth)
-{
-    int c = jr_peek(j);
-    if (depth > JSON_DEPTH)
-        return jr_fail(j, "nesting too deep");
-    if (c == '"') {
-        char s[JSON_STR];
-        size_t n;
-        return jr_string(j, s, &n);
-    }
-    if (c == '{' || c == '[') {
-        int close = c == '{' ? '}' : ']';
-        j->p++;
-        if (jr_eat(j, close))
-            return 0;
-        do {
-            if (c == '{') {
-                char s[JSON_STR];
-                size_t n;
-                if (jr_string(j, s, &n) != 0 || !jr_eat(j, ':'))
-                    return jr_fail(j, "a member expected");
-            }
-            if (jr_skip(j, depth + 1) != 0)
-                return -1;
-        } while (jr_eat(j, ','));
-        return jr_eat(j, close) ? 0 : jr_fail(j, "an unterminated object or array");
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        /* numbers we do not use: any JSON number */
-        j->p++;
-        while (j->p < j->end && strchr("0123456789.eE+-", *j->p))
-            j->p++;
-        return 0;
-    }
-    static const char *const lits[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(lits[i]);
-        if ((size_t)(j->end - j->p) >= n && memcmp(j->p, lits[i], n) == 0) {
-            j->p += n;
-            return 0;
-        }
-    }
-    return jr_fail(j, "a value expected");
+    const char *s = sync_jval_str(v, n);
+    *why = s ? text_problem(s, *n) : "a string expected";
+    return *why ? NULL : s;
 }
 
 /* ---- the policy ---- */
@@ -223,53 +74,55 @@ static void policy_free(policy *np)
     free(np);
 }
 
-/* Sets flags[slot] = 1 for each table named in a JSON array of names; unknown tables are
- * skipped (the cloud's schema may know more). */
-static int read_tables(jr *j, const edge_db *e, uint8_t *flags)
+/* Sets flags[slot] = 1 for each table named in list, a JSON array of names (member `what` of
+ * the policy); unknown tables are skipped (the cloud's schema may know more). */
+static int read_tables(const sync_jval *list, const char *what, const edge_db *e, uint8_t *flags,
+                       char *err, size_t errlen)
 {
-    if (!jr_eat(j, '['))
-        return jr_fail(j, "a list of tables expected");
-    if (jr_eat(j, ']'))
-        return 0;
-    do {
-        char s[JSON_STR];
+    if (sync_jval_type(list) != SYNC_JARRAY)
+        return sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                           INVALID "\"%s\": a list of tables expected", what);
+    for (const sync_jval *v = sync_jval_first(list); v; v = sync_jval_next(v)) {
         size_t n;
-        if (jr_string(j, s, &n) != 0)
-            return -1;
-        const sync_table *t = edge_db_table(e, s, n);
+        const char *why, *name = text_of(v, &n, &why);
+        if (!name)
+            return sync_seterr(err, errlen, SYNC_ERR_DECODE, INVALID "\"%s\": %s", what, why);
+        const sync_table *t = edge_db_table(e, name, n);
         int slot = t ? edge_db_slot(e, t) : -1;
         if (slot >= 0)
             flags[slot] = 1;
-    } while (jr_eat(j, ','));
-    return jr_eat(j, ']') ? 0 : jr_fail(j, "an unterminated list of tables");
+    }
+    return SYNC_OK;
 }
 
-/* Reads a JSON array of partition values (numbers or strings) into (*list, *n). */
-static int read_values(jr *j, sync_value **list, int *n)
+/* Appends the partition values in arr, a JSON array of integers and strings (member `what` of
+ * the partitions of table `tbl`, a display name), to (*list, *n). */
+static int read_values(const sync_jval *arr, const char *tbl, const char *what, sync_value **list,
+                       int *n, char *err, size_t errlen)
 {
-    if (!jr_eat(j, '['))
-        return jr_fail(j, "a list of partition values expected");
-    if (jr_eat(j, ']'))
-        return 0;
-    do {
-        char s[JSON_STR];
-        size_t len;
+    if (sync_jval_type(arr) != SYNC_JARRAY)
+        return sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                           INVALID "partitions of %s: \"%s\": a list of partition values expected",
+                           tbl, what);
+    for (const sync_jval *x = sync_jval_first(arr); x; x = sync_jval_next(x)) {
         sync_value v;
-        if (jr_peek(j) == '"') {
-            if (jr_string(j, s, &len) != 0)
-                return -1;
+        const char *why = NULL;
+        if (sync_jval_type(x) == SYNC_JSTRING) {
             v.type = SYNC_TEXT;
-            v.u.b.p = (const uint8_t *)s;
-            v.u.b.n = len;
+            v.u.b.p = (const uint8_t *)text_of(x, &v.u.b.n, &why);
         } else {
             v.type = SYNC_INT;
-            if (jr_int(j, &v.u.i) != 0)
-                return -1;
+            if (!sync_jval_int(x, &v.u.i))
+                why = sync_jval_type(x) == SYNC_JNUMBER ? "a number that is not a 64-bit integer"
+                                                        : "a number or a string expected";
         }
+        if (why)
+            return sync_seterr(err, errlen, SYNC_ERR_DECODE, INVALID "partitions of %s: \"%s\": %s",
+                               tbl, what, why);
         if (edge_parts_add(list, n, &v) != SYNC_OK)
-            return jr_fail(j, "out of memory");
-    } while (jr_eat(j, ','));
-    return jr_eat(j, ']') ? 0 : jr_fail(j, "an unterminated list of partition values");
+            return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
+    }
+    return SYNC_OK;
 }
 
 /* Checks the values of a partitions entry against its column (type, valid text, and that each
@@ -297,57 +150,58 @@ static int check_values(const sync_table *t, int col, const sync_value *list, in
     return SYNC_OK;
 }
 
-/* Reads the "partitions" object: {"TABLE":{"column":C,"receive":[...],"write":[...]},...}. */
-static int read_partitions(jr *j, const edge_db *e, policy *np, char *err, size_t errlen)
+/* Reads the "partitions" object: {"TABLE":{"column":C,"receive":[...],"write":[...]},...}.
+ * Entries of tables not synced here are checked for shape, then skipped. */
+static int read_partitions(const sync_jval *obj, const edge_db *e, policy *np, char *err,
+                           size_t errlen)
 {
-    if (!jr_eat(j, '{'))
-        return jr_fail(j, "an object of partitions expected");
-    if (jr_eat(j, '}'))
-        return 0;
-    do {
-        char name[JSON_STR], key[JSON_STR], col[JSON_STR] = "";
-        size_t n, kn;
-        if (jr_string(j, name, &n) != 0 || !jr_eat(j, ':') || !jr_eat(j, '{'))
-            return jr_fail(j, "a table's partitions expected");
+    if (sync_jval_type(obj) != SYNC_JOBJECT)
+        return sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                           INVALID "\"partitions\": an object of partitions expected");
+    for (const sync_jval *entry = sync_jval_first(obj); entry; entry = sync_jval_next(entry)) {
+        size_t n;
+        const char *name = sync_jval_key(entry, &n), *why = text_problem(name, n);
+        if (why)
+            return sync_seterr(err, errlen, SYNC_ERR_DECODE, INVALID "\"partitions\": %s", why);
+        const sync_table *t = edge_db_table(e, name, n);
+        int slot = t ? edge_db_slot(e, t) : -1;
+        /* For messages: the schema's name (never the message's bytes). */
+        char tbl[SYNC_MAX_NAME + 3] = "a table not synced here";
+        if (t)
+            snprintf(tbl, sizeof tbl, "'%s'", t->name);
+        if (sync_jval_type(entry) != SYNC_JOBJECT)
+            return sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                               INVALID "partitions of %s: an object expected", tbl);
         edge_parts tmp;
         memset(&tmp, 0, sizeof tmp);
         tmp.col = -1;
-        int have_col = 0, rc = 0;
-        if (!jr_eat(j, '}')) {
-            do {
-                if (jr_string(j, key, &kn) != 0 || !jr_eat(j, ':')) {
-                    rc = jr_fail(j, "a member expected");
-                    break;
-                }
-                if (strcmp(key, "column") == 0) {
-                    rc = jr_string(j, col, &kn);
-                    have_col = 1;
-                } else if (strcmp(key, "receive") == 0) {
-                    rc = read_values(j, &tmp.recv, &tmp.nrecv);
-                    tmp.recv_limited = 1;
-                } else if (strcmp(key, "write") == 0) {
-                    rc = read_values(j, &tmp.wr, &tmp.nwr);
-                    tmp.write_limited = 1;
-                } else {
-                    rc = jr_skip(j, 2);
-                }
-            } while (rc == 0 && jr_eat(j, ','));
-            if (rc == 0 && !jr_eat(j, '}'))
-                rc = jr_fail(j, "an unterminated partitions entry");
+        const char *col = NULL;
+        size_t coln = 0;
+        int rc = SYNC_OK;
+        for (const sync_jval *m = sync_jval_first(entry); m && rc == SYNC_OK;
+             m = sync_jval_next(m)) {
+            if (is_key(m, "column")) {
+                col = text_of(m, &coln, &why);
+                if (!col)
+                    rc = sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                                     INVALID "partitions of %s: \"column\": %s", tbl, why);
+            } else if (is_key(m, "receive")) {
+                rc = read_values(m, tbl, "receive", &tmp.recv, &tmp.nrecv, err, errlen);
+                tmp.recv_limited = 1;
+            } else if (is_key(m, "write")) {
+                rc = read_values(m, tbl, "write", &tmp.wr, &tmp.nwr, err, errlen);
+                tmp.write_limited = 1;
+            }
         }
-        if (rc != 0) {
+        if (rc != SYNC_OK || slot < 0) { /* slot < 0: a table not synced here */
             edge_parts_clear(&tmp);
-            return -1;
-        }
-        const sync_table *t = edge_db_table(e, name, n);
-        int slot = t ? edge_db_slot(e, t) : -1;
-        if (slot < 0) { /* a table not synced here */
-            edge_parts_clear(&tmp);
+            if (rc != SYNC_OK)
+                return rc;
             continue;
         }
-        int c = have_col ? sync_table_col(t, col, strlen(col)) : -1;
+        int c = col ? sync_table_col(t, col, coln) : -1;
         int bad = SYNC_OK;
-        if (!have_col)
+        if (!col)
             bad = sync_seterr(err, errlen, SYNC_ERR_DECODE, "partitions of '%s' name no column",
                               t->name);
         else if (c < 0)
@@ -370,51 +224,44 @@ static int read_partitions(jr *j, const edge_db *e, policy *np, char *err, size_
         tmp.col = c;
         edge_parts_clear(&np->parts[slot]);
         np->parts[slot] = tmp;
-    } while (jr_eat(j, ','));
-    return jr_eat(j, '}') ? 0 : jr_fail(j, "an unterminated object of partitions");
+    }
+    return SYNC_OK;
 }
 
-/* Parses a policy message into np. Returns SYNC_OK or SYNC_ERR_DECODE with the reason. */
+/* Parses a policy message into np. Returns SYNC_OK, SYNC_ERR_DECODE with the reason, or
+ * SYNC_ERR_NOMEM. */
 static int parse(const edge_db *e, const char *s, size_t len, policy *np, char *err, size_t errlen)
 {
-    char why[256] = "";
-    jr j = {s, s, s + len, why, sizeof why};
-    int have_recv = 0, have_write = 0, rc = 0;
-    if (!jr_eat(&j, '{'))
-        return sync_seterr(err, errlen, SYNC_ERR_DECODE, "the policy is not a JSON object");
-    if (!jr_eat(&j, '}')) {
-        do {
-            char key[JSON_STR];
-            size_t n;
-            if (jr_string(&j, key, &n) != 0 || !jr_eat(&j, ':')) {
-                rc = jr_fail(&j, "a member expected");
-                break;
-            }
-            if (strcmp(key, "receive") == 0) {
-                rc = read_tables(&j, e, np->recv);
-                have_recv = 1;
-            } else if (strcmp(key, "write") == 0) {
-                rc = read_tables(&j, e, np->wr);
-                have_write = 1;
-            } else if (strcmp(key, "partitions") == 0) {
-                rc = read_partitions(&j, e, np, err, errlen);
-                if (rc == SYNC_ERR_DECODE)
-                    return rc; /* err says why */
-            } else {
-                rc = jr_skip(&j, 1);
-            }
-        } while (rc == 0 && jr_eat(&j, ','));
-        if (rc == 0 && !jr_eat(&j, '}'))
-            rc = jr_fail(&j, "an unterminated object");
+    char why[256];
+    sync_jdoc *doc;
+    int rc = sync_jdoc_parse(s, len, &doc, why, sizeof why);
+    if (rc == SYNC_ERR_NOMEM)
+        return sync_seterr(err, errlen, rc, "out of memory");
+    if (rc != SYNC_OK) /* malformed, or past the reader's limits */
+        return sync_seterr(err, errlen, SYNC_ERR_DECODE, INVALID "%s", why);
+    const sync_jval *root = sync_jdoc_root(doc);
+    int have_recv = 0, have_write = 0;
+    if (sync_jval_type(root) != SYNC_JOBJECT)
+        rc = sync_seterr(err, errlen, SYNC_ERR_DECODE, "the policy is not a JSON object");
+    else if (sync_jdoc_replaced(doc) > 0) /* a name read as U+FFFD is not the cloud's name */
+        rc = sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                         INVALID "a broken surrogate pair in a string");
+    for (const sync_jval *m = sync_jval_first(root); m && rc == SYNC_OK; m = sync_jval_next(m)) {
+        if (is_key(m, "receive")) {
+            rc = read_tables(m, "receive", e, np->recv, err, errlen);
+            have_recv = 1;
+        } else if (is_key(m, "write")) {
+            rc = read_tables(m, "write", e, np->wr, err, errlen);
+            have_write = 1;
+        } else if (is_key(m, "partitions")) {
+            rc = read_partitions(m, e, np, err, errlen);
+        }
     }
-    if (rc == 0 && jr_peek(&j) != -1)
-        rc = jr_fail(&j, "bytes after the object");
-    if (rc != 0)
-        return sync_seterr(err, errlen, SYNC_ERR_DECODE, "the policy is not valid JSON: %s", why);
-    if (!have_recv || !have_write)
-        return sync_seterr(err, errlen, SYNC_ERR_DECODE,
-                           "a policy message without receive and write lists");
-    return SYNC_OK;
+    sync_jdoc_free(doc);
+    if (rc == SYNC_OK && (!have_recv || !have_write))
+        rc = sync_seterr(err, errlen, SYNC_ERR_DECODE,
+                         "a policy message without receive and write lists");
+    return rc;
 }
 
 /* ---- storing it ---- */
@@ -518,7 +365,7 @@ static char *values_cond(const sync_table *t, int col, const sync_value *list, i
     sqlite3_str *s = sqlite3_str_new(NULL);
     sqlite3_str_appendf(s, in ? "\"%w\" IN (" : "coalesce(\"%w\" IN (", t->cols[col].name);
     for (int i = 0; i < n; i++) {
-        char lit[JSON_STR * 2 + 8];
+        char lit[POLICY_STR * 2 + 8]; /* every quote doubled */
         if (edge_sql_literal(lit, sizeof lit, &list[i]) != SYNC_OK) {
             sqlite3_free(sqlite3_str_finish(s));
             return NULL;

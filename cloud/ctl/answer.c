@@ -8,7 +8,7 @@
 #include "link.h"
 #include "sync/err.h"
 
-void ctl_json_string_out(FILE *f, const unsigned char *s, size_t n)
+void ctl_write_json_string(FILE *f, const unsigned char *s, size_t n)
 {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
@@ -42,7 +42,7 @@ static void json_item(FILE *f, cbor_item_t *it, int depth)
         break;
     case CBOR_TYPE_STRING:
         if (cbor_string_is_definite(it))
-            ctl_json_string_out(f, cbor_string_handle(it), cbor_string_length(it));
+            ctl_write_json_string(f, cbor_string_handle(it), cbor_string_length(it));
         else
             fputs("null", f);
         break;
@@ -69,7 +69,8 @@ static void json_item(FILE *f, cbor_item_t *it, int depth)
             if (i)
                 fputc(',', f);
             if (cbor_isa_string(p[i].key) && cbor_string_is_definite(p[i].key))
-                ctl_json_string_out(f, cbor_string_handle(p[i].key), cbor_string_length(p[i].key));
+                ctl_write_json_string(f, cbor_string_handle(p[i].key),
+                                      cbor_string_length(p[i].key));
             else
                 fputs("\"?\"", f);
             fputc(':', f);

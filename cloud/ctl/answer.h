@@ -34,6 +34,6 @@ int ctl_cbor_uint(cbor_item_t *it, uint64_t *out);
 void ctl_cbor_json(FILE *f, cbor_item_t *it);
 
 /* Writes n bytes of text as a JSON string on f. */
-void ctl_json_string_out(FILE *f, const unsigned char *s, size_t n);
+void ctl_write_json_string(FILE *f, const unsigned char *s, size_t n);
 
 #endif

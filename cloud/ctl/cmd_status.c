@@ -332,7 +332,7 @@ static uint64_t cloud_field(const struct device *d, const char *key)
 static void json_counts(sync_json *j, const ctl_table_count *c, size_t n, int present)
 {
     if (!present) {
-        ctl_json_null(j);
+        ctl_write_null(j);
         return;
     }
     sync_json_begin(j);
@@ -356,45 +356,45 @@ static void json_device(sync_json *j, void *arg)
     sync_json_cstr(j, status_word(&st, ok));
     sync_json_key(j, "online");
     if (st.online < 0)
-        ctl_json_null(j);
+        ctl_write_null(j);
     else
         sync_json_bool(j, st.online);
     sync_json_key(j, "clean");
     if (st.clean < 0)
-        ctl_json_null(j);
+        ctl_write_null(j);
     else
         sync_json_bool(j, st.clean);
     sync_json_key(j, "pending");
-    ctl_json_uint_or_null(j, st.pending);
+    ctl_write_uint_or_null(j, st.pending);
     sync_json_key(j, "ts");
-    ctl_json_uint_or_null(j, st.ts);
+    ctl_write_uint_or_null(j, st.ts);
     sync_json_key(j, "version");
     if (st.version[0])
         sync_json_cstr(j, st.version);
     else
-        ctl_json_null(j);
+        ctl_write_null(j);
     sync_json_key(j, "last_sync");
-    ctl_json_uint_or_null(j, st.last_sync);
+    ctl_write_uint_or_null(j, st.last_sync);
     sync_json_key(j, "cursor");
     json_counts(j, st.cursor, st.ncursor, st.has_cursor);
     sync_json_key(j, "lag");
     json_counts(j, st.lag, st.nlag, st.has_lag);
     sync_json_key(j, "lag_total");
-    ctl_json_uint_or_null(j, st.lag_total);
+    ctl_write_uint_or_null(j, st.lag_total);
     sync_json_key(j, "pull");
     if (st.has_pull) {
         sync_json_begin(j);
         sync_json_key(j, "table");
         sync_json_cstr(j, st.pull_table);
         sync_json_key(j, "done");
-        ctl_json_uint_or_null(j, st.pull_done);
+        ctl_write_uint_or_null(j, st.pull_done);
         sync_json_key(j, "total");
-        ctl_json_uint_or_null(j, st.pull_total);
+        ctl_write_uint_or_null(j, st.pull_total);
         sync_json_key(j, "rows_per_s");
-        ctl_json_real(j, st.pull_rate);
+        ctl_write_real(j, st.pull_rate);
         sync_json_end(j);
     } else {
-        ctl_json_null(j);
+        ctl_write_null(j);
     }
     if (d->state && !ok) {
         sync_json_key(j, "state_error");
@@ -407,11 +407,11 @@ static void json_device(sync_json *j, void *arg)
         sync_json_begin(j);
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             sync_json_key(j, keys[i]);
-            ctl_json_uint_or_null(j, cloud_field(d, keys[i]));
+            ctl_write_uint_or_null(j, cloud_field(d, keys[i]));
         }
         sync_json_end(j);
     } else {
-        ctl_json_null(j);
+        ctl_write_null(j);
     }
     sync_json_end(j);
 }
@@ -422,7 +422,7 @@ static int print_json(const struct status *s)
     fputs("[", stdout);
     for (size_t i = 0; i < s->n; i++) {
         fputs(i ? ",\n" : "\n", stdout);
-        if (ctl_json_emit(stdout, json_device, &s->v[i]) != 0)
+        if (ctl_emit_json(stdout, json_device, &s->v[i]) != 0)
             return -1;
     }
     fputs(s->n ? "\n]\n" : "]\n", stdout);
@@ -702,7 +702,7 @@ static void json_stats(sync_json *j, void *arg)
         sync_json_cstr(j, s->consumer);
         sync_json_key(j, "online");
         if (s->online < 0)
-            ctl_json_null(j);
+            ctl_write_null(j);
         else
             sync_json_bool(j, s->online);
         sync_json_key(j, "stale");
@@ -726,25 +726,25 @@ static void json_stats(sync_json *j, void *arg)
         };
         for (size_t k = 0; k < sizeof u / sizeof u[0]; k++) {
             sync_json_key(j, u[k].key);
-            ctl_json_uint_or_null(j, *(const uint64_t *)((const char *)s + u[k].off));
+            ctl_write_uint_or_null(j, *(const uint64_t *)((const char *)s + u[k].off));
         }
         sync_json_key(j, "changes_per_s");
-        ctl_json_real(j, s->changes_per_s);
+        ctl_write_real(j, s->changes_per_s);
         sync_json_key(j, "apply_ms");
         sync_json_begin(j);
         sync_json_key(j, "p50");
-        ctl_json_real(j, s->apply_p50);
+        ctl_write_real(j, s->apply_p50);
         sync_json_key(j, "p99");
-        ctl_json_real(j, s->apply_p99);
+        ctl_write_real(j, s->apply_p99);
         sync_json_key(j, "max");
-        ctl_json_real(j, s->apply_max);
+        ctl_write_real(j, s->apply_max);
         sync_json_end(j);
         sync_json_end(j);
     }
     sync_json_raw(j, "]");
     sync_json_key(j, "total");
     if (d->n == 0) {
-        ctl_json_null(j);
+        ctl_write_null(j);
     } else {
         const struct totals *t = d->t;
         sync_json_begin(j);
@@ -753,27 +753,27 @@ static void json_stats(sync_json *j, void *arg)
         sync_json_key(j, "online");
         sync_json_u64(j, t->live);
         sync_json_key(j, "devices_active");
-        ctl_json_uint_or_null(j, t->devices_active);
+        ctl_write_uint_or_null(j, t->devices_active);
         sync_json_key(j, "devices_known");
-        ctl_json_uint_or_null(j, t->devices_known);
+        ctl_write_uint_or_null(j, t->devices_known);
         sync_json_key(j, "batches_applied");
-        ctl_json_uint_or_null(j, t->batches_applied);
+        ctl_write_uint_or_null(j, t->batches_applied);
         sync_json_key(j, "changes_received");
-        ctl_json_uint_or_null(j, t->changes_received);
+        ctl_write_uint_or_null(j, t->changes_received);
         sync_json_key(j, "changes_applied");
-        ctl_json_uint_or_null(j, t->changes_applied);
+        ctl_write_uint_or_null(j, t->changes_applied);
         sync_json_key(j, "duplicates");
-        ctl_json_uint_or_null(j, t->duplicates);
+        ctl_write_uint_or_null(j, t->duplicates);
         sync_json_key(j, "conflicts");
-        ctl_json_uint_or_null(j, t->conflicts);
+        ctl_write_uint_or_null(j, t->conflicts);
         sync_json_key(j, "conflicts_pending");
-        ctl_json_uint_or_null(j, t->conflicts_pending);
+        ctl_write_uint_or_null(j, t->conflicts_pending);
         sync_json_key(j, "rejections");
-        ctl_json_uint_or_null(j, t->rejections);
+        ctl_write_uint_or_null(j, t->rejections);
         sync_json_key(j, "changes_per_s");
-        ctl_json_real(j, t->changes_per_s);
+        ctl_write_real(j, t->changes_per_s);
         sync_json_key(j, "apply_ms_max");
-        ctl_json_real(j, t->apply_max);
+        ctl_write_real(j, t->apply_max);
         sync_json_end(j);
     }
     sync_json_end(j);
@@ -886,7 +886,7 @@ int ctl_cmd_stats(ctl_ctx *ctx, int argc, char **argv)
     status = m.n == 0 ? 1 : 0;
     if (opts[0].value) {
         struct stats_doc d = {c, m.n, &t};
-        if (ctl_json_emit(stdout, json_stats, &d) != 0)
+        if (ctl_emit_json(stdout, json_stats, &d) != 0)
             status = ctl_fail(ctx, 1, "out of memory");
         else
             fputs("\n", stdout);

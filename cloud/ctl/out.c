@@ -136,7 +136,7 @@ char *ctl_rate(char *buf, size_t cap, double v)
     return buf;
 }
 
-int ctl_json_emit(FILE *f, void (*write)(sync_json *j, void *arg), void *arg)
+int ctl_emit_json(FILE *f, void (*write)(sync_json *j, void *arg), void *arg)
 {
     for (size_t cap = 4096; cap <= (size_t)64 << 20; cap *= 2) {
         char *buf = malloc(cap);
@@ -155,21 +155,21 @@ int ctl_json_emit(FILE *f, void (*write)(sync_json *j, void *arg), void *arg)
     return -1;
 }
 
-void ctl_json_null(sync_json *j)
+void ctl_write_null(sync_json *j)
 {
     sync_json_raw(j, "null");
 }
 
-void ctl_json_real(sync_json *j, double v)
+void ctl_write_real(sync_json *j, double v)
 {
     sync_value x = {.type = SYNC_REAL, .u.f = v};
     sync_json_value(j, &x); /* non-finite values come out as null */
 }
 
-void ctl_json_uint_or_null(sync_json *j, uint64_t v)
+void ctl_write_uint_or_null(sync_json *j, uint64_t v)
 {
     if (v == CTL_NONE)
-        ctl_json_null(j);
+        ctl_write_null(j);
     else
         sync_json_u64(j, v);
 }

@@ -37,12 +37,12 @@ char *ctl_rate(char *buf, size_t cap, double per_s);
 /* Writes one JSON value with the shared writer: write(j, arg) is called on a buffer of
  * growing size until everything fits (up to 64 MiB), then the text goes to f. Returns 0, or
  * -1 when it does not fit or memory runs out (nothing is written then). */
-int ctl_json_emit(FILE *f, void (*write)(sync_json *j, void *arg), void *arg);
+int ctl_emit_json(FILE *f, void (*write)(sync_json *j, void *arg), void *arg);
 
 /* JSON helpers on top of sync/json.h: null, a real number (null when not finite), and a
  * number or null for an absent (CTL_NONE) unsigned value. */
-void ctl_json_null(sync_json *j);
-void ctl_json_real(sync_json *j, double v);
-void ctl_json_uint_or_null(sync_json *j, uint64_t v);
+void ctl_write_null(sync_json *j);
+void ctl_write_real(sync_json *j, double v);
+void ctl_write_uint_or_null(sync_json *j, uint64_t v);
 
 #endif

@@ -5,25 +5,25 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "jsonread.h"
 #include "sync/err.h"
+#include "sync/jsonread.h"
 
-static uint64_t get_uint(const ctl_json *o, const char *key)
+static uint64_t get_uint(const sync_jval *o, const char *key)
 {
     uint64_t v;
-    return ctl_json_uint(ctl_json_get(o, key), &v) ? v : CTL_NONE;
+    return sync_jval_uint(sync_jval_get(o, key), &v) ? v : CTL_NONE;
 }
 
-static int get_bool(const ctl_json *o, const char *key)
+static int get_bool(const sync_jval *o, const char *key)
 {
     int v;
-    return ctl_json_bool(ctl_json_get(o, key), &v) ? v : -1;
+    return sync_jval_bool(sync_jval_get(o, key), &v) ? v : -1;
 }
 
-static double get_double(const ctl_json *o, const char *key)
+static double get_double(const sync_jval *o, const char *key)
 {
     double v;
-    return ctl_json_number(ctl_json_get(o, key), &v) && isfinite(v) ? v : NAN;
+    return sync_jval_double(sync_jval_get(o, key), &v) && isfinite(v) ? v : NAN;
 }
 
 /* Copies text (cut to the buffer, never past an embedded NUL), or leaves "" for no text. */
@@ -39,22 +39,22 @@ static void copy_text(char *dst, size_t n, const char *src, size_t len)
     dst[len] = '\0';
 }
 
-static void get_text(const ctl_json *o, const char *key, char *dst, size_t n)
+static void get_text(const sync_jval *o, const char *key, char *dst, size_t n)
 {
     size_t len = 0;
-    const char *s = ctl_json_string(ctl_json_get(o, key), &len);
+    const char *s = sync_jval_str(sync_jval_get(o, key), &len);
     copy_text(dst, n, s, len);
 }
 
 /* Reads a map of table => count; entries whose count is no unsigned integer are skipped. */
-static size_t get_counts(const ctl_json *map, ctl_table_count *out, size_t max)
+static size_t get_counts(const sync_jval *map, ctl_table_count *out, size_t max)
 {
     size_t n = 0;
-    for (const ctl_json *m = ctl_json_first(map); m && n < max; m = ctl_json_next(m)) {
+    for (const sync_jval *m = sync_jval_first(map); m && n < max; m = sync_jval_next(m)) {
         uint64_t v;
         size_t klen;
-        const char *k = ctl_json_key(m, &klen);
-        if (!k || !ctl_json_uint(m, &v))
+        const char *k = sync_jval_key(m, &klen);
+        if (!k || !sync_jval_uint(m, &v))
             continue;
         copy_text(out[n].name, sizeof out[n].name, k, klen);
         out[n].n = v;
@@ -63,13 +63,13 @@ static size_t get_counts(const ctl_json *map, ctl_table_count *out, size_t max)
     return n;
 }
 
-static int parse_object(const char *json, size_t len, ctl_json_doc **doc, char *err, size_t errlen)
+static int parse_object(const char *json, size_t len, sync_jdoc **doc, char *err, size_t errlen)
 {
-    int rc = ctl_json_parse(json, len, doc, err, errlen);
+    int rc = sync_jdoc_parse(json, len, doc, err, errlen);
     if (rc != SYNC_OK)
         return rc;
-    if (ctl_json_typeof(ctl_json_root(*doc)) != CTL_JSON_OBJECT) {
-        ctl_json_free(*doc);
+    if (sync_jval_type(sync_jdoc_root(*doc)) != SYNC_JOBJECT) {
+        sync_jdoc_free(*doc);
         *doc = NULL;
         return sync_seterr(err, errlen, SYNC_ERR_DECODE, "JSON: not an object");
     }
@@ -83,11 +83,11 @@ int ctl_devstate_read(const char *json, size_t len, ctl_devstate *s, char *err, 
     s->pending = s->ts = s->last_sync = s->lag_total = s->rebuilds = CTL_NONE;
     s->pull_done = s->pull_total = CTL_NONE;
     s->pull_rate = NAN;
-    ctl_json_doc *doc;
+    sync_jdoc *doc;
     int rc = parse_object(json, len, &doc, err, errlen);
     if (rc != SYNC_OK)
         return rc;
-    const ctl_json *r = ctl_json_root(doc);
+    const sync_jval *r = sync_jdoc_root(doc);
     s->online = get_bool(r, "online");
     s->clean = get_bool(r, "clean");
     s->pending = get_uint(r, "pending");
@@ -95,13 +95,13 @@ int ctl_devstate_read(const char *json, size_t len, ctl_devstate *s, char *err, 
     get_text(r, "version", s->version, sizeof s->version);
     s->last_sync = get_uint(r, "last_sync");
     s->rebuilds = get_uint(r, "rebuilds");
-    const ctl_json *cursor = ctl_json_get(r, "cursor");
-    if (ctl_json_typeof(cursor) == CTL_JSON_OBJECT) {
+    const sync_jval *cursor = sync_jval_get(r, "cursor");
+    if (sync_jval_type(cursor) == SYNC_JOBJECT) {
         s->has_cursor = 1;
         s->ncursor = get_counts(cursor, s->cursor, CTL_STATE_MAX_TABLES);
     }
-    const ctl_json *lag = ctl_json_get(r, "lag");
-    if (ctl_json_typeof(lag) == CTL_JSON_OBJECT) {
+    const sync_jval *lag = sync_jval_get(r, "lag");
+    if (sync_jval_type(lag) == SYNC_JOBJECT) {
         s->has_lag = 1;
         s->nlag = get_counts(lag, s->lag, CTL_STATE_MAX_TABLES);
         s->lag_total = 0;
@@ -109,15 +109,15 @@ int ctl_devstate_read(const char *json, size_t len, ctl_devstate *s, char *err, 
             s->lag_total = s->lag[i].n > CTL_NONE - 1 - s->lag_total ? CTL_NONE - 1
                                                                      : s->lag_total + s->lag[i].n;
     }
-    const ctl_json *pull = ctl_json_get(r, "pull");
-    if (ctl_json_typeof(pull) == CTL_JSON_OBJECT) {
+    const sync_jval *pull = sync_jval_get(r, "pull");
+    if (sync_jval_type(pull) == SYNC_JOBJECT) {
         s->has_pull = 1;
         get_text(pull, "table", s->pull_table, sizeof s->pull_table);
         s->pull_done = get_uint(pull, "done");
         s->pull_total = get_uint(pull, "total");
         s->pull_rate = get_double(pull, "rows_per_s");
     }
-    ctl_json_free(doc);
+    sync_jdoc_free(doc);
     return SYNC_OK;
 }
 
@@ -145,20 +145,20 @@ int ctl_stats_read(const char *json, size_t len, ctl_stats *s, char *err, size_t
     for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
         *(uint64_t *)((char *)s + uints[i].off) = CTL_NONE;
     s->changes_per_s = s->apply_p50 = s->apply_p99 = s->apply_max = NAN;
-    ctl_json_doc *doc;
+    sync_jdoc *doc;
     int rc = parse_object(json, len, &doc, err, errlen);
     if (rc != SYNC_OK)
         return rc;
-    const ctl_json *r = ctl_json_root(doc);
+    const sync_jval *r = sync_jdoc_root(doc);
     get_text(r, "consumer", s->consumer, sizeof s->consumer);
     s->online = get_bool(r, "online");
     for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
         *(uint64_t *)((char *)s + uints[i].off) = get_uint(r, uints[i].key);
     s->changes_per_s = get_double(r, "changes_per_s");
-    const ctl_json *ms = ctl_json_get(r, "apply_ms");
+    const sync_jval *ms = sync_jval_get(r, "apply_ms");
     s->apply_p50 = get_double(ms, "p50");
     s->apply_p99 = get_double(ms, "p99");
     s->apply_max = get_double(ms, "max");
-    ctl_json_free(doc);
+    sync_jdoc_free(doc);
     return SYNC_OK;
 }

@@ -1,11 +1,11 @@
-/* jsonread.c - the bounded JSON reader (see jsonread.h).
+/* jsonread.c - the bounded JSON reader (see sync/jsonread.h).
  *
- * Recursive descent over the text, at most CTL_JSON_MAX_DEPTH calls deep. Values live in
+ * Recursive descent over the text, at most SYNC_JSON_MAX_DEPTH calls deep. Values live in
  * fixed-size blocks of nodes (so pointers to them stay valid while more are added), strings in
  * one pool sized from the input: a decoded string plus its NUL is never longer than its quoted
  * source, so the pool never grows and never overflows.
  */
-#include "jsonread.h"
+#include "sync/jsonread.h"
 
 #include <errno.h>
 #include <math.h>
@@ -18,40 +18,43 @@
 
 #define BLOCK_NODES 128
 
-struct ctl_json {
-    ctl_json_type type;
-    int boolean;     /* CTL_JSON_BOOL */
-    int is_uint;     /* CTL_JSON_NUMBER written as an integer that fits uint64_t */
-    uint64_t u;      /* its value when is_uint */
-    double num;      /* CTL_JSON_NUMBER */
-    const char *str; /* CTL_JSON_STRING: decoded, NUL-terminated, in the pool */
-    size_t slen;     /* its length */
-    const char *key; /* member of an object: its key, in the pool; else NULL */
-    size_t klen;     /* its length */
-    ctl_json *child; /* arrays and objects: the first element or member */
-    ctl_json *next;  /* the next element or member of the parent */
-    size_t count;    /* arrays and objects: elements or members */
+struct sync_jval {
+    sync_jtype type;
+    int boolean;      /* SYNC_JBOOL */
+    int is_uint;      /* SYNC_JNUMBER written as an integer that fits uint64_t */
+    uint64_t u;       /* its value when is_uint */
+    int is_int;       /* SYNC_JNUMBER written as an integer that fits int64_t */
+    int64_t i;        /* its value when is_int */
+    double num;       /* SYNC_JNUMBER */
+    const char *str;  /* SYNC_JSTRING: decoded, NUL-terminated, in the pool */
+    size_t slen;      /* its length */
+    const char *key;  /* member of an object: its key, in the pool; else NULL */
+    size_t klen;      /* its length */
+    sync_jval *child; /* arrays and objects: the first element or member */
+    sync_jval *next;  /* the next element or member of the parent */
+    size_t count;     /* arrays and objects: elements or members */
 };
 
 struct block {
     struct block *next;
     size_t used;
-    ctl_json nodes[BLOCK_NODES];
+    sync_jval nodes[BLOCK_NODES];
 };
 
-struct ctl_json_doc {
-    ctl_json *root;
+struct sync_jdoc {
+    sync_jval *root;
     struct block *blocks; /* newest first */
     size_t nodes;         /* nodes handed out */
     char *pool;           /* decoded strings */
     size_t pool_len;
+    size_t replaced; /* lone surrogates read as U+FFFD */
 };
 
 /* The parser's position and where its errors go. */
 typedef struct parser {
     const char *s;
     size_t len, pos;
-    ctl_json_doc *doc;
+    sync_jdoc *doc;
     char *err;
     size_t errlen;
     int rc;
@@ -69,11 +72,11 @@ static int fail(parser *p, int code, const char *fmt, ...)
     return sync_seterr(p->err, p->errlen, code, "JSON: %s at byte %zu", msg, p->pos);
 }
 
-static ctl_json *new_node(parser *p)
+static sync_jval *new_node(parser *p)
 {
-    ctl_json_doc *d = p->doc;
-    if (d->nodes >= CTL_JSON_MAX_NODES) {
-        fail(p, SYNC_ERR_TOOBIG, "more than %d values", CTL_JSON_MAX_NODES);
+    sync_jdoc *d = p->doc;
+    if (d->nodes >= SYNC_JSON_MAX_NODES) {
+        fail(p, SYNC_ERR_TOOBIG, "more than %d values", SYNC_JSON_MAX_NODES);
         return NULL;
     }
     if (!d->blocks || d->blocks->used == BLOCK_NODES) {
@@ -86,7 +89,7 @@ static ctl_json *new_node(parser *p)
         b->used = 0;
         d->blocks = b;
     }
-    ctl_json *n = &d->blocks->nodes[d->blocks->used++];
+    sync_jval *n = &d->blocks->nodes[d->blocks->used++];
     memset(n, 0, sizeof *n);
     d->nodes++;
     return n;
@@ -161,7 +164,7 @@ static size_t put_utf8(char *o, unsigned cp)
 /* Parses a string at the opening quote into the pool. */
 static int parse_string(parser *p, const char **out, size_t *outlen)
 {
-    ctl_json_doc *d = p->doc;
+    sync_jdoc *d = p->doc;
     char *o = d->pool + d->pool_len;
     size_t n = 0;
     p->pos++; /* the opening quote */
@@ -204,9 +207,11 @@ static int parse_string(parser *p, const char **out, size_t *outlen)
                 p->pos += 6;
             } else {
                 cp = 0xFFFD;
+                d->replaced++;
             }
         } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             cp = 0xFFFD;
+            d->replaced++;
         }
         n += put_utf8(o + n, cp);
     }
@@ -225,7 +230,7 @@ static int digits(parser *p)
     return p->pos > start;
 }
 
-static int parse_number(parser *p, ctl_json *v)
+static int parse_number(parser *p, sync_jval *v)
 {
     size_t start = p->pos;
     int integer = 1;
@@ -253,12 +258,12 @@ static int parse_number(parser *p, ctl_json *v)
             return fail(p, SYNC_ERR_DECODE, "digits must follow the exponent");
     }
     size_t n = p->pos - start;
-    if (n > CTL_JSON_MAX_NUMBER)
-        return fail(p, SYNC_ERR_TOOBIG, "a number longer than %d characters", CTL_JSON_MAX_NUMBER);
-    char buf[CTL_JSON_MAX_NUMBER + 1];
+    if (n > SYNC_JSON_MAX_NUMBER)
+        return fail(p, SYNC_ERR_TOOBIG, "a number longer than %d characters", SYNC_JSON_MAX_NUMBER);
+    char buf[SYNC_JSON_MAX_NUMBER + 1];
     memcpy(buf, p->s + start, n);
     buf[n] = '\0';
-    v->type = CTL_JSON_NUMBER;
+    v->type = SYNC_JNUMBER;
     v->num = strtod(buf, NULL); /* overflow gives +-HUGE_VAL: still a number */
     if (integer && buf[0] != '-') {
         errno = 0;
@@ -266,6 +271,14 @@ static int parse_number(parser *p, ctl_json *v)
         if (errno == 0) {
             v->is_uint = 1;
             v->u = (uint64_t)u;
+        }
+    }
+    if (integer) {
+        errno = 0;
+        long long i = strtoll(buf, NULL, 10);
+        if (errno == 0) {
+            v->is_int = 1;
+            v->i = (int64_t)i;
         }
     }
     return SYNC_OK;
@@ -280,25 +293,25 @@ static int literal(parser *p, const char *word)
     return 1;
 }
 
-static int parse_value(parser *p, ctl_json *v, int depth);
+static int parse_value(parser *p, sync_jval *v, int depth);
 
 /* An array or object at its opening bracket. */
-static int parse_container(parser *p, ctl_json *v, int depth)
+static int parse_container(parser *p, sync_jval *v, int depth)
 {
     int obj = p->s[p->pos] == '{';
     char close = obj ? '}' : ']', where[24];
-    if (depth >= CTL_JSON_MAX_DEPTH)
-        return fail(p, SYNC_ERR_TOOBIG, "nested deeper than %d", CTL_JSON_MAX_DEPTH);
-    v->type = obj ? CTL_JSON_OBJECT : CTL_JSON_ARRAY;
+    if (depth >= SYNC_JSON_MAX_DEPTH)
+        return fail(p, SYNC_ERR_TOOBIG, "nested deeper than %d", SYNC_JSON_MAX_DEPTH);
+    v->type = obj ? SYNC_JOBJECT : SYNC_JARRAY;
     p->pos++;
     skip_ws(p);
     if (p->pos < p->len && p->s[p->pos] == close) {
         p->pos++;
         return SYNC_OK;
     }
-    ctl_json *last = NULL;
+    sync_jval *last = NULL;
     for (;;) {
-        ctl_json *item = new_node(p);
+        sync_jval *item = new_node(p);
         if (!item)
             return p->rc;
         skip_ws(p);
@@ -336,7 +349,7 @@ static int parse_container(parser *p, ctl_json *v, int depth)
     }
 }
 
-static int parse_value(parser *p, ctl_json *v, int depth)
+static int parse_value(parser *p, sync_jval *v, int depth)
 {
     char where[24];
     skip_ws(p);
@@ -346,32 +359,32 @@ static int parse_value(parser *p, ctl_json *v, int depth)
     if (c == '{' || c == '[')
         return parse_container(p, v, depth);
     if (c == '"') {
-        v->type = CTL_JSON_STRING;
+        v->type = SYNC_JSTRING;
         return parse_string(p, &v->str, &v->slen);
     }
     if (c == '-' || (c >= '0' && c <= '9'))
         return parse_number(p, v);
     if (literal(p, "true") || literal(p, "false")) {
-        v->type = CTL_JSON_BOOL;
+        v->type = SYNC_JBOOL;
         v->boolean = c == 't';
         return SYNC_OK;
     }
     if (literal(p, "null")) {
-        v->type = CTL_JSON_NULL;
+        v->type = SYNC_JNULL;
         return SYNC_OK;
     }
     return fail(p, SYNC_ERR_DECODE, "expected a value, found %s", here(p, where, sizeof where));
 }
 
-int ctl_json_parse(const char *text, size_t len, ctl_json_doc **out, char *err, size_t errlen)
+int sync_jdoc_parse(const char *text, size_t len, sync_jdoc **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (len > CTL_JSON_MAX_INPUT)
+    if (len > SYNC_JSON_MAX_INPUT)
         return sync_seterr(err, errlen, SYNC_ERR_TOOBIG,
                            "JSON: %zu bytes, more than the %d "
                            "accepted",
-                           len, CTL_JSON_MAX_INPUT);
-    ctl_json_doc *d = calloc(1, sizeof *d);
+                           len, SYNC_JSON_MAX_INPUT);
+    sync_jdoc *d = calloc(1, sizeof *d);
     if (d)
         d->pool = malloc(len + 1);
     if (!d || !d->pool) {
@@ -389,14 +402,14 @@ int ctl_json_parse(const char *text, size_t len, ctl_json_doc **out, char *err, 
         }
     }
     if (p.rc != SYNC_OK) {
-        ctl_json_free(d);
+        sync_jdoc_free(d);
         return p.rc;
     }
     *out = d;
     return SYNC_OK;
 }
 
-void ctl_json_free(ctl_json_doc *d)
+void sync_jdoc_free(sync_jdoc *d)
 {
     if (!d)
         return;
@@ -409,43 +422,48 @@ void ctl_json_free(ctl_json_doc *d)
     free(d);
 }
 
-const ctl_json *ctl_json_root(const ctl_json_doc *d)
+size_t sync_jdoc_replaced(const sync_jdoc *d)
+{
+    return d ? d->replaced : 0;
+}
+
+const sync_jval *sync_jdoc_root(const sync_jdoc *d)
 {
     return d ? d->root : NULL;
 }
 
-ctl_json_type ctl_json_typeof(const ctl_json *v)
+sync_jtype sync_jval_type(const sync_jval *v)
 {
-    return v ? v->type : CTL_JSON_NULL;
+    return v ? v->type : SYNC_JNULL;
 }
 
-const ctl_json *ctl_json_get(const ctl_json *obj, const char *key)
+const sync_jval *sync_jval_get(const sync_jval *obj, const char *key)
 {
-    if (!obj || obj->type != CTL_JSON_OBJECT)
+    if (!obj || obj->type != SYNC_JOBJECT)
         return NULL;
     size_t n = strlen(key);
-    for (const ctl_json *m = obj->child; m; m = m->next)
+    for (const sync_jval *m = obj->child; m; m = m->next)
         if (m->klen == n && memcmp(m->key, key, n) == 0)
             return m;
     return NULL;
 }
 
-const ctl_json *ctl_json_first(const ctl_json *v)
+const sync_jval *sync_jval_first(const sync_jval *v)
 {
-    return v && (v->type == CTL_JSON_ARRAY || v->type == CTL_JSON_OBJECT) ? v->child : NULL;
+    return v && (v->type == SYNC_JARRAY || v->type == SYNC_JOBJECT) ? v->child : NULL;
 }
 
-const ctl_json *ctl_json_next(const ctl_json *v)
+const sync_jval *sync_jval_next(const sync_jval *v)
 {
     return v ? v->next : NULL;
 }
 
-size_t ctl_json_count(const ctl_json *v)
+size_t sync_jval_count(const sync_jval *v)
 {
-    return v && (v->type == CTL_JSON_ARRAY || v->type == CTL_JSON_OBJECT) ? v->count : 0;
+    return v && (v->type == SYNC_JARRAY || v->type == SYNC_JOBJECT) ? v->count : 0;
 }
 
-const char *ctl_json_key(const ctl_json *v, size_t *len)
+const char *sync_jval_key(const sync_jval *v, size_t *len)
 {
     if (!v || !v->key)
         return NULL;
@@ -454,25 +472,25 @@ const char *ctl_json_key(const ctl_json *v, size_t *len)
     return v->key;
 }
 
-int ctl_json_bool(const ctl_json *v, int *out)
+int sync_jval_bool(const sync_jval *v, int *out)
 {
-    if (!v || v->type != CTL_JSON_BOOL)
+    if (!v || v->type != SYNC_JBOOL)
         return 0;
     *out = v->boolean;
     return 1;
 }
 
-int ctl_json_number(const ctl_json *v, double *out)
+int sync_jval_double(const sync_jval *v, double *out)
 {
-    if (!v || v->type != CTL_JSON_NUMBER)
+    if (!v || v->type != SYNC_JNUMBER)
         return 0;
     *out = v->num;
     return 1;
 }
 
-int ctl_json_uint(const ctl_json *v, uint64_t *out)
+int sync_jval_uint(const sync_jval *v, uint64_t *out)
 {
-    if (!v || v->type != CTL_JSON_NUMBER)
+    if (!v || v->type != SYNC_JNUMBER)
         return 0;
     if (v->is_uint) {
         *out = v->u;
@@ -487,9 +505,17 @@ int ctl_json_uint(const ctl_json *v, uint64_t *out)
     return 0;
 }
 
-const char *ctl_json_string(const ctl_json *v, size_t *len)
+int sync_jval_int(const sync_jval *v, int64_t *out)
 {
-    if (!v || v->type != CTL_JSON_STRING)
+    if (!v || v->type != SYNC_JNUMBER || !v->is_int)
+        return 0;
+    *out = v->i;
+    return 1;
+}
+
+const char *sync_jval_str(const sync_jval *v, size_t *len)
+{
+    if (!v || v->type != SYNC_JSTRING)
         return NULL;
     if (len)
         *len = v->slen;

@@ -37,8 +37,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "jsonread.h"
 #include "sync/err.h"
+#include "sync/jsonread.h"
 
 #ifndef SYNCEDGE_BIN
 #error "SYNCEDGE_BIN (path of the syncedge binary) must be defined by the build"
@@ -193,32 +193,32 @@ static struct run ctl(const char *fmt, ...)
 }
 
 /* Parses a JSON output; fails the test if it is not exactly one JSON document. */
-static ctl_json_doc *json_of(const struct run *r, const char *what)
+static sync_jdoc *json_of(const struct run *r, const char *what)
 {
-    ctl_json_doc *d = NULL;
+    sync_jdoc *d = NULL;
     char err[256];
-    TH_CHECK(ctl_json_parse(r->out, strlen(r->out), &d, err, sizeof err) == SYNC_OK,
+    TH_CHECK(sync_jdoc_parse(r->out, strlen(r->out), &d, err, sizeof err) == SYNC_OK,
              "%s: stdout is not one JSON document (%s), exit %d:\n%s\nstderr:\n%s", what, err,
              r->status, r->out, r->err);
     return d;
 }
 
-static uint64_t u64(const ctl_json *v, const char *key)
+static uint64_t u64(const sync_jval *v, const char *key)
 {
     uint64_t n;
-    return ctl_json_uint(ctl_json_get(v, key), &n) ? n : UINT64_MAX;
+    return sync_jval_uint(sync_jval_get(v, key), &n) ? n : UINT64_MAX;
 }
 
-static const char *str(const ctl_json *v, const char *key)
+static const char *str(const sync_jval *v, const char *key)
 {
-    const char *s = ctl_json_string(ctl_json_get(v, key), NULL);
+    const char *s = sync_jval_str(sync_jval_get(v, key), NULL);
     return s ? s : "(none)";
 }
 
 /* The element of array a whose "device" is id, or NULL. */
-static const ctl_json *device_of(const ctl_json *a, const char *id)
+static const sync_jval *device_of(const sync_jval *a, const char *id)
 {
-    for (const ctl_json *e = ctl_json_first(a); e; e = ctl_json_next(e))
+    for (const sync_jval *e = sync_jval_first(a); e; e = sync_jval_next(e))
         if (strcmp(str(e, "device"), id) == 0)
             return e;
     return NULL;
@@ -360,23 +360,23 @@ static int status_converged(void *ctx)
     check_alive();
     run_free(&s->r);
     s->r = ctl("status --json --wait 10");
-    ctl_json_doc *d = NULL;
+    sync_jdoc *d = NULL;
     char err[256];
-    if (s->r.status != 0 || ctl_json_parse(s->r.out, strlen(s->r.out), &d, err, sizeof err)) {
+    if (s->r.status != 0 || sync_jdoc_parse(s->r.out, strlen(s->r.out), &d, err, sizeof err)) {
         snprintf(s->why, sizeof s->why, "exit %d, stderr %s", s->r.status, s->r.err);
         return 0;
     }
-    const ctl_json *root = ctl_json_root(d), *a = device_of(root, "edge-a"),
-                   *b = device_of(root, "edge-b");
-    const ctl_json *ac = ctl_json_get(a, "cloud");
+    const sync_jval *root = sync_jdoc_root(d), *a = device_of(root, "edge-a"),
+                    *b = device_of(root, "edge-b");
+    const sync_jval *ac = sync_jval_get(a, "cloud");
     int ok = a && b && strcmp(str(a, "status"), "online") == 0 &&
              strcmp(str(b, "status"), "online") == 0 && u64(a, "pending") == 0 &&
              u64(b, "pending") == 0 && u64(b, "lag_total") == 0 && u64(ac, "applied") == CHANGES &&
              /* States from after the writes (an edge publishes at most every 2 s): A heard
               * an ack, B's cursor moved. */
-             u64(a, "last_sync") > 0 && u64(ctl_json_get(b, "cursor"), "items") > 0;
+             u64(a, "last_sync") > 0 && u64(sync_jval_get(b, "cursor"), "items") > 0;
     snprintf(s->why, sizeof s->why, "not yet: %s", s->r.out);
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     return ok;
 }
 
@@ -387,37 +387,37 @@ static void phase_status(void)
              "syncctl status --json never showed both devices converged: %s", s.why);
     printf("ops: syncctl status --json:\n%s", s.r.out);
     TH_CHECK(s.r.err[0] == '\0', "status printed on stderr: %s", s.r.err);
-    ctl_json_doc *d = json_of(&s.r, "status --json");
-    const ctl_json *root = ctl_json_root(d);
-    TH_CHECK(ctl_json_typeof(root) == CTL_JSON_ARRAY && ctl_json_count(root) == 2,
+    sync_jdoc *d = json_of(&s.r, "status --json");
+    const sync_jval *root = sync_jdoc_root(d);
+    TH_CHECK(sync_jval_type(root) == SYNC_JARRAY && sync_jval_count(root) == 2,
              "status --json must be an array of the 2 devices");
-    const ctl_json *a = ctl_json_first(root), *b = ctl_json_next(a);
+    const sync_jval *a = sync_jval_first(root), *b = sync_jval_next(a);
     TH_CHECK(strcmp(str(a, "device"), "edge-a") == 0 && strcmp(str(b, "device"), "edge-b") == 0,
              "devices not sorted by id");
     int online;
-    TH_CHECK(ctl_json_bool(ctl_json_get(a, "online"), &online) && online,
+    TH_CHECK(sync_jval_bool(sync_jval_get(a, "online"), &online) && online,
              "edge-a: online is not true");
     TH_CHECK(strcmp(str(a, "version"), "(none)") != 0 && u64(a, "ts") != UINT64_MAX,
              "edge-a: no version or ts");
     TH_CHECK(u64(a, "last_sync") > 0 && u64(a, "last_sync") != UINT64_MAX,
              "edge-a: last_sync must be the time of its last ack");
     /* A writer has no replica fields; the replica has them for every table. */
-    TH_CHECK(ctl_json_typeof(ctl_json_get(a, "lag")) == CTL_JSON_NULL &&
-                 ctl_json_get(a, "lag") != NULL,
+    TH_CHECK(sync_jval_type(sync_jval_get(a, "lag")) == SYNC_JNULL &&
+                 sync_jval_get(a, "lag") != NULL,
              "edge-a (not a replica) must have lag null");
-    const ctl_json *lag = ctl_json_get(b, "lag"), *cursor = ctl_json_get(b, "cursor");
+    const sync_jval *lag = sync_jval_get(b, "lag"), *cursor = sync_jval_get(b, "cursor");
     TH_CHECK(u64(lag, "items") == 0 && u64(lag, "notes") == 0, "edge-b: lag per table not 0");
     TH_CHECK(u64(cursor, "items") > 0 && u64(cursor, "items") != UINT64_MAX,
              "edge-b: no items cursor");
-    TH_CHECK(ctl_json_typeof(ctl_json_get(b, "pull")) == CTL_JSON_NULL, "edge-b: a pull runs");
-    const ctl_json *ac = ctl_json_get(a, "cloud");
+    TH_CHECK(sync_jval_type(sync_jval_get(b, "pull")) == SYNC_JNULL, "edge-b: a pull runs");
+    const sync_jval *ac = sync_jval_get(a, "cloud");
     TH_CHECK(u64(ac, "records") == CHANGES && u64(ac, "applied") == CHANGES &&
                  u64(ac, "batches") >= 1 && u64(ac, "last_seq") > 0 &&
                  u64(ac, "first_seen") <= u64(ac, "last_seen"),
              "edge-a: the cloud's record is wrong");
-    TH_CHECK(ctl_json_typeof(ctl_json_get(b, "cloud")) == CTL_JSON_NULL,
+    TH_CHECK(sync_jval_type(sync_jval_get(b, "cloud")) == SYNC_JNULL,
              "edge-b never wrote: the cloud has no record of it");
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     run_free(&s.r);
 
     struct run r = ctl("status");
@@ -439,13 +439,13 @@ static int stats_counted(void *ctx)
     struct run *r = ctx;
     run_free(r);
     *r = ctl("stats --json");
-    ctl_json_doc *d = NULL;
+    sync_jdoc *d = NULL;
     char err[256];
-    if (r->status != 0 || ctl_json_parse(r->out, strlen(r->out), &d, err, sizeof err))
+    if (r->status != 0 || sync_jdoc_parse(r->out, strlen(r->out), &d, err, sizeof err))
         return 0;
-    const ctl_json *c = ctl_json_first(ctl_json_get(ctl_json_root(d), "consumers"));
+    const sync_jval *c = sync_jval_first(sync_jval_get(sync_jdoc_root(d), "consumers"));
     int ok = u64(c, "changes_applied") == CHANGES;
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     return ok;
 }
 
@@ -457,14 +457,14 @@ static void phase_stats(void)
              r.out ? r.out : "", r.err ? r.err : "");
     printf("ops: syncctl stats --json:\n%s", r.out);
     TH_CHECK(r.err[0] == '\0', "stats printed on stderr: %s", r.err);
-    ctl_json_doc *d = json_of(&r, "stats --json");
-    const ctl_json *root = ctl_json_root(d), *list = ctl_json_get(root, "consumers");
-    TH_CHECK(ctl_json_count(list) == 1, "one consumer expected");
-    const ctl_json *c = ctl_json_first(list), *tot = ctl_json_get(root, "total");
+    sync_jdoc *d = json_of(&r, "stats --json");
+    const sync_jval *root = sync_jdoc_root(d), *list = sync_jval_get(root, "consumers");
+    TH_CHECK(sync_jval_count(list) == 1, "one consumer expected");
+    const sync_jval *c = sync_jval_first(list), *tot = sync_jval_get(root, "total");
     int online = 0, stale = 1;
     TH_CHECK(strcmp(str(c, "consumer"), "synccloud-demo") == 0 &&
-                 ctl_json_bool(ctl_json_get(c, "online"), &online) && online &&
-                 ctl_json_bool(ctl_json_get(c, "stale"), &stale) && !stale,
+                 sync_jval_bool(sync_jval_get(c, "online"), &online) && online &&
+                 sync_jval_bool(sync_jval_get(c, "stale"), &stale) && !stale,
              "the consumer must be synccloud-demo, online, not stale");
     TH_CHECK(u64(c, "devices_known") == 1 && u64(c, "rejections") == 0 &&
                  u64(c, "batches_applied") >= 1,
@@ -472,7 +472,7 @@ static void phase_stats(void)
     TH_CHECK(u64(tot, "changes_applied") == CHANGES && u64(tot, "consumers") == 1 &&
                  u64(tot, "online") == 1 && u64(tot, "devices_known") == 1,
              "totals wrong");
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     run_free(&r);
 
     r = ctl("stats");
@@ -621,25 +621,25 @@ static void phase_cloud_down(void)
     run_free(&r);
     r = ctl("status --json");
     TH_CHECK(r.status == 3, "status --json without synccloud: exit %d", r.status);
-    ctl_json_doc *d = json_of(&r, "status --json without synccloud");
-    const ctl_json *a = device_of(ctl_json_root(d), "edge-a");
+    sync_jdoc *d = json_of(&r, "status --json without synccloud");
+    const sync_jval *a = device_of(sync_jdoc_root(d), "edge-a");
     TH_CHECK(a && strcmp(str(a, "status"), "online") == 0 &&
-                 ctl_json_typeof(ctl_json_get(a, "cloud")) == CTL_JSON_NULL,
+                 sync_jval_type(sync_jval_get(a, "cloud")) == SYNC_JNULL,
              "edge-a without the cloud's answer");
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     run_free(&r);
     r = ctl("stats --json");
     d = json_of(&r, "stats --json after the stop");
     int online = 1;
-    const ctl_json *c = ctl_json_first(ctl_json_get(ctl_json_root(d), "consumers"));
-    TH_CHECK(r.status == 0 && ctl_json_bool(ctl_json_get(c, "online"), &online) && !online &&
-                 u64(ctl_json_get(ctl_json_root(d), "total"), "online") == 0,
+    const sync_jval *c = sync_jval_first(sync_jval_get(sync_jdoc_root(d), "consumers"));
+    TH_CHECK(r.status == 0 && sync_jval_bool(sync_jval_get(c, "online"), &online) && !online &&
+                 u64(sync_jval_get(sync_jdoc_root(d), "total"), "online") == 0,
              "stats must show the consumer offline: %s", r.out);
     /* Its last report counts B's conflict, settled since. */
     TH_CHECK(u64(c, "conflicts") == 1 && u64(c, "conflicts_pending") == 0 &&
                  u64(c, "changes_applied") >= CHANGES + 3,
              "the last statistics must count the conflict: %s", r.out);
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     run_free(&r);
 
     /* An edge that dies leaves its Last Will: lost. */
@@ -650,16 +650,16 @@ static void phase_cloud_down(void)
     for (;;) {
         run_free(&s);
         s = ctl("status --json");
-        ctl_json_doc *x = NULL;
+        sync_jdoc *x = NULL;
         char err[256];
         int lost = 0;
-        if (ctl_json_parse(s.out, strlen(s.out), &x, err, sizeof err) == SYNC_OK) {
-            const ctl_json *e = device_of(ctl_json_root(x), "edge-a");
+        if (sync_jdoc_parse(s.out, strlen(s.out), &x, err, sizeof err) == SYNC_OK) {
+            const sync_jval *e = device_of(sync_jdoc_root(x), "edge-a");
             int clean = 1;
             lost = strcmp(str(e, "status"), "lost") == 0 &&
-                   ctl_json_bool(ctl_json_get(e, "clean"), &clean) && !clean;
+                   sync_jval_bool(sync_jval_get(e, "clean"), &clean) && !clean;
         }
-        ctl_json_free(x);
+        sync_jdoc_free(x);
         if (lost)
             break;
         TH_CHECK(th_now() < until, "edge-a killed -9 never showed as lost:\n%s", s.out);

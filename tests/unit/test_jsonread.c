@@ -1,6 +1,6 @@
-/* test_jsonread.c - unit tests of what syncctl reads from devices and consumers: the bounded
- * JSON reader (cloud/ctl/jsonread.c), device states and consumer statistics read from it
- * (states.c), and the cells, ages and rates it prints (out.c).
+/* test_jsonread.c - unit tests of the shared bounded JSON reader (shared/src/jsonread.c) and of
+ * what syncctl reads with it from devices and consumers: device states and consumer statistics
+ * (cloud/ctl/states.c), and the cells, ages and rates it prints (cloud/ctl/out.c).
  *
  * Device states are untrusted input, so besides the grammar the test checks every limit (input
  * size, nesting, values, number length), that every prefix of a valid document and thousands
@@ -16,25 +16,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonread.h"
 #include "out.h"
 #include "states.h"
 #include "sync/err.h"
+#include "sync/jsonread.h"
 
 #include "unitcheck.h"
 
-static int parse_n(const char *text, size_t n, ctl_json_doc **doc, char *err, size_t errlen)
+static int parse_n(const char *text, size_t n, sync_jdoc **doc, char *err, size_t errlen)
 {
     char *copy = malloc(n ? n : 1);
     if (!copy)
         abort();
     memcpy(copy, text, n);
-    int rc = ctl_json_parse(copy, n, doc, err, errlen);
+    int rc = sync_jdoc_parse(copy, n, doc, err, errlen);
     free(copy);
     return rc;
 }
 
-static int parse(const char *text, ctl_json_doc **doc, char *err, size_t errlen)
+static int parse(const char *text, sync_jdoc **doc, char *err, size_t errlen)
 {
     return parse_n(text, strlen(text), doc, err, errlen);
 }
@@ -42,17 +42,17 @@ static int parse(const char *text, ctl_json_doc **doc, char *err, size_t errlen)
 /* Nonzero if text parses (the document is freed). */
 static int parses(const char *text)
 {
-    ctl_json_doc *d = NULL;
+    sync_jdoc *d = NULL;
     char err[200];
     int rc = parse(text, &d, err, sizeof err);
-    ctl_json_free(d);
+    sync_jdoc_free(d);
     return rc == SYNC_OK;
 }
 
 /* text must be refused with code, a message naming a byte position, and no document. */
 static void refused(const char *text, int code, int line)
 {
-    ctl_json_doc *d = (ctl_json_doc *)&d; /* must be reset to NULL */
+    sync_jdoc *d = (sync_jdoc *)&d; /* must be reset to NULL */
     char err[200] = "";
     int rc = parse(text, &d, err, sizeof err);
     if (!check_at(rc == code && d == NULL && strstr(err, "JSON: ") != NULL, "refused", __FILE__,
@@ -64,50 +64,52 @@ static void refused(const char *text, int code, int line)
 
 static void test_values(void)
 {
-    ctl_json_doc *d;
+    sync_jdoc *d;
     char err[200];
     const char *doc = " {\"s\": \"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\", \"n\": -12.5e1, \"u\": 42,"
                       "\"t\": true, \"f\": false, \"z\": null, \"a\": [1, [2, {}], []],"
                       "\"o\": {\"k\": \"v\"}, \"s\": \"second\"} \n";
     CHECK(parse(doc, &d, err, sizeof err) == SYNC_OK);
-    const ctl_json *r = ctl_json_root(d);
-    CHECK(ctl_json_typeof(r) == CTL_JSON_OBJECT && ctl_json_count(r) == 9);
+    const sync_jval *r = sync_jdoc_root(d);
+    CHECK(sync_jval_type(r) == SYNC_JOBJECT && sync_jval_count(r) == 9);
     size_t len;
-    const char *s = ctl_json_string(ctl_json_get(r, "s"), &len);
+    const char *s = sync_jval_str(sync_jval_get(r, "s"), &len);
     CHECK(s && len == 12 && memcmp(s, "a\"b\\c/d\b\f\n\r\t", 12) == 0); /* the first "s" */
     double x;
     uint64_t u;
     int b;
-    CHECK(ctl_json_number(ctl_json_get(r, "n"), &x) && x == -125.0);
-    CHECK(!ctl_json_uint(ctl_json_get(r, "n"), &u));
-    CHECK(ctl_json_uint(ctl_json_get(r, "u"), &u) && u == 42);
-    CHECK(ctl_json_bool(ctl_json_get(r, "t"), &b) && b == 1);
-    CHECK(ctl_json_bool(ctl_json_get(r, "f"), &b) && b == 0);
-    const ctl_json *z = ctl_json_get(r, "z");
-    CHECK(z != NULL && ctl_json_typeof(z) == CTL_JSON_NULL);
-    CHECK(ctl_json_get(r, "missing") == NULL);
-    const ctl_json *a = ctl_json_get(r, "a");
-    CHECK(ctl_json_typeof(a) == CTL_JSON_ARRAY && ctl_json_count(a) == 3);
-    const ctl_json *e = ctl_json_first(a);
-    CHECK(ctl_json_uint(e, &u) && u == 1 && ctl_json_key(e, NULL) == NULL);
-    e = ctl_json_next(e);
-    CHECK(ctl_json_count(e) == 2 &&
-          ctl_json_typeof(ctl_json_next(ctl_json_first(e))) == CTL_JSON_OBJECT);
-    e = ctl_json_next(e);
-    CHECK(ctl_json_typeof(e) == CTL_JSON_ARRAY && ctl_json_count(e) == 0 &&
-          ctl_json_first(e) == NULL && ctl_json_next(e) == NULL);
-    const ctl_json *o = ctl_json_get(r, "o");
-    CHECK(strcmp(ctl_json_string(ctl_json_get(o, "k"), NULL), "v") == 0);
-    CHECK(strcmp(ctl_json_key(ctl_json_first(o), &len), "k") == 0 && len == 1);
+    CHECK(sync_jval_double(sync_jval_get(r, "n"), &x) && x == -125.0);
+    CHECK(!sync_jval_uint(sync_jval_get(r, "n"), &u));
+    CHECK(sync_jval_uint(sync_jval_get(r, "u"), &u) && u == 42);
+    CHECK(sync_jval_bool(sync_jval_get(r, "t"), &b) && b == 1);
+    CHECK(sync_jval_bool(sync_jval_get(r, "f"), &b) && b == 0);
+    const sync_jval *z = sync_jval_get(r, "z");
+    CHECK(z != NULL && sync_jval_type(z) == SYNC_JNULL);
+    CHECK(sync_jval_get(r, "missing") == NULL);
+    const sync_jval *a = sync_jval_get(r, "a");
+    CHECK(sync_jval_type(a) == SYNC_JARRAY && sync_jval_count(a) == 3);
+    const sync_jval *e = sync_jval_first(a);
+    CHECK(sync_jval_uint(e, &u) && u == 1 && sync_jval_key(e, NULL) == NULL);
+    e = sync_jval_next(e);
+    CHECK(sync_jval_count(e) == 2 &&
+          sync_jval_type(sync_jval_next(sync_jval_first(e))) == SYNC_JOBJECT);
+    e = sync_jval_next(e);
+    CHECK(sync_jval_type(e) == SYNC_JARRAY && sync_jval_count(e) == 0 &&
+          sync_jval_first(e) == NULL && sync_jval_next(e) == NULL);
+    const sync_jval *o = sync_jval_get(r, "o");
+    CHECK(strcmp(sync_jval_str(sync_jval_get(o, "k"), NULL), "v") == 0);
+    CHECK(strcmp(sync_jval_key(sync_jval_first(o), &len), "k") == 0 && len == 1);
     /* Wrong types and NULL answer "absent". */
-    CHECK(ctl_json_string(ctl_json_get(r, "u"), NULL) == NULL);
-    CHECK(!ctl_json_bool(ctl_json_get(r, "u"), &b) && !ctl_json_number(ctl_json_get(r, "s"), &x));
-    CHECK(ctl_json_get(a, "s") == NULL && ctl_json_get(NULL, "s") == NULL);
-    CHECK(ctl_json_count(NULL) == 0 && ctl_json_first(NULL) == NULL && ctl_json_next(NULL) == NULL);
-    CHECK(ctl_json_typeof(NULL) == CTL_JSON_NULL && !ctl_json_uint(NULL, &u));
-    CHECK(ctl_json_key(NULL, NULL) == NULL && ctl_json_root(NULL) == NULL);
-    ctl_json_free(d);
-    ctl_json_free(NULL);
+    CHECK(sync_jval_str(sync_jval_get(r, "u"), NULL) == NULL);
+    CHECK(!sync_jval_bool(sync_jval_get(r, "u"), &b) &&
+          !sync_jval_double(sync_jval_get(r, "s"), &x));
+    CHECK(sync_jval_get(a, "s") == NULL && sync_jval_get(NULL, "s") == NULL);
+    CHECK(sync_jval_count(NULL) == 0 && sync_jval_first(NULL) == NULL &&
+          sync_jval_next(NULL) == NULL);
+    CHECK(sync_jval_type(NULL) == SYNC_JNULL && !sync_jval_uint(NULL, &u));
+    CHECK(sync_jval_key(NULL, NULL) == NULL && sync_jdoc_root(NULL) == NULL);
+    sync_jdoc_free(d);
+    sync_jdoc_free(NULL);
 
     /* Scalars alone are documents too. */
     CHECK(parses("0") && parses("\"\"") && parses("null") && parses(" true ") && parses("[]"));
@@ -115,25 +117,27 @@ static void test_values(void)
 
 static void test_strings(void)
 {
-    ctl_json_doc *d;
+    sync_jdoc *d;
     char err[200];
     size_t len;
     struct {
         const char *json, *want;
-        size_t wlen;
+        size_t wlen, replaced; /* replaced: lone surrogates (sync_jdoc_replaced) */
     } cases[] = {
-        {"\"\\u00e9\"", "\xC3\xA9", 2},
-        {"\"\\u20AC\"", "\xE2\x82\xAC", 3},
-        {"\"\\ud83d\\ude00\"", "\xF0\x9F\x98\x80", 4}, /* a surrogate pair */
-        {"\"\\ud83dx\"", "\xEF\xBF\xBDx", 4},          /* lone high surrogate */
-        {"\"\\ude00\"", "\xEF\xBF\xBD", 3},            /* lone low surrogate */
+        {"\"\\u00e9\"", "\xC3\xA9", 2, 0},
+        {"\"\\u20AC\"", "\xE2\x82\xAC", 3, 0},
+        {"\"\\ud83d\\ude00\"", "\xF0\x9F\x98\x80", 4, 0}, /* a surrogate pair */
+        {"\"\\ud83dx\"", "\xEF\xBF\xBDx", 4, 1},          /* lone high surrogate */
+        {"\"\\ude00\"", "\xEF\xBF\xBD", 3, 1},            /* lone low surrogate */
         {"\"\\ud83d\\u0041\"",
          "\xEF\xBF\xBD"
          "A",
-         4},                                     /* high then no low */
-        {"\"a\\u0000b\"", "a\0b", 3},            /* an embedded NUL */
-        {"\"\xC3\xA9\xFF\"", "\xC3\xA9\xFF", 3}, /* bytes pass through */
-        {"\"\x1b\"x", NULL, 0},
+         4, 1},                                                   /* high then no low */
+        {"\"\\ude00\\ud83d\"", "\xEF\xBF\xBD\xEF\xBF\xBD", 6, 2}, /* low then high */
+        {"\"\\uFFFD\"", "\xEF\xBF\xBD", 3, 0},                    /* U+FFFD itself */
+        {"\"a\\u0000b\"", "a\0b", 3, 0},                          /* an embedded NUL */
+        {"\"\xC3\xA9\xFF\"", "\xC3\xA9\xFF", 3, 0},               /* bytes pass through */
+        {"\"\x1b\"x", NULL, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = parse(cases[i].json, &d, err, sizeof err);
@@ -141,17 +145,29 @@ static void test_strings(void)
             CHECK(rc == SYNC_ERR_DECODE);
             continue;
         }
-        const char *s = rc == SYNC_OK ? ctl_json_string(ctl_json_root(d), &len) : NULL;
+        const char *s = rc == SYNC_OK ? sync_jval_str(sync_jdoc_root(d), &len) : NULL;
         if (!CHECK(s && len == cases[i].wlen && memcmp(s, cases[i].want, len) == 0 &&
                    s[len] == '\0'))
             fprintf(stderr, "    case %zu: %s\n", i, rc == SYNC_OK ? "wrong bytes" : err);
-        ctl_json_free(d);
+        CHECK(sync_jdoc_replaced(d) == cases[i].replaced);
+        sync_jdoc_free(d);
     }
-    /* Keys are decoded the same way, and the first of a repeated key wins. */
+    /* A lone surrogate in a key counts too. */
+    CHECK(parse("{\"\\udc00\": [\"\\ud800\"]}", &d, err, sizeof err) == SYNC_OK &&
+          sync_jdoc_replaced(d) == 2);
+    sync_jdoc_free(d);
+    CHECK(sync_jdoc_replaced(NULL) == 0);
+    /* Keys are decoded the same way, and the first of a repeated key wins; iteration sees
+     * every member in the text's order. */
     CHECK(parse("{\"k\\u0065y\": 1, \"key\": 2}", &d, err, sizeof err) == SYNC_OK);
     uint64_t u;
-    CHECK(ctl_json_uint(ctl_json_get(ctl_json_root(d), "key"), &u) && u == 1);
-    ctl_json_free(d);
+    CHECK(sync_jval_uint(sync_jval_get(sync_jdoc_root(d), "key"), &u) && u == 1);
+    const sync_jval *m = sync_jval_first(sync_jdoc_root(d));
+    CHECK(strcmp(sync_jval_key(m, NULL), "key") == 0 && sync_jval_uint(m, &u) && u == 1);
+    m = sync_jval_next(m);
+    CHECK(strcmp(sync_jval_key(m, NULL), "key") == 0 && sync_jval_uint(m, &u) && u == 2);
+    CHECK(sync_jval_next(m) == NULL);
+    sync_jdoc_free(d);
 }
 
 static void test_numbers(void)
@@ -160,40 +176,57 @@ static void test_numbers(void)
         const char *json;
         int is_uint;
         uint64_t u;
+        int is_int; /* sync_jval_int: written as an integer, within int64_t */
+        int64_t i;
         double num;
     } cases[] = {
-        {"0", 1, 0, 0},
-        {"-0", 1, 0, 0}, /* integral, and zero */
-        {"12", 1, 12, 12},
-        {"18446744073709551615", 1, UINT64_MAX, 18446744073709551615.0},
-        {"18446744073709551616", 0, 0, 18446744073709551616.0},
-        {"1e3", 1, 1000, 1000},
-        {"12.0", 1, 12, 12},
-        {"1.5", 0, 0, 1.5},
-        {"-1", 0, 0, -1},
-        {"2.5E-3", 0, 0, 0.0025},
-        {"1e400", 0, 0, HUGE_VAL},
-        {"9007199254740993.0", 0, 0, 9007199254740992.0}, /* 2^53 and past: not exact */
-        {"9007199254740991.0", 1, 9007199254740991ULL, 9007199254740991.0},
-        {"1733500000000", 1, 1733500000000ULL, 1733500000000.0},
+        {"0", 1, 0, 1, 0, 0},
+        {"-0", 1, 0, 1, 0, 0}, /* integral, and zero */
+        {"12", 1, 12, 1, 12, 12},
+        {"18446744073709551615", 1, UINT64_MAX, 0, 0, 18446744073709551615.0},
+        {"18446744073709551616", 0, 0, 0, 0, 18446744073709551616.0},
+        {"9223372036854775807", 1, INT64_MAX, 1, INT64_MAX, 9223372036854775807.0},
+        {"9223372036854775808", 1, 9223372036854775808ULL, 0, 0, 9223372036854775808.0},
+        {"-9223372036854775808", 0, 0, 1, INT64_MIN, -9223372036854775808.0},
+        {"-9223372036854775809", 0, 0, 0, 0, -9223372036854775809.0},
+        {"1e3", 1, 1000, 0, 0, 1000}, /* integral, but not written as an integer */
+        {"12.0", 1, 12, 0, 0, 12},
+        {"1.5", 0, 0, 0, 0, 1.5},
+        {"-1", 0, 0, 1, -1, -1},
+        {"2.5E-3", 0, 0, 0, 0, 0.0025},
+        {"1e400", 0, 0, 0, 0, HUGE_VAL},
+        {"9007199254740993.0", 0, 0, 0, 0, 9007199254740992.0}, /* 2^53 and past: not exact */
+        {"9007199254740991.0", 1, 9007199254740991ULL, 0, 0, 9007199254740991.0},
+        {"1733500000000", 1, 1733500000000ULL, 1, 1733500000000LL, 1733500000000.0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ctl_json_doc *d;
+        sync_jdoc *d;
         char err[200];
         uint64_t u = 7;
+        int64_t n = 7;
         double x = 0;
         if (!CHECK(parse(cases[i].json, &d, err, sizeof err) == SYNC_OK)) {
             fprintf(stderr, "    %s: %s\n", cases[i].json, err);
             continue;
         }
-        const ctl_json *r = ctl_json_root(d);
-        int is = ctl_json_uint(r, &u);
-        if (!CHECK(is == cases[i].is_uint && (!is || u == cases[i].u) && ctl_json_number(r, &x) &&
-                   x == cases[i].num))
-            fprintf(stderr, "    %s: uint %d %llu, number %g\n", cases[i].json, is,
-                    (unsigned long long)u, x);
-        ctl_json_free(d);
+        const sync_jval *r = sync_jdoc_root(d);
+        int is = sync_jval_uint(r, &u), is_int = sync_jval_int(r, &n);
+        if (!CHECK(is == cases[i].is_uint && (!is || u == cases[i].u) &&
+                   is_int == cases[i].is_int && (is_int ? n == cases[i].i : n == 7) &&
+                   sync_jval_double(r, &x) && x == cases[i].num))
+            fprintf(stderr, "    %s: uint %d %llu, int %d %lld, number %g\n", cases[i].json, is,
+                    (unsigned long long)u, is_int, (long long)n, x);
+        sync_jdoc_free(d);
     }
+    /* Not numbers: no integer either. */
+    int64_t n = 7;
+    sync_jdoc *d;
+    char err[200];
+    CHECK(parse("[\"1\", true, null]", &d, err, sizeof err) == SYNC_OK);
+    for (const sync_jval *e = sync_jval_first(sync_jdoc_root(d)); e; e = sync_jval_next(e))
+        CHECK(!sync_jval_int(e, &n) && n == 7);
+    CHECK(!sync_jval_int(NULL, &n) && n == 7);
+    sync_jdoc_free(d);
 }
 
 static void test_errors(void)
@@ -249,7 +282,7 @@ static void test_errors(void)
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
         refused(malformed[i], SYNC_ERR_DECODE, __LINE__);
     /* A NUL byte inside the text is no JSON either. */
-    ctl_json_doc *d = NULL;
+    sync_jdoc *d = NULL;
     char err[200];
     CHECK(parse_n("[1,\0 2]", 7, &d, err, sizeof err) == SYNC_ERR_DECODE && d == NULL);
     CHECK(parse_n("\"a\0b\"", 5, &d, err, sizeof err) == SYNC_ERR_DECODE && d == NULL);
@@ -259,7 +292,7 @@ static void test_errors(void)
     CHECK(parse("[1, 2", &d, err, sizeof err) == SYNC_ERR_DECODE &&
           strstr(err, "end of the text") != NULL);
     /* A NULL text of length 0 is an empty text. */
-    CHECK(ctl_json_parse(NULL, 0, &d, err, sizeof err) == SYNC_ERR_DECODE && d == NULL);
+    CHECK(sync_jdoc_parse(NULL, 0, &d, err, sizeof err) == SYNC_ERR_DECODE && d == NULL);
 }
 
 /* A document of n nested arrays. */
@@ -276,10 +309,10 @@ static char *nested(int n)
 
 static void test_limits(void)
 {
-    char *s = nested(CTL_JSON_MAX_DEPTH);
+    char *s = nested(SYNC_JSON_MAX_DEPTH);
     CHECK(parses(s));
     free(s);
-    s = nested(CTL_JSON_MAX_DEPTH + 1);
+    s = nested(SYNC_JSON_MAX_DEPTH + 1);
     REFUSED(s, SYNC_ERR_TOOBIG);
     free(s);
     /* Deep nesting far past the limit is refused without recursing that deep. */
@@ -288,7 +321,7 @@ static void test_limits(void)
     free(s);
 
     /* Values: the root array and its elements count. */
-    size_t n = CTL_JSON_MAX_NODES - 1;
+    size_t n = SYNC_JSON_MAX_NODES - 1;
     s = malloc(n * 2 + 2);
     s[0] = '[';
     for (size_t i = 0; i < n; i++) {
@@ -296,10 +329,10 @@ static void test_limits(void)
         s[2 + 2 * i] = i + 1 < n ? ',' : ']';
     }
     s[n * 2 + 1] = '\0';
-    ctl_json_doc *d;
+    sync_jdoc *d;
     char err[200];
-    CHECK(parse(s, &d, err, sizeof err) == SYNC_OK && ctl_json_count(ctl_json_root(d)) == n);
-    ctl_json_free(d);
+    CHECK(parse(s, &d, err, sizeof err) == SYNC_OK && sync_jval_count(sync_jdoc_root(d)) == n);
+    sync_jdoc_free(d);
     s[n * 2] = ',';
     char *more = malloc(n * 2 + 4);
     memcpy(more, s, n * 2 + 1);
@@ -309,7 +342,7 @@ static void test_limits(void)
     free(s);
 
     /* Input size. */
-    size_t big = CTL_JSON_MAX_INPUT + 1;
+    size_t big = SYNC_JSON_MAX_INPUT + 1;
     s = malloc(big + 1);
     memset(s, ' ', big);
     s[0] = '0';
@@ -320,11 +353,11 @@ static void test_limits(void)
     free(s);
 
     /* Number length. */
-    char num[CTL_JSON_MAX_NUMBER + 2];
+    char num[SYNC_JSON_MAX_NUMBER + 2];
     memset(num, '1', sizeof num - 1);
     num[sizeof num - 1] = '\0';
     REFUSED(num, SYNC_ERR_TOOBIG);
-    num[CTL_JSON_MAX_NUMBER] = '\0';
+    num[SYNC_JSON_MAX_NUMBER] = '\0';
     CHECK(parses(num));
 }
 
@@ -349,11 +382,11 @@ static void test_hostile(void)
     /* Every proper prefix is an error, the whole is a document. */
     int prefixes_ok = 1;
     for (size_t i = 0; i < n; i++) {
-        ctl_json_doc *d = NULL;
+        sync_jdoc *d = NULL;
         char err[200];
         if (parse_n(valid, i, &d, err, sizeof err) == SYNC_OK || d != NULL)
             prefixes_ok = 0;
-        ctl_json_free(d);
+        sync_jdoc_free(d);
     }
     CHECK(prefixes_ok);
     CHECK(parses(valid));
@@ -388,7 +421,7 @@ static void test_hostile(void)
             for (size_t i = 0; i < len; i++)
                 buf[i] = alphabet[rnd() % (sizeof alphabet - 1)];
         }
-        ctl_json_doc *d = NULL;
+        sync_jdoc *d = NULL;
         char err[200] = "";
         int rc = parse_n(buf, len, &d, err, sizeof err);
         if ((rc == SYNC_OK) != (d != NULL) || (rc != SYNC_OK && strncmp(err, "JSON: ", 6) != 0))
@@ -396,9 +429,9 @@ static void test_hostile(void)
         /* Reading a mutated state must never fail on a field either. */
         ctl_devstate st;
         if ((ctl_devstate_read(buf, len, &st, err, sizeof err) == SYNC_OK) !=
-            (rc == SYNC_OK && ctl_json_typeof(ctl_json_root(d)) == CTL_JSON_OBJECT))
+            (rc == SYNC_OK && sync_jval_type(sync_jdoc_root(d)) == SYNC_JOBJECT))
             results_ok = 0;
-        ctl_json_free(d);
+        sync_jdoc_free(d);
     }
     CHECK(results_ok);
 }
