@@ -91,7 +91,7 @@ typedef struct edge {
     char password[256];  /* read at start for mqtt_open, then wiped */
     char will[160];
     /* The topics of the partition streams the client subscribes to (delta/T/P and head/T/P),
-     * sorted: the client is made again when the policy's partitions change (subscriptions). */
+     * sorted; follow_partitions() keeps them in step with the policy. */
     char **part_subs;
     int npart_subs;
     unsigned long policy_gen; /* e->db.policy_gen when part_subs was made */
