@@ -309,22 +309,9 @@ static int b_matches(void *ctx)
     return same;
 }
 
-struct sql_is {
-    const char *db, *sql;
-    long long want;
-};
-
-static int sql_is(void *ctx)
-{
-    const struct sql_is *q = ctx;
-    return th_sql_int(q->db, "%s", q->sql) == q->want;
-}
-
 static void wait_sql(const char *db, const char *sql, long long want, const char *what)
 {
-    struct sql_is q = {db, sql, want};
-    TH_CHECK(th_wait_until(sql_is, &q, WAIT_MS) == 0, "%s: `%s` on %s never gave %lld (now %lld)",
-             what, sql, db, want, th_sql_int(db, "%s", sql));
+    th_wait_sql(db, sql, want, WAIT_MS, what);
 }
 
 /* ---- the phases --------------------------------------------------------------------- */

@@ -24,7 +24,6 @@
 #include "harness.h"
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,48 +102,27 @@ static long long cloud_int(const char *sql)
     return pg ? th_pg_int(pg, "%s", sql) : th_sql_int(cloud_db, "%s", sql);
 }
 
-struct sql_is {
-    const char *db, *sql;
-    long long want;
-};
-
-static int sql_is(void *ctx)
+/* Waits until sql on db (NULL: the cloud's store) gives want. */
+static int cloud_is(void *ctx)
 {
-    const struct sql_is *q = ctx;
-    return (q->db ? th_sql_int(q->db, "%s", q->sql) : cloud_int(q->sql)) == q->want;
+    const char **q = ctx;
+    return cloud_int(q[0]) == strtoll(q[1], NULL, 10);
 }
 
-/* Waits until sql on db (NULL: the cloud's store) gives want. */
 static void wait_sql(const char *db, const char *sql, long long want, const char *what)
 {
-    struct sql_is q = {db, sql, want};
-    TH_CHECK(th_wait_until(sql_is, &q, PT_WAIT_MS) == 0, "%s: `%s` on %s gives %lld, not %lld",
-             what, sql, db ? db : "the cloud",
-             db ? th_sql_int(db, "%s", sql) : cloud_int(sql), want);
-}
-
-/* Runs sql on db as the application would; returns SQLite's error message (static) or NULL. */
-static const char *app_exec(const char *db, const char *sql)
-{
-    static char msg[512];
-    sqlite3 *h = NULL;
-    TH_CHECK(sqlite3_open(db, &h) == SQLITE_OK, "cannot open %s", db);
-    sqlite3_busy_timeout(h, 10000);
-    char *err = NULL;
-    int rc = sqlite3_exec(h, sql, NULL, NULL, &err);
-    const char *out = NULL;
-    if (rc != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "%s", err ? err : sqlite3_errmsg(h));
-        out = msg;
+    if (db) {
+        th_wait_sql(db, sql, want, PT_WAIT_MS, what);
+        return;
     }
-    sqlite3_free(err);
-    sqlite3_close(h);
-    return out;
+    const char *q[2] = {sql, th_fmt("%lld", want)};
+    TH_CHECK(th_wait_until(cloud_is, q, PT_WAIT_MS) == 0, "%s: `%s` on the cloud gives %lld, not %lld",
+             what, sql, cloud_int(sql), want);
 }
 
 static void app_ok(int i, const char *sql)
 {
-    const char *e = app_exec(db_of(i), sql);
+    const char *e = th_sql_try(db_of(i), sql);
     TH_CHECK(e == NULL, "%s's application could not run `%s`: %s", devices[i], sql, e);
 }
 
@@ -179,13 +157,13 @@ static void holds_exactly(int i, int store, int other, const char *what)
  * attempt is rolled back either way, so nothing is captured. */
 static int refuses_13(void *ctx)
 {
-    char *why = ctx;
-    const char *e = app_exec(db_of(0), "BEGIN; INSERT INTO sales(id, store_id, amount) VALUES "
-                                       "(99, 13, 1); ROLLBACK;");
+    const char **why = ctx;
+    const char *e = th_sql_try(db_of(0), "BEGIN; INSERT INTO sales(id, store_id, amount) VALUES "
+                                         "(99, 13, 1); ROLLBACK;");
     if (!e)
         return 0;
-    snprintf(why, 512, "%s", e); /* app_exec's buffer is reused below */
-    app_exec(db_of(0), "ROLLBACK");
+    *why = e; /* (kept by the harness) */
+    th_sql_try(db_of(0), "ROLLBACK"); /* the refused insert left the transaction open */
     return 1;
 }
 
@@ -324,8 +302,8 @@ int main(int argc, char **argv)
     printf("partitions: the cloud refused edge-a's sale of store 13\n");
 
     /* 2. With its policy, edge-a refuses writes outside its store at the source. */
-    char why[512] = "";
-    TH_CHECK(th_wait_until(refuses_13, why, PT_WAIT_MS) == 0,
+    const char *why = "";
+    TH_CHECK(th_wait_until(refuses_13, &why, PT_WAIT_MS) == 0,
              "edge-a's application can still write sales of store 13");
     TH_CHECK(strstr(why, "outside the partitions device edge-a may write") &&
                  strstr(why, "store_id = 12"),
@@ -356,7 +334,7 @@ int main(int argc, char **argv)
     holds_exactly(1, 13, 12, "its own store");
     wait_sql(db_of(2), "SELECT count(*) FROM sales", 2 * PT_SALES + 5, "the office has them all");
     wait_sql(db_of(0), "SELECT count(*) FROM items", 5, "edge-a has the items");
-    const char *e = app_exec(db_of(0), "UPDATE sales SET store_id = 13 WHERE id = 1200");
+    const char *e = th_sql_try(db_of(0), "UPDATE sales SET store_id = 13 WHERE id = 1200");
     TH_CHECK(e && strstr(e, "outside the partitions device edge-a may write"),
              "edge-a could move its sale to store 13: %s", e ? e : "(no error)");
     TH_CHECK(th_sql_int(db_of(0), "SELECT count(*) FROM _sync_outbox") == 0,

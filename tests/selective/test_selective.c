@@ -21,7 +21,6 @@
  */
 #include "harness.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,41 +89,10 @@ static pid_t start_cloud(const char *log, const char *const *lines)
     return pid;
 }
 
-struct sql_is {
-    const char *db, *sql;
-    long long want;
-};
-
-static int sql_is(void *ctx)
-{
-    const struct sql_is *q = ctx;
-    return th_sql_int(q->db, "%s", q->sql) == q->want;
-}
-
+/* Waits until sql on db gives want (th_wait_sql with this test's patience). */
 static void wait_sql(const char *db, const char *sql, long long want, const char *what)
 {
-    struct sql_is q = {db, sql, want};
-    TH_CHECK(th_wait_until(sql_is, &q, SEL_WAIT_MS) == 0, "%s: `%s` on %s gives %lld, not %lld",
-             what, sql, db, th_sql_int(db, "%s", sql), want);
-}
-
-/* Runs sql on db as the application would; returns SQLite's error message (static) or NULL. */
-static const char *app_exec(const char *db, const char *sql)
-{
-    static char msg[512];
-    sqlite3 *h = NULL;
-    TH_CHECK(sqlite3_open(db, &h) == SQLITE_OK, "cannot open %s", db);
-    sqlite3_busy_timeout(h, 10000);
-    char *err = NULL;
-    int rc = sqlite3_exec(h, sql, NULL, NULL, &err);
-    const char *out = NULL;
-    if (rc != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "%s", err ? err : sqlite3_errmsg(h));
-        out = msg;
-    }
-    sqlite3_free(err);
-    sqlite3_close(h);
-    return out;
+    th_wait_sql(db, sql, want, SEL_WAIT_MS, what);
 }
 
 static void write_items(int from, int to)
@@ -133,7 +101,7 @@ static void write_items(int from, int to)
     for (int i = from; i < to; i++) {
         snprintf(sql, sizeof sql, "INSERT INTO items(id, name, qty) VALUES (%d, 'item %d', %d)",
                  i, i, i * 3);
-        const char *e = app_exec(db_of(0), sql);
+        const char *e = th_sql_try(db_of(0), sql);
         TH_CHECK(e == NULL, "edge-a could not write an item: %s", e);
     }
 }
@@ -242,7 +210,7 @@ int main(void)
 
     /* 1. Written before any policy exists: captured, then judged by the cloud. */
     write_items(1, SEL_ITEMS / 2 + 1);
-    const char *e = app_exec(db_of(0), "INSERT INTO notes(k, body) VALUES ('from-a', 'clerk')");
+    const char *e = th_sql_try(db_of(0), "INSERT INTO notes(k, body) VALUES ('from-a', 'clerk')");
     TH_CHECK(e == NULL, "without a policy yet, edge-a's note should be captured: %s", e);
     static const char *const rules1[] = {
         "--receive", "role:clerk items",        "--write",   "role:clerk items",
@@ -260,7 +228,7 @@ int main(void)
     /* 2. With its policy, edge-a refuses notes at the source. */
     wait_sql(db_of(0), "SELECT count(*) FROM _sync_policy WHERE tbl = 'notes' AND wr = 0", 1,
              "edge-a stored its policy");
-    e = app_exec(db_of(0), "INSERT INTO notes(k, body) VALUES ('again', 'clerk')");
+    e = th_sql_try(db_of(0), "INSERT INTO notes(k, body) VALUES ('again', 'clerk')");
     TH_CHECK(e && strstr(e, "notes is read-only on device edge-a"),
              "edge-a's application could write a note: %s", e ? e : "(no error)");
     TH_CHECK(th_sql_int(db_of(0), "SELECT count(*) FROM _sync_outbox") == 0 &&
@@ -272,10 +240,10 @@ int main(void)
     for (int i = 0; i < SEL_NOTES; i++) {
         snprintf(sql, sizeof sql, "INSERT INTO notes(k, body, n) VALUES ('n%d', 'office', %d)", i,
                  i);
-        e = app_exec(db_of(1), sql);
+        e = th_sql_try(db_of(1), sql);
         TH_CHECK(e == NULL, "edge-b could not write a note: %s", e);
     }
-    e = app_exec(db_of(1), "INSERT INTO items(id, name) VALUES (9999, 'office item')");
+    e = th_sql_try(db_of(1), "INSERT INTO items(id, name) VALUES (9999, 'office item')");
     TH_CHECK(e && strstr(e, "read-only on device edge-b"), "edge-b could write an item: %s",
              e ? e : "(no error)");
 
@@ -288,7 +256,7 @@ int main(void)
              "edge-b (office) holds %lld items", th_sql_int(db_of(1), "SELECT count(*) FROM items"));
     TH_CHECK(th_sql_int(db_of(0), "SELECT count(*) FROM notes WHERE k <> 'from-a'") == 0,
              "edge-a (clerk) holds notes of others");
-    e = app_exec(db_of(2), "UPDATE items SET qty = 0 WHERE id = 1");
+    e = th_sql_try(db_of(2), "UPDATE items SET qty = 0 WHERE id = 1");
     TH_CHECK(e && strstr(e, "read-only on device edge-c"), "edge-c could write an item: %s",
              e ? e : "(no error)");
     printf("selective: edge-a holds %d items, edge-b %d notes and no item, edge-c both\n",
@@ -308,7 +276,7 @@ int main(void)
     TH_CHECK(th_sql_int(db_of(1), "SELECT count(*) FROM notes") == SEL_NOTES,
              "edge-b lost notes");
     /* Writes the manager makes are still refused, and notes no longer reach it. */
-    e = app_exec(db_of(1), "INSERT INTO notes(k, body) VALUES ('late', 'office')");
+    e = th_sql_try(db_of(1), "INSERT INTO notes(k, body) VALUES ('late', 'office')");
     TH_CHECK(e == NULL, "edge-b could not write a note: %s", e);
     wait_sql(th_fmt("%s/cloud.db", dir), "SELECT count(*) FROM notes WHERE k = 'late'", 1,
              "the late note reached the cloud");

@@ -807,6 +807,40 @@ long long th_sql_int(const char *dbpath, const char *fmt, ...)
     return v;
 }
 
+const char *th_sql_try(const char *dbpath, const char *sql)
+{
+    sqlite3 *db = th__sql_open(dbpath, 0);
+    if (db == NULL)
+        return th_fmt("cannot open %s", dbpath);
+    char *msg = NULL;
+    const char *out = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        out = th_fmt("%s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return out;
+}
+
+struct th__sql_is {
+    const char *db, *sql;
+    long long want;
+};
+
+static int th__sql_is(void *ctx)
+{
+    const struct th__sql_is *q = ctx;
+    return th_sql_int(q->db, "%s", q->sql) == q->want;
+}
+
+void th_wait_sql(const char *dbpath, const char *sql, long long want, int timeout_ms,
+                 const char *what)
+{
+    struct th__sql_is q = {dbpath, sql, want};
+    TH_CHECK(th_wait_until(th__sql_is, &q, timeout_ms) == 0,
+             "%s: `%s` on %s gives %lld, not %lld", what, sql, dbpath,
+             th_sql_int(dbpath, "%s", sql), want);
+}
+
 int th_read_first_line(const char *path, char *buf, size_t n)
 {
     FILE *f;

@@ -93,6 +93,16 @@ int th_sql_exec(const char *dbpath, const char *fmt, ...);
  * (NULL reads as 0). Returns TH_SQL_ERR with a message on error or when there is no row. */
 long long th_sql_int(const char *dbpath, const char *fmt, ...);
 
+/* Runs sql (one or more statements) on the existing database dbpath as an application would:
+ * its own connection, a busy timeout of 5 s. Returns NULL, or SQLite's error message (kept until
+ * th_cleanup), so a test can check what the application was told. */
+const char *th_sql_try(const char *dbpath, const char *sql);
+
+/* Waits up to timeout_ms until th_sql_int(dbpath, sql) is want; fails the test otherwise, with
+ * `what`, the query and the last value. */
+void th_wait_sql(const char *dbpath, const char *sql, long long want, int timeout_ms,
+                 const char *what);
+
 /* Reads the first line of path into buf (size n, NUL-terminated, newline removed).
  * Returns 0, or -1 if the file cannot be read or is empty. */
 int th_read_first_line(const char *path, char *buf, size_t n);
