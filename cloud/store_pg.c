@@ -1704,31 +1704,24 @@ static void pg__page_row(const PGresult *r, int i, const sync_table *t, cloud_ro
     row->conflict = 0;
 }
 
-static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_t limit,
-                   cloud_row_cb cb, void *ctx, uint64_t *remaining)
+/* A catch-up page in one read-only snapshot, so the count and the page agree (it takes no
+ * locks): *remaining from statement `count` with the parameters in p, then the rows of
+ * statement `page` with the same parameters and the limit after them, handed to cb. */
+static int pg__page(pg_store *st, const sync_table *t, int count, int page, pg_params *p,
+                    uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining)
 {
-    pg_store *st = (pg_store *)cs;
     pg_table *ts = &st->tst[t->index];
-    *remaining = 0;
-    if (st->in_tx) {
-        /* It would read this transaction's uncommitted rows (and SQLite refuses it too). */
-        pg__seterr(st, "a catch-up page cannot be read inside a write transaction");
-        return SYNC_ERR_STATE;
-    }
-    /* One read-only snapshot, so the count and the page agree; it takes no locks. */
     if (pg__start(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != SYNC_OK)
         return SYNC_ERR_DB;
-    pg_params p = {0};
-    p_int8(&p, (int64_t)after);
-    PGresult *r = pg__run(st, ts->stmt[T_COUNT_AFTER], &p);
+    PGresult *r = pg__run(st, ts->stmt[count], p);
     int ret = r ? SYNC_OK : SYNC_ERR_DB;
     if (r && PQntuples(r) == 1)
         *remaining = (uint64_t)r_int(r, 0, 0);
     PQclear(r);
     r = NULL;
     if (ret == SYNC_OK) {
-        p_int8(&p, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
-        r = pg__run(st, ts->stmt[T_PULL], &p);
+        p_int8(p, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
+        r = pg__run(st, ts->stmt[page], p);
         if (!r)
             ret = SYNC_ERR_DB;
     }
@@ -1748,18 +1741,38 @@ static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_
     return ret;
 }
 
+/* Pages are read from committed data only. */
+static int pg__no_tx(pg_store *st)
+{
+    if (!st->in_tx)
+        return SYNC_OK;
+    /* It would read this transaction's uncommitted rows (and SQLite refuses it too). */
+    pg__seterr(st, "a catch-up page cannot be read inside a write transaction");
+    return SYNC_ERR_STATE;
+}
+
+static int pg_pull(cloud_store *cs, const sync_table *t, uint64_t after, uint64_t limit,
+                   cloud_row_cb cb, void *ctx, uint64_t *remaining)
+{
+    pg_store *st = (pg_store *)cs;
+    *remaining = 0;
+    int rc = pg__no_tx(st);
+    if (rc != SYNC_OK)
+        return rc;
+    pg_params p = {0};
+    p_int8(&p, (int64_t)after);
+    return pg__page(st, t, T_COUNT_AFTER, T_PULL, &p, limit, cb, ctx, remaining);
+}
+
 static int pg_pull_keys(cloud_store *cs, const sync_table *t, const sync_value *after_key,
                         uint64_t limit, cloud_row_cb cb, void *ctx, uint64_t *remaining)
 {
     pg_store *st = (pg_store *)cs;
-    pg_table *ts = &st->tst[t->index];
     const sync_column *kc = &t->cols[t->key];
     *remaining = 0;
-    if (st->in_tx) {
-        /* It would read this transaction's uncommitted rows (and SQLite refuses it too). */
-        pg__seterr(st, "a catch-up page cannot be read inside a write transaction");
-        return SYNC_ERR_STATE;
-    }
+    int rc = pg__no_tx(st);
+    if (rc != SYNC_OK)
+        return rc;
     /* p_value would take a NULL, or an integer for a real column: a key has exactly its type. */
     pg_params p = {0};
     if (after_key) {
@@ -1768,39 +1781,11 @@ static int pg_pull_keys(cloud_store *cs, const sync_table *t, const sync_value *
                        sync_vtype_name(after_key->type), sync_vtype_name(kc->type));
             return SYNC_ERR_SCHEMA;
         }
-        int rc = p_value(st, &p, after_key, kc->type, kc->name);
-        if (rc != SYNC_OK)
+        if ((rc = p_value(st, &p, after_key, kc->type, kc->name)) != SYNC_OK)
             return rc;
     }
-    /* One read-only snapshot, so the count and the page agree; it takes no locks. */
-    if (pg__start(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != SYNC_OK)
-        return SYNC_ERR_DB;
-    PGresult *r = pg__run(st, ts->stmt[after_key ? T_COUNT_KEYS_AFTER : T_COUNT_ALL], &p);
-    int ret = r ? SYNC_OK : SYNC_ERR_DB;
-    if (r && PQntuples(r) == 1)
-        *remaining = (uint64_t)r_int(r, 0, 0);
-    PQclear(r);
-    r = NULL;
-    if (ret == SYNC_OK) {
-        p_int8(&p, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
-        r = pg__run(st, ts->stmt[after_key ? T_KEYS_AFTER : T_KEYS_FIRST], &p);
-        if (!r)
-            ret = SYNC_ERR_DB;
-    }
-    cloud_row row;
-    memset(row.colver, 0, sizeof row.colver);
-    for (int i = 0; ret == SYNC_OK && i < PQntuples(r); i++) {
-        sync_value key;
-        pg__page_row(r, i, t, &row, &key);
-        int x = cb(ctx, &key, &row);
-        if (x == 1)
-            break;
-        if (x != 0)
-            ret = x;
-    }
-    PQclear(r);
-    PQclear(PQexec(st->conn, "COMMIT"));
-    return ret;
+    return pg__page(st, t, after_key ? T_COUNT_KEYS_AFTER : T_COUNT_ALL,
+                    after_key ? T_KEYS_AFTER : T_KEYS_FIRST, &p, limit, cb, ctx, remaining);
 }
 
 static int pg_compact(cloud_store *cs, const sync_table *t, int64_t before_ms, uint64_t *removed)
