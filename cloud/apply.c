@@ -1301,10 +1301,15 @@ int cloud_applier_flush(cloud_applier *a, cloud_outq *q)
             sync_warn("a partition topic of '%s' would be too long; not published", pd->t->name);
             continue;
         }
+        /* The head names the partition's newest committed change, whichever consumer made it
+         * (with several sharing a store, another may have committed a later one already). */
+        uint64_t head = pd->last, stored = 0;
+        if (cloud_store_part_cseq(a->st, pd->t, &pd->part, &stored) == SYNC_OK && stored > head)
+            head = stored;
         if (sync_delta_encode_hdr(&hdr, &h) != SYNC_OK || pd->body.err ||
             cloud_outq_add(q, topic, hdr.data, hdr.len, pd->body.data, pd->body.len, 1, 0) !=
                 SYNC_OK ||
-            part_head(a, q, pd->t, &pd->part, pd->last) != SYNC_OK)
+            part_head(a, q, pd->t, &pd->part, head) != SYNC_OK)
             rc = SYNC_ERR_NOMEM;
     }
     a->npd = 0;
