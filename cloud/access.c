@@ -1,6 +1,7 @@
 /* access.c - which tables and partitions each device receives and may write (see access.h). */
 #include "access.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,13 +42,8 @@ static int resolve(const cloud_config *c, const sync_table *t, int col, const ch
         n = strlen(v);
     }
     if (t->cols[col].type == SYNC_INT) {
-        char num[32], *end = NULL;
-        if (n == 0 || n >= sizeof num)
-            return 0;
-        memcpy(num, v, n);
-        num[n] = '\0';
-        long long x = strtoll(num, &end, 10);
-        if (*end)
+        long long x;
+        if (!cloud_config_int(v, n, &x))
             return 0;
         *out = (sync_value){.type = SYNC_INT, .u.i = x};
         return 1;
@@ -128,6 +124,14 @@ int cloud_reach_has(const cloud_reach *r, const sync_value *v)
         if (sync_value_equal(&r->parts[i], v))
             return 1;
     return 0;
+}
+
+void cloud_part_text(char *buf, size_t n, const sync_value *v)
+{
+    if (v->type == SYNC_INT)
+        snprintf(buf, n, "%lld", (long long)v->u.i);
+    else
+        snprintf(buf, n, "'%.*s'", (int)(v->u.b.n > 64 ? 64 : v->u.b.n), (const char *)v->u.b.p);
 }
 
 int cloud_access_allows(const cloud_config *c, const sync_schema *s, const char *device,

@@ -47,6 +47,9 @@ void cloud_access_reach(const cloud_config *c, const sync_table *t, const char *
  * v NULL or a NULL value: a row outside every partition, included only by the whole table). */
 int cloud_reach_has(const cloud_reach *r, const sync_value *v);
 
+/* A partition value as messages show it: 12, or 'north' (at most 64 bytes of it). */
+void cloud_part_text(char *buf, size_t n, const sync_value *v);
+
 /* 1 when t is in the receive (write = 0) or write (write = 1) set of device, whole or in part. */
 int cloud_access_allows(const cloud_config *c, const sync_schema *s, const char *device,
                         const sync_table *t, int write);

@@ -694,15 +694,6 @@ static int refuse_record(cloud_applier *a, const sync_table *t, const sync_recor
                                                                                  : SYNC_ERR_NOMEM;
 }
 
-/* A partition value for messages: 12, 'north'. */
-static void fmt_part(char *buf, size_t n, const sync_value *v)
-{
-    if (v->type == SYNC_INT)
-        snprintf(buf, n, "%lld", (long long)v->u.i);
-    else
-        snprintf(buf, n, "'%.*s'", (int)(v->u.b.n > 64 ? 64 : v->u.b.n), (const char *)v->u.b.p);
-}
-
 /* For a device that may write some partitions of t only: 1 when the change keeps the row inside
  * them (the stored row's partition before, and the partition it has after), else 0 and why. */
 static int part_writable(cloud_applier *a, const sync_table *t, const sync_record *r,
@@ -729,12 +720,12 @@ static int part_writable(cloud_applier *a, const sync_table *t, const sync_recor
     if (!out)
         return 1;
     char v[80], list[256];
-    fmt_part(v, sizeof v, out);
+    cloud_part_text(v, sizeof v, out);
     size_t at = 0;
     list[0] = '\0';
     for (int i = 0; i < wr->nparts && at + 1 < sizeof list; i++) {
         char one[80];
-        fmt_part(one, sizeof one, &wr->parts[i]);
+        cloud_part_text(one, sizeof one, &wr->parts[i]);
         int w = snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", one);
         at += w > 0 ? (size_t)w : 0;
     }

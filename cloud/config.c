@@ -1,6 +1,7 @@
 /* config.c - synccloud's configuration keys (see config.h and docs/operations.md). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,6 +360,21 @@ static int add_attr(cloud_config *c, const char *value, char *err, size_t errlen
     return SYNC_OK;
 }
 
+int cloud_config_int(const char *s, size_t n, long long *out)
+{
+    char num[32], *end = NULL;
+    if (n == 0 || n >= sizeof num)
+        return 0;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    errno = 0;
+    long long x = strtoll(num, &end, 10);
+    if (*end || end == num || errno == ERANGE)
+        return 0;
+    *out = x;
+    return 1;
+}
+
 const char *cloud_config_partition(const cloud_config *c, const char *table)
 {
     for (int i = 0; i < c->nparts; i++)
@@ -468,17 +484,12 @@ int cloud_config_check_schema(const cloud_config *c, const struct sync_schema *s
                 const char *bar = memchr(v, '|', (size_t)(p + len - v));
                 size_t vlen = bar ? (size_t)(bar - v) : (size_t)(p + len - v);
                 int col = sync_table_col(t, pcol, strlen(pcol));
-                if (v[0] != '$' && t->cols[col].type == SYNC_INT) {
-                    char num[32];
-                    char *end = NULL;
-                    snprintf(num, sizeof num, "%.*s", (int)vlen, v);
-                    (void)strtoll(num, &end, 10);
-                    if (vlen >= sizeof num || end == num || *end)
-                        return sync_seterr(err, errlen, SYNC_ERR_INVAL,
-                                           "%s %s: '%.*s' is not an integer, and partition "
-                                           "column '%s' of '%s' is one",
-                                           kind, c->grants[i].who, (int)vlen, v, pcol, t->name);
-                }
+                long long x;
+                if (v[0] != '$' && t->cols[col].type == SYNC_INT && !cloud_config_int(v, vlen, &x))
+                    return sync_seterr(err, errlen, SYNC_ERR_INVAL,
+                                       "%s %s: '%.*s' is not an integer, and partition "
+                                       "column '%s' of '%s' is one",
+                                       kind, c->grants[i].who, (int)vlen, v, pcol, t->name);
                 v += vlen + 1;
             }
             p += len + (e ? 1 : 0);

@@ -99,6 +99,9 @@ cloud_table_rule cloud_config_rule(const cloud_config *c, const char *table);
 const char *cloud_config_role(const cloud_config *c, const char *device);
 /* The partition column of a table (a `partition` line), or NULL. */
 const char *cloud_config_partition(const cloud_config *c, const char *table);
+/* 1 and *out when the n bytes at s are a decimal integer within 64 bits (a partition value of
+ * an integer column), else 0. */
+int cloud_config_int(const char *s, size_t n, long long *out);
 /* A device's attribute (an `attr` line), or NULL. */
 const char *cloud_config_attr(const cloud_config *c, const char *device, const char *name);
 /* Rank of a device for the priority policy: 0 is highest; devices without a role, or whose role

@@ -178,12 +178,9 @@ int cloud_puller_handle(cloud_puller *p, const char *device, const sync_mqtt_msg
             return sync_seterr(err, errlen, SYNC_ERR_INVAL,
                                "pull from %s of a partition of '%s': %s; not answered", device,
                                p->t->name, why);
-        if (req.part.type == SYNC_INT)
-            snprintf(pname, sizeof pname, " partition %lld", (long long)req.part.u.i);
-        else
-            snprintf(pname, sizeof pname, " partition '%.*s'",
-                     (int)(req.part.u.b.n > 64 ? 64 : req.part.u.b.n),
-                     (const char *)req.part.u.b.p);
+        char v[80];
+        cloud_part_text(v, sizeof v, &req.part);
+        snprintf(pname, sizeof pname, " partition %s", v);
     }
     if (req.has_part ? !cloud_reach_has(&reach, &req.part) : !reach.whole)
         return sync_seterr(err, errlen, SYNC_ERR_INVAL,

@@ -77,14 +77,13 @@ static unsigned long long full_mask(const sync_table *t)
 /* Appends s as an SQL string literal. */
 static void add_str(sqlbuf *b, const char *s)
 {
-    add(b, "'");
-    for (const char *c = s; *c; c++) {
-        if (*c == '\'')
-            add(b, "''");
-        else
-            add(b, "%c", *c);
+    char *q = sqlite3_mprintf("%Q", s);
+    if (!q) {
+        b->over = 1;
+        return;
     }
-    add(b, "'");
+    add(b, "%s", q);
+    sqlite3_free(q);
 }
 
 /* The partition write triggers of a table whose write set is limited to partitions (policy.h):

@@ -640,7 +640,7 @@ static int value_copy(sync_value *dst, const sync_value *src)
     return SYNC_OK;
 }
 
-static void list_free(sync_value *list, int n)
+void edge_values_free(sync_value *list, int n)
 {
     for (int i = 0; i < n; i++)
         if (list[i].type == SYNC_TEXT || list[i].type == SYNC_BLOB)
@@ -650,8 +650,8 @@ static void list_free(sync_value *list, int n)
 
 void edge_parts_clear(edge_parts *p)
 {
-    list_free(p->recv, p->nrecv);
-    list_free(p->wr, p->nwr);
+    edge_values_free(p->recv, p->nrecv);
+    edge_values_free(p->wr, p->nwr);
     memset(p, 0, sizeof *p);
     p->col = -1;
 }
@@ -718,27 +718,16 @@ int edge_parts_equal(const edge_parts *a, const edge_parts *b)
 
 int edge_sql_literal(char *buf, size_t n, const sync_value *v)
 {
-    size_t at = 0;
-    if (v->type == SYNC_INT) {
-        at = (size_t)snprintf(buf, n, "%lld", (long long)v->u.i);
-        return at < n ? SYNC_OK : SYNC_ERR_NOSPACE;
-    }
-    if (v->type != SYNC_TEXT)
-        return SYNC_ERR_INVAL;
-    if (n < 3)
-        return SYNC_ERR_NOSPACE;
-    buf[at++] = '\'';
-    for (size_t i = 0; i < v->u.b.n; i++) {
-        char c = (char)v->u.b.p[i];
-        if (at + 3 >= n)
-            return SYNC_ERR_NOSPACE;
-        if (c == '\'')
-            buf[at++] = '\'';
-        buf[at++] = c;
-    }
-    buf[at++] = '\'';
-    buf[at] = 0;
-    return SYNC_OK;
+    char *lit = v->type == SYNC_INT    ? sqlite3_mprintf("%lld", (long long)v->u.i)
+                : v->type == SYNC_TEXT ? sqlite3_mprintf("%.*Q", (int)v->u.b.n, v->u.b.p)
+                                       : NULL;
+    if (!lit)
+        return v->type == SYNC_INT || v->type == SYNC_TEXT ? SYNC_ERR_NOMEM : SYNC_ERR_INVAL;
+    size_t len = strlen(lit);
+    if (len < n)
+        memcpy(buf, lit, len + 1);
+    sqlite3_free(lit);
+    return len < n ? SYNC_OK : SYNC_ERR_NOSPACE;
 }
 
 /* Reads the partition values of _sync_policy_part into the parts of e (their col and limits

@@ -32,6 +32,8 @@ void edge_parts_clear(edge_parts *p);
 int edge_parts_copy(edge_parts *dst, const edge_parts *src);
 /* Appends a copy of v (an integer or text) to list (*list, *n) unless it holds it already. */
 int edge_parts_add(sync_value **list, int *n, const sync_value *v);
+/* Frees a list made by edge_parts_add, text bytes included. */
+void edge_values_free(sync_value *list, int n);
 /* Index of v in list, or -1. */
 int edge_parts_find(const sync_value *list, int n, const sync_value *v);
 /* 1 when a and b name the same column, limits and value sets (in any order). */

@@ -461,10 +461,7 @@ static int apply_table(edge_db *e, int i, int old_mode, const edge_parts *old, c
                 rc = SYNC_ERR_NOMEM;
         if (ngone > 0 && rc == SYNC_OK)
             cond = values_cond(t, now->col, gone, ngone, 1);
-        for (int k = 0; k < ngone; k++)
-            if (gone[k].type == SYNC_TEXT)
-                free((void *)gone[k].u.b.p);
-        free(gone);
+        edge_values_free(gone, ngone);
     } else if (mode == EDGE_RECV_NONE && old_mode != EDGE_RECV_NONE) {
         /* Not received at all any more: as for a whole table (policy.h). */
         if (e->readonly[i])

@@ -136,6 +136,8 @@ static void test_refusals(void)
         {{"partition sales price", NULL}, "integer or text"},
         {{"receive x sales=12", NULL}, "no partition line"},
         {{"partition sales store_id", "receive x sales=twelve", NULL}, "not an integer"},
+        {{"partition sales store_id", "receive x sales=99999999999999999999", NULL},
+         "not an integer"},
         {{"receive x sales=", NULL}, "needs values"},
         {{"receive x sales=1||2", NULL}, "needs values"},
         {{"attr x store", NULL}, "DEVICE NAME VALUE"},
