@@ -321,12 +321,6 @@ static int on_change(void *ctx, const sync_change *c)
     return 0;
 }
 
-int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,
-                             size_t errlen)
-{
-    return edge_replica_apply_stream(r, NULL, payload, len, err, errlen);
-}
-
 int edge_replica_apply_stream(edge_replica *r, const char *stream, const void *payload, size_t len,
                               char *err, size_t errlen)
 {

@@ -70,9 +70,6 @@ int edge_replica_refused(edge_replica *r, const sync_table *t, const sync_value 
  * (nothing more is applied from it) or a database failure. */
 int edge_replica_apply_stream(edge_replica *r, const char *stream, const void *payload, size_t len,
                               char *err, size_t errlen);
-/* The same for a whole table's delta (stream NULL). */
-int edge_replica_apply_delta(edge_replica *r, const void *payload, size_t len, char *err,
-                             size_t errlen);
 
 /* Changes applied and skipped (already held or older) since start. */
 unsigned long edge_replica_applied(const edge_replica *r);

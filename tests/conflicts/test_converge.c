@@ -339,7 +339,7 @@ static void edge_receive(int i)
             sync_ack_decode(m->payload, m->len, NULL, NULL, note_result, &i, NULL, 0);
             rc = edge_outbox_on_ack(e->out, m->payload, m->len, &done, err, sizeof err);
         } else if (m->kind == K_DELTA) {
-            rc = edge_replica_apply_delta(e->rep, m->payload, m->len, err, sizeof err);
+            rc = edge_replica_apply_stream(e->rep, NULL, m->payload, m->len, err, sizeof err);
         } else if (m->kind == K_HEAD) {
             rc = edge_pull_on_head(e->pull, m->payload, m->len, err, sizeof err);
         } else if (m->kind == K_PAGE) {
