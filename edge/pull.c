@@ -388,11 +388,6 @@ int edge_pull_find(const edge_pull *p, const sync_table *t, const char *level)
     return -1;
 }
 
-int edge_pull_is_part(const edge_pull *p, int s)
-{
-    return s >= 0 && s < p->nst && p->st[s].part;
-}
-
 int edge_pull_on_delta(edge_pull *p, int i, uint64_t prev, uint64_t last)
 {
     if (i < 0 || i >= p->nst)
@@ -753,20 +748,6 @@ uint64_t edge_pull_lag(const edge_pull *p, const sync_table *t)
 unsigned long edge_pull_rebuilds(const edge_pull *p)
 {
     return p->rebuilds;
-}
-
-uint64_t edge_pull_head(const edge_pull *p, const sync_table *t)
-{
-    int slot = slot_of(p, t);
-    if (slot < 0)
-        return 0;
-    if (edge_db_recv_mode(p->db, slot) != EDGE_RECV_PARTS)
-        return p->st[slot].s.head;
-    uint64_t h = 0;
-    for (int i = p->db->ntables; i < p->nst; i++)
-        if (p->st[i].slot == slot && p->st[i].s.head > h)
-            h = p->st[i].s.head;
-    return h;
 }
 
 int edge_pull_progress(const edge_pull *p, const char **table, uint64_t *done, uint64_t *total,

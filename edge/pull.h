@@ -44,9 +44,6 @@ int edge_stream_name(char *buf, size_t n, const sync_table *t, const sync_value 
  * and the other way round). */
 int edge_pull_find(const edge_pull *p, const sync_table *t, const char *level);
 
-/* 1 when stream s is one partition of its table (its changes may be leaves). */
-int edge_pull_is_part(const edge_pull *p, int s);
-
 /* A delta of stream s was applied (inside the transaction): advances the cursor if it follows
  * on, or marks a gap. */
 int edge_pull_on_delta(edge_pull *p, int s, uint64_t prev, uint64_t last);
@@ -131,8 +128,6 @@ uint64_t edge_pull_lag(const edge_pull *p, const sync_table *t);
 /* Whole-table resyncs finished since the start (a state message follows each). */
 unsigned long edge_pull_rebuilds(const edge_pull *p);
 
-/* The newest cseq of t the cloud told of (head or delta; the highest of its partitions'). */
-uint64_t edge_pull_head(const edge_pull *p, const sync_table *t);
 
 /* Returns 1 and the progress of a catch-up that is under way (stream name, rows done, rows in
  * all, rate), or 0 when none runs. *table lives until the policy changes. */
