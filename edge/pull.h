@@ -128,7 +128,6 @@ uint64_t edge_pull_lag(const edge_pull *p, const sync_table *t);
 /* Whole-table resyncs finished since the start (a state message follows each). */
 unsigned long edge_pull_rebuilds(const edge_pull *p);
 
-
 /* Returns 1 and the progress of a catch-up that is under way (stream name, rows done, rows in
  * all, rate), or 0 when none runs. *table lives until the policy changes. */
 int edge_pull_progress(const edge_pull *p, const char **table, uint64_t *done, uint64_t *total,
