@@ -134,15 +134,6 @@ void cloud_part_text(char *buf, size_t n, const sync_value *v)
         snprintf(buf, n, "'%.*s'", (int)(v->u.b.n > 64 ? 64 : v->u.b.n), (const char *)v->u.b.p);
 }
 
-int cloud_access_allows(const cloud_config *c, const sync_schema *s, const char *device,
-                        const sync_table *t, int write)
-{
-    (void)s;
-    cloud_reach r;
-    cloud_access_reach(c, t, device, write, &r);
-    return r.whole || r.nparts > 0;
-}
-
 static void json_values(sync_json *j, const cloud_reach *r)
 {
     sync_json_raw(j, "[");

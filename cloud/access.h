@@ -50,10 +50,6 @@ int cloud_reach_has(const cloud_reach *r, const sync_value *v);
 /* A partition value as messages show it: 12, or 'north' (at most 64 bytes of it). */
 void cloud_part_text(char *buf, size_t n, const sync_value *v);
 
-/* 1 when t is in the receive (write = 0) or write (write = 1) set of device, whole or in part. */
-int cloud_access_allows(const cloud_config *c, const sync_schema *s, const char *device,
-                        const sync_table *t, int write);
-
 /* Writes the device's policy as a JSON object into j:
  * {"device":…,"receive":[tables],"write":[tables],"partitions":{table:{"column":…,
  * "receive":[values],"write":[values]}},"ts":ms}; "partitions" only when a table is

@@ -77,7 +77,6 @@ static void test_reach(void)
     CHECK(!r.whole && r.nparts == 0); /* write lines exist, none names items */
     cloud_access_reach(&c, notes, "till-12", 0, &r);
     CHECK(!r.whole && r.nparts == 0);
-    CHECK(!cloud_access_allows(&c, schema, "till-12", notes, 0));
     cloud_access_reach(&c, sales, "boss", 0, &r);
     CHECK(r.whole && cloud_reach_has(&r, &v13) && cloud_reach_has(&r, NULL));
     /* $device, read as the column's type; a device without the attribute gets nothing. */
