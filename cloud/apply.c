@@ -65,8 +65,7 @@ struct cloud_applier {
     cloud_registry *registry; /* devices allowed to sync, or NULL (not owned) */
     sync_cbuf changes;        /* change events of this transaction: "obj,obj,..." (JSON) */
     size_t nchanges;          /* how many */
-    uint8_t *writable;        /* per schema table: the batch's device may write it (access.h) */
-    cloud_reach *wreach;      /* per schema table: which of it (whole, or some partitions) */
+    cloud_reach *wreach; /* per schema table: what of it the batch's device may write (access.h) */
     int *pcol;                /* per schema table: its partition column, or -1 */
     int partitioned;          /* some table has a partition column */
     pdelta *pd;               /* partition streams touched by this transaction */
@@ -110,11 +109,10 @@ int cloud_applier_new(cloud_store *st, const sync_schema *s, const cloud_config 
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
     a->rules = calloc((size_t)n, sizeof *a->rules);
-    a->writable = calloc((size_t)n, 1);
     a->wreach = calloc((size_t)n, sizeof *a->wreach);
     a->pcol = calloc((size_t)n, sizeof *a->pcol);
     sync_cbuf_init(&a->scratch3, 0);
-    if (!a->rules || !a->writable || !a->wreach || !a->pcol) {
+    if (!a->rules || !a->wreach || !a->pcol) {
         cloud_applier_free(a);
         return sync_seterr(err, errlen, SYNC_ERR_NOMEM, "out of memory");
     }
@@ -157,7 +155,6 @@ void cloud_applier_free(cloud_applier *a)
         sync_cbuf_free(&a->deltas[i].body);
     free(a->deltas);
     free(a->rules);
-    free(a->writable);
     free(a->wreach);
     free(a->pcol);
     for (size_t i = 0; i < a->cappd; i++) {
@@ -762,7 +759,8 @@ static int ap_rec(void *ctx, const sync_record *r)
         }
         return add_result(a, r->seq, SYNC_R_DUPLICATE, a->row.version, t, 1);
     }
-    if (!a->writable[t->index]) {
+    const cloud_reach *wr = &a->wreach[t->index];
+    if (!wr->whole && wr->nparts == 0) {
         char why[256];
         if (t->owner[0])
             snprintf(why, sizeof why,
@@ -782,7 +780,7 @@ static int ap_rec(void *ctx, const sync_record *r)
     }
     cloud_row *row = &a->row;
     int had_row = row->exists;
-    if (!a->wreach[t->index].whole) {
+    if (!wr->whole) {
         char why[512];
         if (!part_writable(a, t, r, row, why, sizeof why))
             return refuse_record(a, t, r, why);
@@ -1097,11 +1095,8 @@ int cloud_applier_batch(cloud_applier *a, const char *device, const void *payloa
     a->have_hdr = 0;
     a->reason[0] = '\0';
     a->stats.batches++;
-    for (int i = 0; i < sync_schema_ntables(a->schema); i++) {
-        cloud_reach *w = &a->wreach[i];
-        cloud_access_reach(a->cfg, sync_schema_table(a->schema, i), device, 1, w);
-        a->writable[i] = (uint8_t)(w->whole || w->nparts > 0);
-    }
+    for (int i = 0; i < sync_schema_ntables(a->schema); i++)
+        cloud_access_reach(a->cfg, sync_schema_table(a->schema, i), device, 1, &a->wreach[i]);
     if (a->registry) {
         char why[256];
         int ok = cloud_registry_allows(a->registry, a->cfg->tenant, device, why, sizeof why);
